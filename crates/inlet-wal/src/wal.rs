@@ -1,0 +1,370 @@
+//! The log itself: single-owner, synchronous. [`crate::WalHandle`] runs one on a writer thread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::cursors::Cursors;
+use crate::error::{Result, WalError};
+use crate::policy::FsyncPolicy;
+use crate::record::{RECORD_HEADER_BYTES, encode_record};
+use crate::segment::{self, SegmentInfo};
+
+/// How to open a log.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// The directory holding the segments and cursors; created if missing.
+    pub dir: PathBuf,
+    /// A segment is closed once the next write would take it past this size.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// The largest payload accepted; larger ones are refused before anything is written.
+    pub max_record_bytes: usize,
+    /// The downstream consumers that must confirm records before their segments are deleted.
+    pub consumers: Vec<String>,
+}
+
+impl WalConfig {
+    /// A configuration with the defaults for everything but the directory.
+    pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
+        WalConfig {
+            dir: dir.into(),
+            segment_bytes: 64 * 1024 * 1024,
+            fsync: FsyncPolicy::Always,
+            max_record_bytes: 1024 * 1024,
+            consumers: Vec::new(),
+        }
+    }
+}
+
+/// What opening the log found and repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub oldest_lsn: u64,
+    pub next_lsn: u64,
+    /// Bytes cut from the newest segment's torn tail (0 after a clean shutdown).
+    pub truncated_bytes: u64,
+    /// Why the tail was cut, when it was.
+    pub truncated_reason: Option<String>,
+}
+
+/// An open write-ahead log. Not shared: one owner appends, syncs and confirms.
+#[derive(Debug)]
+pub struct Wal {
+    config: WalConfig,
+    /// Oldest first; the last one is the active segment and is never deleted.
+    segments: Vec<SegmentInfo>,
+    active: File,
+    next_lsn: u64,
+    synced_lsn: u64,
+    /// Bytes of the active segment covered by the last sync (everything before is durable).
+    active_synced_bytes: u64,
+    cursors: Cursors,
+    buf: Vec<u8>,
+}
+
+/// Where the active segment stands; for diagnostics and crash-simulation tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSegment {
+    pub path: PathBuf,
+    pub first_lsn: u64,
+    pub bytes: u64,
+    pub synced_bytes: u64,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `config.dir`, repairing a torn tail.
+    pub fn open(config: WalConfig) -> Result<(Wal, RecoveryReport)> {
+        fs::create_dir_all(&config.dir).map_err(WalError::io(format!("creating {}", config.dir.display())))?;
+        let _ = fs::remove_file(config.dir.join("cursors.json.tmp"));
+        let mut segments = segment::list_segments(&config.dir)?;
+        let mut truncated_bytes = 0;
+        let mut truncated_reason = None;
+        let (active, next_lsn) = match segments.last_mut() {
+            None => {
+                let (file, info) = segment::create_segment(&config.dir, 0)?;
+                segments.push(info);
+                (file, 0)
+            }
+            Some(newest) => {
+                let scan = segment::scan_segment(newest, config.max_record_bytes)?;
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(&newest.path)
+                    .map_err(WalError::io(format!("opening {}", newest.path.display())))?;
+                if scan.valid_end < newest.bytes {
+                    truncated_bytes = newest.bytes - scan.valid_end;
+                    truncated_reason = scan.stopped.map(str::to_owned);
+                    tracing::warn!(
+                        segment = %newest.path.display(),
+                        bytes = truncated_bytes,
+                        reason = scan.stopped.unwrap_or("unknown"),
+                        "truncating torn tail of the write-ahead log"
+                    );
+                    file.set_len(scan.valid_end)
+                        .and_then(|()| file.sync_all())
+                        .map_err(WalError::io(format!("truncating {}", newest.path.display())))?;
+                    newest.bytes = scan.valid_end;
+                }
+                (file, newest.first_lsn + scan.records)
+            }
+        };
+        let oldest_lsn = segments[0].first_lsn;
+        let cursors = Cursors::load(&config.dir, &config.consumers, oldest_lsn)?;
+        cursors.persist(&config.dir)?;
+        let report = RecoveryReport {
+            segments: segments.len(),
+            oldest_lsn,
+            next_lsn,
+            truncated_bytes,
+            truncated_reason,
+        };
+        let active_synced_bytes = segments.last().map_or(0, |s| s.bytes);
+        let wal = Wal {
+            config,
+            segments,
+            active,
+            next_lsn,
+            synced_lsn: next_lsn,
+            active_synced_bytes,
+            cursors,
+            buf: Vec::new(),
+        };
+        Ok((wal, report))
+    }
+
+    /// Writes `payloads` as consecutive records and returns their LSNs. Nothing is synced: call
+    /// [`Wal::sync`] before treating them as durable. Either every payload is accepted or, on a
+    /// size error, none is written.
+    pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Range<u64>> {
+        let max = self.config.max_record_bytes;
+        if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max) {
+            return Err(WalError::RecordTooLarge { len: p.as_ref().len(), max });
+        }
+        let start = self.next_lsn;
+        for payload in payloads {
+            let payload = payload.as_ref();
+            let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
+            let active_first = self.active_info().first_lsn;
+            let projected = self.active_info().bytes + self.buf.len() as u64 + framed;
+            if projected > self.config.segment_bytes && self.next_lsn > active_first {
+                self.write_buffer()?;
+                self.roll()?;
+            }
+            encode_record(&mut self.buf, payload);
+            self.next_lsn += 1;
+        }
+        self.write_buffer()?;
+        Ok(start..self.next_lsn)
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.synced_lsn == self.next_lsn {
+            return Ok(());
+        }
+        let path = &self.active_info().path;
+        self.active.sync_data().map_err(WalError::io(format!("syncing {}", path.display())))?;
+        self.synced_lsn = self.next_lsn;
+        self.active_synced_bytes = self.active_info().bytes;
+        Ok(())
+    }
+
+    /// Records that `consumer` has made every record before `lsn` durable elsewhere, persists
+    /// that, and deletes the segments no consumer needs any more. Returns how many were deleted.
+    pub fn confirm(&mut self, consumer: &str, lsn: u64) -> Result<usize> {
+        if !self.cursors.advance(consumer, lsn.min(self.synced_lsn))? {
+            return Ok(0);
+        }
+        self.cursors.persist(&self.config.dir)?;
+        let Some(min) = self.cursors.min_position() else { return Ok(0) };
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[1].first_lsn <= min {
+            let old = self.segments.remove(0);
+            fs::remove_file(&old.path).map_err(WalError::io(format!("deleting {}", old.path.display())))?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            segment::sync_dir(&self.config.dir)?;
+            tracing::debug!(deleted, oldest_lsn = self.oldest_lsn(), "deleted confirmed segments");
+        }
+        Ok(deleted)
+    }
+
+    /// The LSN the next appended record will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Every record below this LSN is durable.
+    pub fn synced_lsn(&self) -> u64 {
+        self.synced_lsn
+    }
+
+    /// The oldest record still on disk.
+    pub fn oldest_lsn(&self) -> u64 {
+        self.segments[0].first_lsn
+    }
+
+    /// Bytes of all segment files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn cursors(&self) -> &Cursors {
+        &self.cursors
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+
+    pub fn active_segment(&self) -> ActiveSegment {
+        let info = self.active_info();
+        ActiveSegment {
+            path: info.path.clone(),
+            first_lsn: info.first_lsn,
+            bytes: info.bytes,
+            synced_bytes: self.active_synced_bytes,
+        }
+    }
+
+    fn active_info(&self) -> &SegmentInfo {
+        self.segments.last().expect("the active segment always exists")
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let info = self.segments.last_mut().expect("the active segment always exists");
+        self.active
+            .write_all(&self.buf)
+            .map_err(WalError::io(format!("writing {}", info.path.display())))?;
+        info.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Closes the active segment (synced, so only the newest segment can ever be torn) and
+    /// starts the next one.
+    fn roll(&mut self) -> Result<()> {
+        self.sync()?;
+        let (file, info) = segment::create_segment(&self.config.dir, self.next_lsn)?;
+        self.active = file;
+        self.active_synced_bytes = info.bytes;
+        self.segments.push(info);
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(error) = self.write_buffer().and_then(|()| self.sync()) {
+            tracing::error!(%error, "final sync of the write-ahead log failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::WalReader;
+    use crate::segment::SEGMENT_HEADER_BYTES;
+
+    fn config(dir: &std::path::Path) -> WalConfig {
+        WalConfig { segment_bytes: 256, consumers: vec!["lake".into(), "amplitude".into()], ..WalConfig::new(dir) }
+    }
+
+    fn read_all(cfg: &WalConfig, from: u64) -> Vec<(u64, Vec<u8>)> {
+        WalReader::open(&cfg.dir, from, u64::MAX, cfg.max_record_bytes)
+            .expect("reader opens")
+            .map(|r| r.map(|r| (r.lsn, r.payload)).expect("record reads"))
+            .collect()
+    }
+
+    #[test]
+    fn appends_roll_segments_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let payloads: Vec<Vec<u8>> = (0..50).map(|i| format!("event-{i}").repeat(i % 7 + 1).into_bytes()).collect();
+        {
+            let (mut wal, report) = Wal::open(cfg.clone()).expect("open");
+            assert_eq!(report.next_lsn, 0);
+            assert_eq!(wal.append(&payloads[..20]).expect("append"), 0..20);
+            assert_eq!(wal.append(&payloads[20..]).expect("append"), 20..50);
+            wal.sync().expect("sync");
+            assert!(wal.segment_count() > 3, "small segments should roll");
+        }
+        let (wal, report) = Wal::open(cfg.clone()).expect("reopen");
+        assert_eq!(report.next_lsn, 50);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(wal.disk_bytes(), std::fs::read_dir(dir.path()).expect("ls").filter_map(|e| {
+            let e = e.ok()?;
+            e.file_name().to_str()?.ends_with(".wal").then(|| e.metadata().ok().map(|m| m.len())).flatten()
+        }).sum::<u64>());
+        let read = read_all(&cfg, 0);
+        assert_eq!(read.len(), 50);
+        for (i, (lsn, payload)) in read.iter().enumerate() {
+            assert_eq!(*lsn, i as u64);
+            assert_eq!(payload, &payloads[i]);
+        }
+        assert_eq!(read_all(&cfg, 37)[0].0, 37);
+    }
+
+    #[test]
+    fn segments_are_deleted_only_after_every_consumer_confirms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+        let payloads: Vec<Vec<u8>> = (0..40).map(|i| vec![b'x'; 30 + i]).collect();
+        wal.append(&payloads).expect("append");
+        wal.sync().expect("sync");
+        let segments = wal.segment_count();
+        assert_eq!(wal.confirm("lake", 40).expect("confirm"), 0, "amplitude has not confirmed");
+        assert_eq!(wal.segment_count(), segments);
+        assert!(wal.confirm("amplitude", 20).expect("confirm") > 0);
+        assert!(wal.oldest_lsn() <= 20, "records not confirmed by everyone are kept");
+        assert!(wal.oldest_lsn() > 0);
+        wal.confirm("amplitude", 40).expect("confirm");
+        assert_eq!(wal.segment_count(), 1, "the active segment always stays");
+        assert!(matches!(wal.confirm("nobody", 1), Err(WalError::UnknownConsumer(_))));
+        drop(wal);
+        // LSNs keep counting from where they were, and cursors persist.
+        let (mut wal, report) = Wal::open(cfg.clone()).expect("reopen");
+        assert_eq!(report.next_lsn, 40);
+        assert_eq!(wal.cursors().position("lake"), Some(40));
+        assert_eq!(wal.append(&[b"next"]).expect("append"), 40..41);
+        let err = WalReader::open(&cfg.dir, 0, u64::MAX, cfg.max_record_bytes).expect_err("truncated");
+        assert!(matches!(err, WalError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn nothing_is_deleted_without_consumers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WalConfig { consumers: vec![], ..config(dir.path()) };
+        let (mut wal, _) = Wal::open(cfg).expect("open");
+        wal.append(&vec![vec![b'y'; 100]; 10]).expect("append");
+        let segments = wal.segment_count();
+        assert!(matches!(wal.confirm("lake", 10), Err(WalError::UnknownConsumer(_))));
+        assert_eq!(wal.segment_count(), segments);
+    }
+
+    #[test]
+    fn an_oversized_record_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WalConfig { max_record_bytes: 10, ..config(dir.path()) };
+        let (mut wal, _) = Wal::open(cfg).expect("open");
+        let err = wal.append(&[&b"ok"[..], &[0u8; 11][..]]).expect_err("too large");
+        assert!(matches!(err, WalError::RecordTooLarge { len: 11, max: 10 }));
+        assert_eq!(wal.next_lsn(), 0);
+        assert_eq!(wal.disk_bytes(), SEGMENT_HEADER_BYTES);
+    }
+}

@@ -1,0 +1,392 @@
+//! Group commit: one writer thread owns the [`Wal`]; any number of tasks append through a
+//! [`WalHandle`] and are answered once the sync that covers their records has returned.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::{Result, WalError};
+use crate::policy::FsyncPolicy;
+use crate::wal::{RecoveryReport, Wal, WalConfig};
+
+/// The most payload bytes one group commit gathers before it writes and syncs, so a flood of
+/// appends cannot delay the first waiter's answer without bound.
+pub const GROUP_COMMIT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// Receives timings from the writer thread (the gateway turns them into metrics).
+pub trait WalObserver: Send + Sync + fmt::Debug {
+    /// One `fdatasync` took `duration` and made `records` records durable.
+    fn synced(&self, duration: Duration, records: u64);
+}
+
+/// Live figures of a running log, updated by the writer thread after every group commit.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    next_lsn: AtomicU64,
+    durable_lsn: AtomicU64,
+    oldest_lsn: AtomicU64,
+    disk_bytes: AtomicU64,
+    segments: AtomicU64,
+    poisoned: OnceLock<String>,
+}
+
+impl WalStats {
+    fn update(&self, wal: &Wal) {
+        self.next_lsn.store(wal.next_lsn(), Ordering::Release);
+        self.durable_lsn.store(wal.synced_lsn(), Ordering::Release);
+        self.oldest_lsn.store(wal.oldest_lsn(), Ordering::Release);
+        self.disk_bytes.store(wal.disk_bytes(), Ordering::Release);
+        self.segments.store(wal.segment_count() as u64, Ordering::Release);
+    }
+
+    fn poison(&self, error: &WalError) -> WalError {
+        let message = self.poisoned.get_or_init(|| error.to_string()).clone();
+        tracing::error!(%error, "write-ahead log poisoned; restart to recover");
+        WalError::Poisoned(message)
+    }
+}
+
+enum Command {
+    Append { payloads: Vec<Vec<u8>>, reply: oneshot::Sender<Result<Range<u64>>> },
+    Confirm { consumer: String, lsn: u64, reply: oneshot::Sender<Result<usize>> },
+    Sync { reply: oneshot::Sender<Result<()>> },
+    /// Answered on a std channel: shutdown may run in `Drop`, inside or outside a runtime.
+    Shutdown { reply: mpsc::Sender<Result<()>> },
+}
+
+/// A running log: cheap to share (`Arc`), safe to call from any task or thread.
+pub struct WalHandle {
+    sender: mpsc::Sender<Command>,
+    stats: Arc<WalStats>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    config: WalConfig,
+}
+
+impl fmt::Debug for WalHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalHandle").field("dir", &self.config.dir).field("stats", &self.stats).finish()
+    }
+}
+
+impl WalHandle {
+    /// Opens the log (recovering it) and starts its writer thread.
+    pub fn start(config: WalConfig, observer: Option<Arc<dyn WalObserver>>) -> Result<(WalHandle, RecoveryReport)> {
+        let (wal, report) = Wal::open(config.clone())?;
+        let stats = Arc::new(WalStats::default());
+        stats.update(&wal);
+        let (sender, receiver) = mpsc::channel();
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("inlet-wal-writer".into())
+            .spawn(move || run_writer(wal, receiver, &thread_stats, observer.as_deref()))
+            .map_err(WalError::io("starting the write-ahead log writer thread"))?;
+        let handle = WalHandle { sender, stats, thread: Mutex::new(Some(thread)), config };
+        Ok((handle, report))
+    }
+
+    /// Appends `payloads` as consecutive records; resolves once they are as durable as the
+    /// fsync policy promises (with [`FsyncPolicy::Always`]: synced to disk).
+    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Append { payloads, reply })?;
+        answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// [`WalHandle::append`] for code outside an async runtime.
+    pub fn append_blocking(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Append { payloads, reply })?;
+        answer.blocking_recv().map_err(|_| WalError::Closed)?
+    }
+
+    /// Confirms, for `consumer`, every record before `lsn`; deletes what no one needs any more.
+    pub async fn confirm(&self, consumer: &str, lsn: u64) -> Result<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Confirm { consumer: consumer.to_owned(), lsn, reply })?;
+        answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Syncs everything appended so far, whatever the policy.
+    pub async fn sync(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Sync { reply })?;
+        answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Syncs, stops the writer thread and waits for it. Later appends fail with `Closed`.
+    pub fn shutdown(&self) -> Result<()> {
+        let (reply, answer) = mpsc::channel();
+        let result = match self.sender.send(Command::Shutdown { reply }) {
+            Ok(()) => answer.recv().unwrap_or(Err(WalError::Closed)),
+            Err(_) => Ok(()),
+        };
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        result
+    }
+
+    fn submit(&self, command: Command) -> Result<()> {
+        if let Some(message) = self.stats.poisoned.get() {
+            return Err(WalError::Poisoned(message.clone()));
+        }
+        self.sender.send(command).map_err(|_| WalError::Closed)
+    }
+
+    /// Every record below this LSN is durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.stats.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.stats.next_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn oldest_lsn(&self) -> u64 {
+        self.stats.oldest_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.stats.disk_bytes.load(Ordering::Acquire)
+    }
+
+    pub fn segments(&self) -> u64 {
+        self.stats.segments.load(Ordering::Acquire)
+    }
+
+    /// Why the log refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.stats.poisoned.get().map(String::as_str)
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+}
+
+impl Drop for WalHandle {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::error!(%error, "write-ahead log shutdown failed");
+        }
+    }
+}
+
+/// An append written but not yet answered (waiting for the group's sync).
+struct Pending {
+    reply: oneshot::Sender<Result<Range<u64>>>,
+    lsns: Range<u64>,
+}
+
+fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats, observer: Option<&dyn WalObserver>) {
+    let policy = wal.config().fsync;
+    let mut unsynced_since: Option<Instant> = None;
+    loop {
+        let first = match (policy, unsynced_since) {
+            (FsyncPolicy::Interval(interval), Some(since)) => {
+                match receiver.recv_timeout(interval.saturating_sub(since.elapsed())) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = sync_and_observe(&mut wal, stats, observer);
+                        unsynced_since = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            _ => match receiver.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            },
+        };
+        let mut commands = vec![first];
+        let mut gathered = 0usize;
+        while gathered < GROUP_COMMIT_MAX_BYTES {
+            match receiver.try_recv() {
+                Ok(command) => {
+                    if let Command::Append { payloads, .. } = &command {
+                        gathered += payloads.iter().map(Vec::len).sum::<usize>();
+                    }
+                    commands.push(command);
+                }
+                Err(_) => break,
+            }
+        }
+
+        let mut pending = Vec::new();
+        let mut after_sync = Vec::new();
+        for command in commands {
+            match command {
+                Command::Append { payloads, reply } => {
+                    if let Some(message) = stats.poisoned.get() {
+                        let _ = reply.send(Err(WalError::Poisoned(message.clone())));
+                        continue;
+                    }
+                    match wal.append(&payloads) {
+                        Ok(lsns) => pending.push(Pending { reply, lsns }),
+                        Err(e @ WalError::RecordTooLarge { .. }) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(stats.poison(&e)));
+                        }
+                    }
+                }
+                other => after_sync.push(other),
+            }
+        }
+
+        let needs_sync = (policy.syncs_before_ack() && !pending.is_empty()) || !after_sync.is_empty();
+        let synced = if needs_sync {
+            sync_and_observe(&mut wal, stats, observer)
+        } else {
+            Ok(())
+        };
+        if let FsyncPolicy::Interval(interval) = policy {
+            if synced.is_ok() && !pending.is_empty() && unsynced_since.is_none() {
+                unsynced_since = Some(Instant::now());
+            }
+            if unsynced_since.is_some_and(|since| since.elapsed() >= interval) {
+                let _ = sync_and_observe(&mut wal, stats, observer);
+                unsynced_since = None;
+            }
+        }
+        for Pending { reply, lsns } in pending {
+            let answer = match &synced {
+                Ok(()) => Ok(lsns),
+                Err(message) => Err(WalError::Poisoned(message.clone())),
+            };
+            let _ = reply.send(answer);
+        }
+
+        let mut shutdown = None;
+        for command in after_sync {
+            match command {
+                Command::Confirm { consumer, lsn, reply } => {
+                    let result = wal.confirm(&consumer, lsn);
+                    if let Err(e @ WalError::Io { .. }) = &result {
+                        tracing::error!(error = %e, "confirming consumer position failed");
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::Sync { reply } => {
+                    let _ = reply.send(synced.clone().map_err(WalError::Poisoned));
+                }
+                Command::Shutdown { reply } => shutdown = Some(reply),
+                Command::Append { .. } => unreachable!("appends were handled above"),
+            }
+        }
+        stats.update(&wal);
+        if let Some(reply) = shutdown {
+            let _ = reply.send(synced.map_err(WalError::Poisoned));
+            break;
+        }
+    }
+    if stats.poisoned.get().is_none() {
+        let _ = sync_and_observe(&mut wal, stats, observer);
+    }
+    stats.update(&wal);
+}
+
+/// Syncs, reports the timing, and poisons the log on failure (returning the message).
+fn sync_and_observe(wal: &mut Wal, stats: &WalStats, observer: Option<&dyn WalObserver>) -> Result<(), String> {
+    if let Some(message) = stats.poisoned.get() {
+        return Err(message.clone());
+    }
+    let records = wal.next_lsn() - wal.synced_lsn();
+    let started = Instant::now();
+    match wal.sync() {
+        Ok(()) => {
+            if let Some(observer) = observer.filter(|_| records > 0) {
+                observer.synced(started.elapsed(), records);
+            }
+            stats.update(wal);
+            Ok(())
+        }
+        Err(e) => match stats.poison(&e) {
+            WalError::Poisoned(message) => Err(message),
+            _ => unreachable!("poison returns Poisoned"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default)]
+    struct CountingObserver(AtomicU64, AtomicU64);
+    impl WalObserver for CountingObserver {
+        fn synced(&self, _: Duration, records: u64) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            self.1.fetch_add(records, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_share_syncs_and_get_distinct_lsns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let observer = Arc::new(CountingObserver::default());
+        let (wal, _) = WalHandle::start(WalConfig::new(dir.path()), Some(observer.clone())).expect("start");
+        let wal = Arc::new(wal);
+        let mut tasks = Vec::new();
+        for task in 0..64u32 {
+            let wal = Arc::clone(&wal);
+            tasks.push(tokio::spawn(async move {
+                let mut ranges = Vec::new();
+                for i in 0..20u32 {
+                    let payloads = vec![format!("{task}-{i}-a").into_bytes(), format!("{task}-{i}-b").into_bytes()];
+                    ranges.push(wal.append(payloads).await.expect("append"));
+                }
+                ranges
+            }));
+        }
+        let mut lsns = Vec::new();
+        for task in tasks {
+            for range in task.await.expect("task") {
+                assert_eq!(range.end - range.start, 2, "one request's records are contiguous");
+                lsns.extend(range);
+            }
+        }
+        lsns.sort_unstable();
+        assert_eq!(lsns, (0..64 * 20 * 2).collect::<Vec<u64>>());
+        assert_eq!(wal.durable_lsn(), 2560);
+        assert_eq!(observer.1.load(Ordering::Relaxed), 2560);
+        let syncs = observer.0.load(Ordering::Relaxed);
+        assert!(syncs < 1280, "group commit should share syncs ({syncs} syncs for 1280 appends)");
+        wal.shutdown().expect("shutdown");
+        assert!(matches!(wal.append(vec![b"late".to_vec()]).await, Err(WalError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn interval_policy_syncs_in_the_background() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig { fsync: FsyncPolicy::Interval(Duration::from_millis(20)), ..WalConfig::new(dir.path()) };
+        let (wal, _) = WalHandle::start(config, None).expect("start");
+        wal.append(vec![b"a".to_vec()]).await.expect("append");
+        assert_eq!(wal.next_lsn(), 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while wal.durable_lsn() < 1 {
+            assert!(Instant::now() < deadline, "interval sync never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_records_are_refused_without_poisoning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig { max_record_bytes: 4, ..WalConfig::new(dir.path()) };
+        let (wal, _) = WalHandle::start(config, None).expect("start");
+        assert!(matches!(wal.append(vec![vec![0; 5]]).await, Err(WalError::RecordTooLarge { .. })));
+        assert_eq!(wal.append(vec![vec![0; 4]]).await.expect("append"), 0..1);
+        assert!(wal.poisoned().is_none());
+    }
+}
