@@ -1,1 +1,23 @@
+//! # inlet-segment: the Segment message model
+//!
+//! Parses Tracking API request bodies, validates each message against the Segment spec, and
+//! normalises it (message id, server-corrected timestamps, merged batch context, client IP).
+//! Pure functions over bytes and a clock reading handed in by the caller: no I/O, no HTTP, so
+//! the gateway, the golden corpus and the property tests all exercise exactly the same code.
+//!
+//! Two kinds of failure are kept apart on purpose:
+//! - [`RequestError`]: the body as a whole is unusable (not JSON, not a batch, too many
+//!   events). Nothing in it is stored.
+//! - [`Rejection`]: one message breaks a rule. In a batch the others are still stored.
 
+mod message_type;
+mod normalise;
+mod payload;
+mod rejection;
+mod time;
+
+pub use message_type::MessageType;
+pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
+pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
+pub use rejection::{RejectReason, Rejection, RequestError};
+pub use time::{format_timestamp, parse_timestamp};

@@ -1,0 +1,190 @@
+//! Request bodies: one message (the single-message routes) or a batch envelope.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::message_type::MessageType;
+use crate::normalise::BatchDefaults;
+use crate::rejection::RequestError;
+
+/// The Segment limits on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message, in bytes of its JSON as received (Segment: 32 KB).
+    pub max_event_bytes: usize,
+    /// Most messages in one batch (Segment: 2,500).
+    pub max_batch_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_event_bytes: 32 * 1024, max_batch_events: 2500 }
+    }
+}
+
+/// What a route expects its body to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// `/v1/track`, `/v1/t`, …: the body is one message of this type (its `type` field, if
+    /// any, is overridden by the route).
+    Single(MessageType),
+    /// `/v1/batch`, `/v1/b`, `/v1/import`: `{"batch": [...], ...}`.
+    Batch,
+}
+
+/// A body split into its messages, still unparsed, plus what applies to all of them.
+#[derive(Debug)]
+pub struct ParsedBody<'a> {
+    /// The write key found in the body (`writeKey`), if any.
+    pub write_key: Option<String>,
+    pub items: Vec<&'a RawValue>,
+    pub defaults: BatchDefaults,
+    /// The type the route imposes, for single-message routes.
+    pub forced_type: Option<MessageType>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    batch: Option<&'a RawValue>,
+    #[serde(rename = "writeKey", default)]
+    write_key: Option<Value>,
+    #[serde(rename = "sentAt", default)]
+    sent_at: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
+    #[serde(default)]
+    integrations: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WriteKeyOnly {
+    #[serde(rename = "writeKey", default)]
+    write_key: Option<Value>,
+}
+
+/// Splits a decompressed body into messages. Only the envelope is checked here; each message
+/// is validated on its own by the normaliser.
+pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Result<ParsedBody<'a>, RequestError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        RequestError::InvalidJson(format!("body is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()))
+    })?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(RequestError::EmptyBody);
+    }
+    // Checked up front: serde would happily read a struct from a JSON array.
+    if !trimmed.starts_with('{') {
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(e) if e.classify() != serde_json::error::Category::Data => RequestError::InvalidJson(e.to_string()),
+            _ => RequestError::NotAnObject,
+        });
+    }
+    match kind {
+        RouteKind::Single(message_type) => {
+            let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
+            let write_key = match serde_json::from_str::<WriteKeyOnly>(raw.get()) {
+                Ok(w) => string_field("writeKey", w.write_key)?,
+                Err(_) => return Err(RequestError::NotAnObject),
+            };
+            Ok(ParsedBody { write_key, items: vec![raw], defaults: BatchDefaults::default(), forced_type: Some(message_type) })
+        }
+        RouteKind::Batch => {
+            let envelope: Envelope<'a> = serde_json::from_str(text).map_err(json_error)?;
+            let items: Vec<&'a RawValue> = match envelope.batch {
+                None => return Err(RequestError::BatchNotArray),
+                Some(raw) => serde_json::from_str(raw.get()).map_err(|_| RequestError::BatchNotArray)?,
+            };
+            if items.is_empty() {
+                return Err(RequestError::EmptyBatch);
+            }
+            if items.len() > limits.max_batch_events {
+                return Err(RequestError::TooManyEvents { count: items.len(), max: limits.max_batch_events });
+            }
+            let defaults = BatchDefaults {
+                sent_at: string_field("sentAt", envelope.sent_at)?,
+                context: object_field("context", envelope.context)?,
+                integrations: object_field("integrations", envelope.integrations)?,
+            };
+            let write_key = string_field("writeKey", envelope.write_key)?;
+            Ok(ParsedBody { write_key, items, defaults, forced_type: None })
+        }
+    }
+}
+
+fn json_error(e: serde_json::Error) -> RequestError {
+    match e.classify() {
+        serde_json::error::Category::Data => RequestError::NotAnObject,
+        _ => RequestError::InvalidJson(e.to_string()),
+    }
+}
+
+fn string_field(field: &'static str, value: Option<Value>) -> Result<Option<String>, RequestError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(RequestError::InvalidField { field, expected: "a string" }),
+    }
+}
+
+fn object_field(field: &'static str, value: Option<Value>) -> Result<Option<Map<String, Value>>, RequestError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(RequestError::InvalidField { field, expected: "an object" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str, kind: RouteKind) -> Result<ParsedBody<'_>, RequestError> {
+        parse_body(body.as_bytes(), kind, &Limits::default())
+    }
+
+    #[test]
+    fn splits_batches_and_reads_envelope_fields() {
+        let body = r#"{"batch":[{"type":"track"},{"type":"page"}],"writeKey":"k","sentAt":"2024-01-01T00:00:00Z","context":{"a":1}}"#;
+        let parsed = parse(body, RouteKind::Batch).expect("parses");
+        assert_eq!(parsed.items.len(), 2);
+        assert_eq!(parsed.items[1].get(), r#"{"type":"page"}"#);
+        assert_eq!(parsed.write_key.as_deref(), Some("k"));
+        assert_eq!(parsed.defaults.sent_at.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert!(parsed.defaults.context.is_some());
+        assert!(parsed.forced_type.is_none());
+    }
+
+    #[test]
+    fn single_routes_keep_the_whole_body_as_one_message() {
+        let parsed = parse(r#"{"event":"x","writeKey":"k"}"#, RouteKind::Single(MessageType::Track)).expect("parses");
+        assert_eq!(parsed.items.len(), 1);
+        assert_eq!(parsed.write_key.as_deref(), Some("k"));
+        assert_eq!(parsed.forced_type, Some(MessageType::Track));
+    }
+
+    #[test]
+    fn refuses_unusable_bodies() {
+        let batch = RouteKind::Batch;
+        assert_eq!(parse("", batch).expect_err("empty").code(), "empty_body");
+        assert_eq!(parse("{", batch).expect_err("eof").code(), "invalid_json");
+        assert_eq!(parse("[1]", batch).expect_err("array").code(), "invalid_body");
+        assert_eq!(parse(r#"{"batch":{}}"#, batch).expect_err("object").code(), "invalid_batch");
+        assert_eq!(parse(r#"{"event":"x"}"#, batch).expect_err("missing").code(), "invalid_batch");
+        assert_eq!(parse(r#"{"batch":[]}"#, batch).expect_err("empty").code(), "empty_batch");
+        assert_eq!(parse(r#"{"batch":[],"writeKey":1}"#, batch).expect_err("key").code(), "empty_batch");
+        assert_eq!(parse(r#"{"batch":[{}],"writeKey":1}"#, batch).expect_err("key").code(), "invalid_field");
+        assert_eq!(parse(r#"{"batch":[{}],"context":"x"}"#, batch).expect_err("ctx").code(), "invalid_field");
+        assert_eq!(
+            parse_body(&[b'{', 0xff, b'}'], batch, &Limits::default()).expect_err("utf8").code(),
+            "invalid_json"
+        );
+        let too_many = format!(r#"{{"batch":[{}]}}"#, vec!["{}"; 2501].join(","));
+        assert_eq!(
+            parse(&too_many, batch).expect_err("count"),
+            RequestError::TooManyEvents { count: 2501, max: 2500 }
+        );
+        assert_eq!(parse("42", RouteKind::Single(MessageType::Track)).expect_err("num").code(), "invalid_body");
+    }
+}
