@@ -1,1 +1,25 @@
+//! # inlet-gateway: the ingestion gateway
+//!
+//! Speaks Segment's HTTP Tracking API in front of the write-ahead log. Entry points:
+//! [`AppState::open`] (configuration → open WAL and shared state), [`router`] (for `oneshot`
+//! tests), and [`serve`] (a listener and a shutdown future; tests bind port 0).
 
+pub mod auth;
+pub mod body;
+pub mod client_ip;
+pub mod config;
+pub mod dedupe;
+pub mod dev;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod tls;
+
+pub use config::Config;
+pub use routes::router;
+pub use server::serve;
+pub use state::{AppState, Clock, SystemClock};

@@ -1,1 +1,169 @@
-fn main() {}
+//! The `inlet` binary: thin wiring over the library.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
+use inlet_gateway::{AppState, Config, SystemClock, dev, serve, settings, tls};
+use inlet_wal::WalReader;
+
+#[derive(Parser)]
+#[command(name = "inlet", version, about = "Self-hosted, Segment-compatible event collection")]
+struct Cli {
+    /// TOML configuration file (also `INLET_CONFIG`); without one, the embedded defaults run.
+    #[arg(long, global = true, env = CONFIG_PATH_ENV)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Validate the configuration and print it as the gateway would use it (write keys hidden).
+    CheckConfig,
+    /// Inspect the write-ahead log.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Print records as JSON lines: `{"lsn":N,"source":…,"event":{…}}`.
+    Dump {
+        /// First LSN to print (default: the oldest retained).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "inlet: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut config = Config::load(cli.config.as_deref(), &env)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&config);
+            let dev_key = dev::ensure_dev_source(&mut config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(run_gateway(config, dev_key))
+        }
+        Command::CheckConfig => {
+            for source in &mut config.sources {
+                source.write_key = "<hidden>".into();
+            }
+            let mut out = std::io::stdout();
+            writeln!(out, "{config:#?}")?;
+            Ok(())
+        }
+        Command::Wal { command: WalCommand::Dump { from } } => dump_wal(&config, from),
+    }
+}
+
+async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<()> {
+    let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let state = Arc::new(tokio::task::block_in_place(|| AppState::open(config, Arc::new(SystemClock)))?);
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, public_url = %state.public_url, tls = tls.is_some(), "inlet gateway listening");
+    if let Some(key) = dev_key {
+        announce_dev_source(&key, &state.public_url);
+    }
+    serve(Arc::clone(&state), tls, listener, shutdown_signal()).await?;
+    tracing::info!("connections drained; syncing the write-ahead log");
+    tokio::task::block_in_place(|| state.wal.shutdown())?;
+    tracing::info!(durable_lsn = state.wal.durable_lsn(), "stopped");
+    Ok(())
+}
+
+fn announce_dev_source(key: &str, public_url: &str) {
+    let (api_host, _) = settings::api_host(public_url);
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "\nNo sources configured: using the development source {:?}.\n  write key: {key}\n  try:       curl -u '{key}:' {public_url}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Hello\"}}'\n  SDKs:      apiHost {api_host}, settings {public_url}/v1/projects/{key}/settings\n",
+        dev::DEV_SOURCE
+    );
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn dump_wal(config: &Config, from: Option<u64>) -> anyhow::Result<()> {
+    let dir = config.wal_dir();
+    anyhow::ensure!(dir.is_dir(), "no write-ahead log in {}", dir.display());
+    let max_record_bytes = config.limits.max_event_bytes + 64 * 1024;
+    let oldest = WalReader::open(&dir, 0, u64::MAX, max_record_bytes).map(|_| 0).or_else(|e| match e {
+        inlet_wal::WalError::Truncated { oldest, .. } => Ok(oldest),
+        other => Err(other),
+    })?;
+    let reader = WalReader::open(&dir, from.unwrap_or(oldest), u64::MAX, max_record_bytes)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for record in reader {
+        let record = record?;
+        // Records are JSON objects (`{"source":…}`): splice the LSN in front of their fields.
+        match record.payload.strip_prefix(b"{") {
+            Some(rest) => {
+                write!(out, "{{\"lsn\":{},", record.lsn)?;
+                out.write_all(rest)?;
+                writeln!(out)?;
+            }
+            None => anyhow::bail!("record {} is not a JSON object", record.lsn),
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

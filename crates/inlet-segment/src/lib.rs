@@ -14,10 +14,12 @@ mod message_type;
 mod normalise;
 mod payload;
 mod rejection;
+mod stored;
 mod time;
 
 pub use message_type::MessageType;
 pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
 pub use rejection::{RejectReason, Rejection, RequestError};
+pub use stored::{EventKey, StoredEvent, StoredEventKey, encode_stored_event};
 pub use time::{format_timestamp, parse_timestamp};

@@ -1,0 +1,409 @@
+//! Typed configuration: defaults < TOML file < `INLET_*` environment variables.
+//!
+//! Every field is documented in `docs/config.md`. Unknown keys are refused, and
+//! [`Config::validate`] checks what types cannot, so a bad configuration stops the program at
+//! start with a message naming the key.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use inlet_wal::FsyncPolicy;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Prefix of environment overrides; `__` separates nested keys (`INLET_WAL__FSYNC=never`).
+pub const ENV_PREFIX: &str = "INLET_";
+/// The variable naming the config file; not itself an override.
+pub const CONFIG_PATH_ENV: &str = "INLET_CONFIG";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the WAL and development files live unless configured elsewhere.
+    pub data_dir: PathBuf,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter (`info`, `inlet_gateway=debug,info`, …).
+    pub log_level: String,
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub wal: WalSettings,
+    pub dedupe: DedupeConfig,
+    /// Write key → source. Empty: a development source is created (see `docs/config.md`).
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The URL SDKs reach this gateway at; served in the settings endpoint as `apiHost`.
+    /// Default: derived from `listen` (and TLS).
+    pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, CDNs), as CIDRs.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace_secs: u64,
+    /// A request body must arrive within this time (slow clients get 408).
+    pub body_read_timeout_secs: u64,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_event_bytes: usize,
+    /// Largest request body, after decompression.
+    pub max_request_bytes: usize,
+    pub max_batch_events: usize,
+    /// Request bytes being decoded or waiting for the WAL; beyond it requests get 429.
+    pub max_inflight_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSettings {
+    /// Default: `{data_dir}/wal`.
+    pub dir: Option<PathBuf>,
+    /// `always` (fsync before acknowledging), `interval` or `never`.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: the longest an acknowledged record stays unsynced.
+    pub fsync_interval_ms: u64,
+    pub segment_bytes: u64,
+    /// Above this much WAL on disk, ingestion answers 503 until consumers catch up.
+    pub max_disk_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeConfig {
+    pub window_secs: u64,
+    /// Upper bound on remembered message ids (about 40 bytes each); beyond it the oldest
+    /// hour of ids is forgotten early.
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Stored with every event (`source` in the lake); lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    pub write_key: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("inlet-data"),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            wal: WalSettings::default(),
+            dedupe: DedupeConfig::default(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            shutdown_grace_secs: 30,
+            body_read_timeout_secs: 30,
+            tls: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_event_bytes: 32 * 1024,
+            max_request_bytes: 500 * 1024,
+            max_batch_events: 2500,
+            max_inflight_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for WalSettings {
+    fn default() -> WalSettings {
+        WalSettings {
+            dir: None,
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 50,
+            segment_bytes: 64 * 1024 * 1024,
+            max_disk_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DedupeConfig {
+    fn default() -> DedupeConfig {
+        DedupeConfig { window_secs: 24 * 3600, max_entries: 2_000_000 }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then every `INLET_*` variable of `env`.
+    /// `env` is passed in so tests never touch the process environment.
+    pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if name == CONFIG_PATH_ENV {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+            set_path(&mut table, &path, env_value(value))
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let l = &self.limits;
+        if l.max_event_bytes == 0 || l.max_request_bytes == 0 || l.max_batch_events == 0 {
+            return invalid("limits must be greater than zero".into());
+        }
+        if l.max_event_bytes > l.max_request_bytes {
+            return invalid("limits.max_event_bytes must not exceed limits.max_request_bytes".into());
+        }
+        if l.max_inflight_bytes < l.max_request_bytes {
+            return invalid("limits.max_inflight_bytes must be at least limits.max_request_bytes".into());
+        }
+        if self.wal.segment_bytes < 1024 * 1024 {
+            return invalid("wal.segment_bytes must be at least 1 MiB".into());
+        }
+        if self.wal.max_disk_bytes < 2 * self.wal.segment_bytes {
+            return invalid("wal.max_disk_bytes must be at least twice wal.segment_bytes".into());
+        }
+        if self.wal.fsync == FsyncMode::Interval && self.wal.fsync_interval_ms == 0 {
+            return invalid("wal.fsync_interval_ms must be greater than zero".into());
+        }
+        if self.dedupe.window_secs == 0 {
+            return invalid("dedupe.window_secs must be greater than zero".into());
+        }
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+                return invalid(format!("server.public_url {url:?} must start with http:// or https://"));
+            }
+        }
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for source in &self.sources {
+            let valid_name = !source.name.is_empty()
+                && source.name.len() <= 64
+                && source.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !valid_name {
+                return invalid(format!(
+                    "source name {:?} must be 1-64 lowercase letters, digits, '-' or '_' (it becomes a lake partition)",
+                    source.name
+                ));
+            }
+            if source.write_key.trim().is_empty() || source.write_key.contains(':') {
+                return invalid(format!("source {:?}: write_key must be non-empty and contain no ':'", source.name));
+            }
+            if !names.insert(&source.name) {
+                return invalid(format!("source name {:?} appears twice", source.name));
+            }
+            if !keys.insert(&source.write_key) {
+                return invalid(format!("source {:?}: its write_key is used by another source", source.name));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal.dir.clone().unwrap_or_else(|| self.data_dir.join("wal"))
+    }
+
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        match self.wal.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(self.wal.fsync_interval_ms)),
+            FsyncMode::Never => FsyncPolicy::Never,
+        }
+    }
+
+    /// The URL SDKs should use: the configured one, or what `listen` implies.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.server.tls.is_some() { "https" } else { "http" };
+                let listen = self.server.listen;
+                let host = if listen.ip().is_unspecified() { "localhost".to_owned() } else { listen.ip().to_string() };
+                let host = if listen.is_ipv6() && !listen.ip().is_unspecified() { format!("[{host}]") } else { host };
+                format!("{scheme}://{host}:{}", listen.port())
+            }
+        }
+    }
+}
+
+/// An environment value as TOML if it parses as a TOML value (numbers, booleans, arrays,
+/// inline tables, quoted strings), else as a plain string.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for key in parents {
+        let entry = current.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("`{key}` is not a table"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write");
+        file
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, &env(&[])).expect("defaults are valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(config.fsync_policy(), FsyncPolicy::Always);
+        assert_eq!(config.wal_dir(), PathBuf::from("inlet-data/wal"));
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let file = write(
+            r#"
+            data_dir = "/var/lib/inlet"
+            [server]
+            listen = "0.0.0.0:9000"
+            [wal]
+            fsync = "interval"
+            [[sources]]
+            name = "web"
+            write_key = "from-file"
+            "#,
+        );
+        let config = Config::load(
+            Some(file.path()),
+            &env(&[
+                ("INLET_SERVER__LISTEN", "0.0.0.0:9100"),
+                ("INLET_WAL__FSYNC_INTERVAL_MS", "20"),
+                ("INLET_SERVER__PUBLIC_URL", "https://events.example.com/"),
+                ("INLET_CONFIG", "ignored"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.server.listen, "0.0.0.0:9100".parse().expect("addr"));
+        assert_eq!(config.fsync_policy(), FsyncPolicy::Interval(Duration::from_millis(20)));
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/inlet"));
+        assert_eq!(config.sources[0].write_key, "from-file");
+        assert_eq!(config.public_url(), "https://events.example.com");
+        let config = Config::load(
+            Some(file.path()),
+            &env(&[("INLET_SOURCES", r#"[{name = "ios", write_key = "k1"}, {name = "android", write_key = "k2"}]"#)]),
+        )
+        .expect("valid");
+        assert_eq!(config.sources.len(), 2);
+        assert_eq!(config.sources[1].name, "android");
+    }
+
+    #[test]
+    fn refuses_bad_configurations_with_the_key_named() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"", "listen"),
+            ("[server]\nlistn = \"0.0.0.0:1\"", "listn"),
+            ("[wal]\nfsync = \"sometimes\"", "sometimes"),
+            ("[limits]\nmax_event_bytes = 600000", "max_event_bytes"),
+            ("[[sources]]\nname = \"Web App\"\nwrite_key = \"k\"", "source name"),
+            ("[[sources]]\nname = \"a\"\nwrite_key = \"k\"\n[[sources]]\nname = \"b\"\nwrite_key = \"k\"", "write_key"),
+            ("[[sources]]\nname = \"a\"\nwrite_key = \"\"", "write_key"),
+            ("[server]\npublic_url = \"events.example.com\"", "public_url"),
+            ("[dedupe]\nwindow_secs = 0", "window_secs"),
+            ("[wal]\nsegment_bytes = 10", "segment_bytes"),
+        ];
+        for (text, needle) in cases {
+            let file = write(text);
+            let error = Config::load(Some(file.path()), &env(&[])).expect_err(text).to_string();
+            assert!(error.contains(needle), "{text:?}: {error:?} should mention {needle:?}");
+        }
+        let error = Config::load(None, &env(&[("INLET_LIMITS__MAX_EVENT_BYTES", "lots")])).expect_err("bad env");
+        assert!(error.to_string().contains("max_event_bytes"), "{error}");
+        let error = Config::load(None, &env(&[("INLET_NOPE", "1")])).expect_err("unknown env");
+        assert!(error.to_string().contains("nope"), "{error}");
+        let file = write("[server");
+        assert!(matches!(Config::load(Some(file.path()), &env(&[])), Err(ConfigError::Parse { .. })));
+    }
+}

@@ -1,0 +1,135 @@
+//! The one error type of the HTTP boundary, and its one mapping to status codes.
+//!
+//! Statuses are chosen for the official SDKs' retry rules (see `docs/api.md`): 400/401/404/413/415
+//! are permanent (every SDK drops the batch), 408/429/503 are retried by every SDK.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inlet_segment::{Rejection, RequestError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no write key: send it as HTTP Basic username or as `writeKey` in the body")]
+    MissingWriteKey,
+    #[error("unknown write key")]
+    InvalidWriteKey,
+    #[error("malformed Authorization header: {0}")]
+    InvalidAuthorization(&'static str),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The only message of a single-message request was refused.
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+    /// Every message of a batch was refused.
+    #[error("none of the {} messages was accepted", .0.len())]
+    AllRejected(Vec<ItemError>),
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("body is not valid {encoding}: {detail}")]
+    InvalidEncoding { encoding: &'static str, detail: String },
+    #[error("Content-Encoding {0:?} is not supported (use gzip, deflate or none)")]
+    UnsupportedEncoding(String),
+    #[error("request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("too many requests in flight; retry after the delay in Retry-After")]
+    Overloaded,
+    #[error("the write-ahead log is over its disk budget; retry after the delay in Retry-After")]
+    StorageFull,
+    #[error("events cannot be stored right now; retry after the delay in Retry-After")]
+    StorageUnavailable,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// One refused message of a batch, as reported to the client.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ItemError {
+    pub index: usize,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [ItemError]>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingWriteKey | ApiError::InvalidWriteKey | ApiError::InvalidAuthorization(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Request(RequestError::TooManyEvents { .. }) | ApiError::PayloadTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::Request(_)
+            | ApiError::Rejected(_)
+            | ApiError::AllRejected(_)
+            | ApiError::InvalidEncoding { .. }
+            | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::StorageFull | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable code in the JSON body and the `code` metric label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingWriteKey => "missing_write_key",
+            ApiError::InvalidWriteKey => "invalid_write_key",
+            ApiError::InvalidAuthorization(_) => "invalid_authorization",
+            ApiError::Request(e) => e.code(),
+            ApiError::Rejected(r) => r.reason.code(),
+            ApiError::AllRejected(_) => "all_rejected",
+            ApiError::PayloadTooLarge { .. } => "request_too_large",
+            ApiError::InvalidEncoding { .. } => "invalid_encoding",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::BodyTimeout(_) => "request_timeout",
+            ApiError::BodyRead(_) => "invalid_body",
+            ApiError::Overloaded => "overloaded",
+            ApiError::StorageFull => "storage_full",
+            ApiError::StorageUnavailable => "storage_unavailable",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the retriable errors.
+    fn retry_after_secs(&self) -> Option<u32> {
+        match self {
+            ApiError::Overloaded => Some(1),
+            ApiError::StorageUnavailable => Some(5),
+            ApiError::StorageFull => Some(30),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let errors = match &self {
+            ApiError::AllRejected(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        let body = ErrorBody { code: self.code(), message: self.to_string(), errors };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

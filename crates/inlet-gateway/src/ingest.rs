@@ -1,0 +1,216 @@
+//! The Tracking API: authenticate, read and decode the body, validate and normalise each
+//! message, drop duplicates, append to the WAL and answer only once it is durable.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use inlet_segment::{RequestMeta, RouteKind, encode_stored_event, parse_body};
+use serde::Serialize;
+use tokio::sync::SemaphorePermit;
+
+use crate::auth::basic_write_key;
+use crate::body::{Encoding, content_length, decode, read_capped};
+use crate::client_ip::client_ip;
+use crate::dedupe::dedupe_key;
+use crate::error::{ApiError, ItemError};
+use crate::state::{AppState, INFLIGHT_UNIT};
+
+/// Bodies at least this large (or compressed) are decoded on the blocking pool, so one big
+/// batch does not hold up the small requests sharing its async worker.
+const BLOCKING_DECODE_BYTES: usize = 64 * 1024;
+
+/// The answer to an accepted request.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub success: bool,
+    /// Messages newly stored.
+    pub accepted: usize,
+    /// Messages whose `messageId` was already stored within the dedupe window (not stored again).
+    pub duplicates: usize,
+    /// Messages refused; listed in `errors`.
+    pub rejected: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ItemError>,
+}
+
+/// One message ready for the WAL.
+struct Prepared {
+    key: u128,
+    record: Vec<u8>,
+}
+
+struct PreparedRequest {
+    source: Arc<str>,
+    events: Vec<Prepared>,
+    errors: Vec<ItemError>,
+}
+
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    kind: RouteKind,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match ingest_inner(&state, kind, peer, &headers, body).await {
+        Ok(accepted) => Json(accepted).into_response(),
+        Err(error) => {
+            state.metrics.requests_rejected.with_label_values(&[error.code()]).inc();
+            if error.status().is_server_error() {
+                tracing::warn!(code = error.code(), %error, "ingestion refused");
+            } else {
+                tracing::debug!(code = error.code(), %error, "ingestion refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn ingest_inner(
+    state: &Arc<AppState>,
+    kind: RouteKind,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, ApiError> {
+    if state.wal.poisoned().is_some() {
+        return Err(ApiError::StorageUnavailable);
+    }
+    if state.wal.disk_bytes() >= state.config.wal.max_disk_bytes {
+        return Err(ApiError::StorageFull);
+    }
+    let limits = &state.config.limits;
+    let encoding = Encoding::from_headers(headers)?;
+    let header_key = basic_write_key(headers)?;
+    if let Some(key) = &header_key {
+        state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?;
+    }
+    let declared = content_length(headers);
+    if declared.is_some_and(|n| n > limits.max_request_bytes) {
+        return Err(ApiError::PayloadTooLarge { limit: limits.max_request_bytes });
+    }
+    let _reservation = reserve_inflight(state, encoding, declared)?;
+
+    let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
+    let raw = read_capped(body, limits.max_request_bytes, timeout).await?;
+    let meta = RequestMeta {
+        received_at: state.clock.now(),
+        client_ip: Some(client_ip(peer.ip(), headers, &state.config.server.trusted_proxies)),
+    };
+    let prepared = if raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
+        let state = Arc::clone(state);
+        tokio::task::spawn_blocking(move || prepare(&state, raw, encoding, kind, header_key.as_deref(), &meta))
+            .await
+            .map_err(|_| ApiError::StorageUnavailable)??
+    } else {
+        prepare(state, raw, encoding, kind, header_key.as_deref(), &meta)?
+    };
+    store(state, prepared).await
+}
+
+/// Reserves memory for the request before its body is read: the declared length of an
+/// uncompressed body, else the most a request may decode to.
+fn reserve_inflight(
+    state: &AppState,
+    encoding: Encoding,
+    declared: Option<usize>,
+) -> Result<InflightReservation<'_>, ApiError> {
+    let max = state.config.limits.max_request_bytes;
+    let bytes = match (encoding, declared) {
+        (Encoding::Identity, Some(n)) => n,
+        _ => max,
+    };
+    let units = bytes.div_ceil(INFLIGHT_UNIT).max(1) as u32;
+    let permit = state.inflight.try_acquire_many(units).map_err(|_| ApiError::Overloaded)?;
+    state.metrics.inflight_bytes.add(i64::from(units) * INFLIGHT_UNIT as i64);
+    Ok(InflightReservation { permit, state })
+}
+
+struct InflightReservation<'a> {
+    permit: SemaphorePermit<'a>,
+    state: &'a AppState,
+}
+
+impl Drop for InflightReservation<'_> {
+    fn drop(&mut self) {
+        let bytes = i64::from(self.permit.num_permits() as u32) * INFLIGHT_UNIT as i64;
+        self.state.metrics.inflight_bytes.sub(bytes);
+    }
+}
+
+/// The CPU part: decompress, parse, authenticate by body key, normalise, encode.
+fn prepare(
+    state: &AppState,
+    raw: Bytes,
+    encoding: Encoding,
+    kind: RouteKind,
+    header_key: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<PreparedRequest, ApiError> {
+    let limits = &state.config.limits;
+    let body = decode(raw, encoding, limits.max_request_bytes)?;
+    let parsed = parse_body(&body, kind, &state.normaliser.limits)?;
+    let source = state.sources.resolve(header_key, parsed.write_key.as_deref())?;
+    let mut events = Vec::with_capacity(parsed.items.len());
+    let mut errors = Vec::new();
+    for (index, item) in parsed.items.iter().enumerate() {
+        match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, meta) {
+            Ok(event) => events.push(Prepared {
+                key: dedupe_key(&source, &event.message_id),
+                record: encode_stored_event(&source, &event),
+            }),
+            Err(rejection) => {
+                state.metrics.events_rejected.with_label_values(&[rejection.reason.code()]).inc();
+                if parsed.forced_type.is_some() {
+                    return Err(ApiError::Rejected(rejection));
+                }
+                errors.push(ItemError { index, code: rejection.reason.code(), message: rejection.message });
+            }
+        }
+    }
+    Ok(PreparedRequest { source, events, errors })
+}
+
+/// Drops duplicates, appends the rest durably, then remembers their ids.
+async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, ApiError> {
+    let PreparedRequest { source, events, errors } = request;
+    let mut in_this_request = HashSet::with_capacity(events.len());
+    let mut keys = Vec::with_capacity(events.len());
+    let mut records = Vec::with_capacity(events.len());
+    let mut duplicates = 0;
+    for event in events {
+        if !in_this_request.insert(event.key) || state.dedupe.contains(event.key) {
+            duplicates += 1;
+            continue;
+        }
+        keys.push(event.key);
+        records.push(event.record);
+    }
+    if records.is_empty() && duplicates == 0 {
+        return Err(ApiError::AllRejected(errors));
+    }
+    let accepted = records.len();
+    if !records.is_empty() {
+        let bytes: usize = records.iter().map(Vec::len).sum();
+        state.wal.append(records).await.map_err(|error| {
+            tracing::error!(%error, "write-ahead log append failed");
+            ApiError::StorageUnavailable
+        })?;
+        state.metrics.wal_appended_records.inc_by(accepted as u64);
+        state.metrics.wal_appended_bytes.inc_by(bytes as u64);
+    }
+    let evicted = state.dedupe.insert_all(keys);
+    let metrics = &state.metrics;
+    metrics.dedupe_evicted.inc_by(evicted);
+    metrics.events_accepted.with_label_values(&[&source]).inc_by(accepted as u64);
+    metrics.events_deduplicated.with_label_values(&[&source]).inc_by(duplicates as u64);
+    Ok(Accepted { success: true, accepted, duplicates, rejected: errors.len(), errors })
+}

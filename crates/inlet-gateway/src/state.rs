@@ -1,0 +1,140 @@
+//! The application: configuration, the open WAL, and everything handlers share.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use inlet_segment::{Limits, Normaliser, StoredEventKey, parse_timestamp};
+use inlet_wal::{WalConfig, WalHandle, WalReader};
+use tokio::sync::Semaphore;
+
+use crate::auth::Sources;
+use crate::config::Config;
+use crate::dedupe::{Deduplicator, dedupe_key};
+use crate::metrics::{Metrics, WalMetrics};
+
+/// In-flight request bytes are counted in units of this many bytes (semaphore permits).
+pub const INFLIGHT_UNIT: usize = 1024;
+
+/// The source of `receivedAt`; replaced in tests to make golden output deterministic.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Everything the handlers share; one per process, behind an `Arc`.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub public_url: String,
+    pub sources: Sources,
+    pub wal: WalHandle,
+    pub dedupe: Deduplicator,
+    pub metrics: Arc<Metrics>,
+    pub normaliser: Normaliser,
+    /// One permit per [`INFLIGHT_UNIT`] bytes of `limits.max_inflight_bytes`.
+    pub inflight: Semaphore,
+    pub clock: Arc<dyn Clock>,
+    pub shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// Opens the WAL (recovering it), rebuilds the dedupe index from it, and builds the state.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let sources = Sources::new(&config.sources);
+        metrics.init_labels(sources.names());
+        let wal_config = WalConfig {
+            dir: config.wal_dir(),
+            segment_bytes: config.wal.segment_bytes,
+            fsync: config.fsync_policy(),
+            // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
+            max_record_bytes: config.limits.max_event_bytes + 64 * 1024,
+            consumers: Vec::new(),
+        };
+        let (wal, report) = WalHandle::start(wal_config, Some(Arc::new(WalMetrics(Arc::clone(&metrics)))))
+            .with_context(|| format!("opening the write-ahead log in {}", config.wal_dir().display()))?;
+        tracing::info!(
+            dir = %config.wal_dir().display(),
+            segments = report.segments,
+            oldest_lsn = report.oldest_lsn,
+            next_lsn = report.next_lsn,
+            truncated_bytes = report.truncated_bytes,
+            "write-ahead log open"
+        );
+        let window = Duration::from_secs(config.dedupe.window_secs);
+        let dedupe = Deduplicator::new(window, config.dedupe.max_entries);
+        seed_dedupe(&dedupe, &wal, window, clock.now())?;
+        metrics.dedupe_entries.set(dedupe.len() as i64);
+        let permits = config.limits.max_inflight_bytes / INFLIGHT_UNIT;
+        Ok(AppState {
+            public_url: config.public_url(),
+            normaliser: Normaliser::new(Limits {
+                max_event_bytes: config.limits.max_event_bytes,
+                max_batch_events: config.limits.max_batch_events,
+            }),
+            inflight: Semaphore::new(permits),
+            config,
+            sources,
+            wal,
+            dedupe,
+            metrics,
+            clock,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Why the gateway should not receive traffic now, if it should not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Some("shutting down".into());
+        }
+        if let Some(message) = self.wal.poisoned() {
+            return Some(format!("write-ahead log failed: {message}"));
+        }
+        if self.wal.disk_bytes() >= self.config.wal.max_disk_bytes {
+            return Some("write-ahead log is over its disk budget".into());
+        }
+        let request_units = self.config.limits.max_request_bytes.div_ceil(INFLIGHT_UNIT);
+        if self.inflight.available_permits() < request_units {
+            return Some("in-flight request budget exhausted".into());
+        }
+        None
+    }
+}
+
+/// Remembers the message ids of the retained WAL records received within the window, so a
+/// client retrying after a crash (its request stored, the answer lost) is not stored twice.
+fn seed_dedupe(dedupe: &Deduplicator, wal: &WalHandle, window: Duration, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cutoff = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let reader = WalReader::open(&wal.config().dir, wal.oldest_lsn(), wal.durable_lsn(), wal.config().max_record_bytes)?;
+    let mut keys = Vec::new();
+    let mut unreadable = 0u64;
+    for record in reader {
+        let record = record?;
+        match serde_json::from_slice::<StoredEventKey<'_>>(&record.payload) {
+            Ok(key) if parse_timestamp(&key.event.received_at).is_some_and(|t| t >= cutoff) => {
+                keys.push(dedupe_key(&key.source, &key.event.message_id));
+            }
+            Ok(_) => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    let seeded = keys.len();
+    dedupe.insert_all(keys);
+    tracing::info!(seeded, unreadable, elapsed_ms = started.elapsed().as_millis() as u64, "dedupe index rebuilt from the write-ahead log");
+    Ok(())
+}
