@@ -84,10 +84,8 @@ pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Resul
     match kind {
         RouteKind::Single(message_type) => {
             let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
-            let write_key = match serde_json::from_str::<WriteKeyOnly>(raw.get()) {
-                Ok(w) => string_field("writeKey", w.write_key)?,
-                Err(_) => return Err(RequestError::NotAnObject),
-            };
+            let write_key = serde_json::from_str::<WriteKeyOnly>(raw.get()).map_err(json_error)?.write_key;
+            let write_key = string_field("writeKey", write_key)?;
             Ok(ParsedBody { write_key, items: vec![raw], defaults: BatchDefaults::default(), forced_type: Some(message_type) })
         }
         RouteKind::Batch => {

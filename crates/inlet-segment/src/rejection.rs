@@ -41,6 +41,7 @@ impl RequestError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     NotAnObject,
+    NestingTooDeep,
     EventTooLarge,
     MissingType,
     InvalidType,
@@ -56,8 +57,9 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::NotAnObject,
+        RejectReason::NestingTooDeep,
         RejectReason::EventTooLarge,
         RejectReason::MissingType,
         RejectReason::InvalidType,
@@ -76,6 +78,7 @@ impl RejectReason {
     pub fn code(self) -> &'static str {
         match self {
             RejectReason::NotAnObject => "invalid_message",
+            RejectReason::NestingTooDeep => "nesting_too_deep",
             RejectReason::EventTooLarge => "event_too_large",
             RejectReason::MissingType => "missing_type",
             RejectReason::InvalidType => "invalid_type",

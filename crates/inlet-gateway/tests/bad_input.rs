@@ -1,0 +1,224 @@
+//! Bad input, each with its documented status and JSON error; afterwards the server still
+//! answers, nothing from the bad requests was stored, and the counters moved.
+
+mod common;
+
+use std::io::Write;
+
+use common::{TestGateway, WEB_KEY};
+use serde_json::{Value, json};
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn event(i: usize) -> Value {
+    json!({"type": "track", "event": "Viewed", "userId": format!("user-{i}"), "properties": {"i": i}})
+}
+
+fn batch(events: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({"batch": events, "writeKey": WEB_KEY})).unwrap()
+}
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+}
+
+fn case(name: &'static str, path: &'static str, body: Vec<u8>, status: u16, code: &'static str) -> Case {
+    Case { name, path, headers: Vec::new(), body, status, code }
+}
+
+fn cases() -> Vec<Case> {
+    let big_property = "x".repeat(33 * 1024);
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    let deep_event = format!(
+        r#"{{"writeKey":"{WEB_KEY}","batch":[{{"type":"track","event":"e","userId":"u","properties":{{"deep":{deep}}}}}]}}"#
+    );
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..100 {
+        bomb.write_all(&zeros).unwrap();
+    }
+    let bomb = bomb.finish().unwrap();
+    let valid_gzip = gzip(&batch(vec![event(1)]));
+    let gzip_header = || vec![("content-encoding", "gzip".to_string())];
+    let mut list = vec![
+        case("malformed JSON", "/v1/batch", br#"{"batch": [{"type": "track",}"#.to_vec(), 400, "invalid_json"),
+        case("invalid UTF-8", "/v1/batch", b"{\"batch\":[{\"type\":\"track\",\"event\":\"\xff\xfe\"}]}".to_vec(), 400, "invalid_json"),
+        case("body is an array", "/v1/batch", b"[1,2]".to_vec(), 400, "invalid_body"),
+        case("batch is not an array", "/v1/batch", br#"{"batch":{"type":"track"},"writeKey":"x"}"#.to_vec(), 400, "invalid_batch"),
+        case("wrong type for writeKey", "/v1/batch", br#"{"batch":[{"type":"track"}],"writeKey":7}"#.to_vec(), 400, "invalid_field"),
+        case("wrong type for userId", "/v1/track", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "event": "e", "userId": [1]})).unwrap(), 400, "invalid_id"),
+        case("missing ids", "/v1/track", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "event": "e", "userId": null})).unwrap(), 400, "missing_id"),
+        case("track without event", "/v1/t", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u"})).unwrap(), 400, "missing_event"),
+        case("alias without previousId", "/v1/alias", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u"})).unwrap(), 400, "missing_previous_id"),
+        case("group without groupId", "/v1/group", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u"})).unwrap(), 400, "missing_group_id"),
+        case("batch item without type", "/v1/batch", batch(vec![json!({"userId": "u", "event": "e"})]), 400, "all_rejected"),
+        case("33 KB event", "/v1/track", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "event": "e", "properties": {"p": big_property}})).unwrap(), 400, "event_too_large"),
+        case("600 KB batch", "/v1/batch", batch((0..20).map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "y".repeat(30 * 1024), "i": i}})).collect()), 413, "request_too_large"),
+        case("2,501 events", "/v1/batch", batch((0..2501).map(|_| json!({})).collect()), 413, "too_many_events"),
+        Case { headers: gzip_header(), ..case("gzip bomb", "/v1/batch", bomb, 413, "request_too_large") },
+        Case { headers: gzip_header(), ..case("truncated gzip", "/v1/batch", valid_gzip[..valid_gzip.len() - 8].to_vec(), 400, "invalid_encoding") },
+        Case { headers: vec![("content-encoding", "br".into())], ..case("unsupported encoding", "/v1/batch", batch(vec![event(1)]), 415, "unsupported_encoding") },
+        case("unknown write key", "/v1/batch", serde_json::to_vec(&json!({"batch": [event(1)], "writeKey": "nope"})).unwrap(), 401, "invalid_write_key"),
+        Case { headers: vec![("authorization", "Basic bm9wZTo=".into())], ..case("unknown write key in Basic", "/v1/batch", batch(vec![event(1)]), 401, "invalid_write_key") },
+        Case { headers: vec![("authorization", "Bearer abc".into())], ..case("non-Basic Authorization", "/v1/batch", batch(vec![event(1)]), 401, "invalid_authorization") },
+        case("missing write key", "/v1/batch", serde_json::to_vec(&json!({"batch": [event(1)]})).unwrap(), 401, "missing_write_key"),
+        case("empty body", "/v1/batch", Vec::new(), 400, "empty_body"),
+        case("empty batch", "/v1/batch", serde_json::to_vec(&json!({"batch": [], "writeKey": WEB_KEY})).unwrap(), 400, "empty_batch"),
+        case("1,000-deep nesting in a batch", "/v1/batch", deep_event.into_bytes(), 400, "all_rejected"),
+        case("1,000-deep nesting", "/v1/track", format!(r#"{{"writeKey":"{WEB_KEY}","userId":"u","event":"e","properties":{deep}}}"#).into_bytes(), 400, "nesting_too_deep"),
+        case("huge number", "/v1/batch", format!(r#"{{"writeKey":"{WEB_KEY}","batch":[{{"type":"track","event":"e","userId":"u","properties":{{"n":1e400}}}}]}}"#).into_bytes(), 400, "invalid_json"),
+        case("unknown route", "/v1/unknown", b"{}".to_vec(), 404, "not_found"),
+        case("bad timestamp", "/v1/identify", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "timestamp": "Tuesday"})).unwrap(), 400, "invalid_timestamp"),
+    ];
+    list.push(case("messageId too long", "/v1/page", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "messageId": "m".repeat(101)})).unwrap(), 400, "invalid_message_id"));
+    list
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_documented_status_and_json_error() {
+    let gateway = TestGateway::start().await;
+    for case in cases() {
+        let mut request = gateway.post(case.path).header("content-type", "text/plain").body(case.body.clone());
+        for (name, value) in &case.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{}: body is not JSON: {e}", case.name));
+        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert_eq!(body["code"], case.code, "{}: {body}", case.name);
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {body}", case.name);
+    }
+    // Still up, nothing stored, counters moved.
+    let ok = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(gateway.stored().len(), 1, "only the final valid event is stored");
+    for (metric, at_least) in [
+        ("inlet_ingest_requests_rejected_total{code=\"invalid_json\"}", 4.0),
+        ("inlet_ingest_requests_rejected_total{code=\"request_too_large\"}", 2.0),
+        ("inlet_ingest_requests_rejected_total{code=\"invalid_write_key\"}", 2.0),
+        ("inlet_ingest_events_rejected_total{reason=\"missing_type\"}", 1.0),
+        ("inlet_ingest_events_rejected_total{reason=\"event_too_large\"}", 1.0),
+        ("inlet_http_requests_total{route=\"/v1/batch\",status=\"413\"}", 3.0),
+        ("inlet_http_requests_total{route=\"unmatched\",status=\"404\"}", 1.0),
+    ] {
+        assert!(gateway.metric(metric) >= at_least, "{metric} = {}", gateway.metric(metric));
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_keeps_its_valid_messages_and_reports_the_rest() {
+    let gateway = TestGateway::start().await;
+    let body = batch(vec![event(0), json!({"type": "track", "userId": "u"}), event(2), json!({"type": "nope", "userId": "u"})]);
+    let response = gateway.post("/v1/batch").body(body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"], 2);
+    assert_eq!(body["errors"], json!([
+        {"index": 1, "code": "missing_event", "message": "track needs a non-empty `event`"},
+        {"index": 3, "code": "invalid_type", "message": "`type` \"nope\" is not one of track, page, screen, identify, group, alias"},
+    ]));
+    let stored: Vec<String> = gateway.stored().iter().map(|e| e.event["userId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(stored, ["user-0", "user-2"]);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_are_acknowledged_but_stored_once() {
+    let gateway = TestGateway::start().await;
+    let mut e = event(1);
+    e["messageId"] = json!("dup-1");
+    for _ in 0..3 {
+        let response = gateway.post("/v1/batch").body(batch(vec![e.clone(), e.clone()])).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The same id from another source is a different message.
+    let other = serde_json::to_vec(&json!({"batch": [e.clone()], "writeKey": common::IOS_KEY})).unwrap();
+    assert_eq!(gateway.post("/v1/batch").body(other).send().await.unwrap().status(), 200);
+    let stored = gateway.stored();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(gateway.metric("inlet_ingest_events_deduplicated_total{source=\"web\"}"), 5.0);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.limits.max_inflight_bytes = c.limits.max_request_bytes;
+    })
+    .await;
+    // Hold the whole budget with a request whose body never finishes.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = tokio_stream_from(rx);
+    let slow = gateway
+        .post("/v1/batch")
+        .header("content-encoding", "gzip")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let slow = tokio::spawn(slow);
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let response = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("the second request should be refused while the first holds the budget");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded");
+    let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    drop(tx);
+    let _ = slow.await;
+    let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "recovers once the budget is free");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_disk_budget_the_answer_is_503_and_nothing_is_written() {
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.wal.segment_bytes = 1024 * 1024;
+        c.wal.max_disk_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    let filler: Vec<Value> = (0..60)
+        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "z".repeat(8000), "i": i}}))
+        .collect();
+    let mut statuses = Vec::new();
+    for chunk in filler.chunks(6).cycle().take(60) {
+        let status = gateway.post("/v1/batch").body(batch(chunk.to_vec())).send().await.unwrap().status().as_u16();
+        statuses.push(status);
+        if status == 503 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    let response = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "30");
+    let stored_before = gateway.stored().len();
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "storage_full");
+    assert_eq!(gateway.stored().len(), stored_before);
+    gateway.stop().await;
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,114 @@
+//! Black-box harness: a real gateway on port 0 over a temporary data directory.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use inlet_gateway::config::SourceConfig;
+use inlet_gateway::{AppState, Clock, Config, SystemClock, serve};
+use inlet_segment::StoredEvent;
+use inlet_wal::WalReader;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const WEB_KEY: &str = "web-write-key";
+pub const IOS_KEY: &str = "ios-write-key";
+
+#[derive(Debug)]
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+pub struct TestGateway {
+    pub url: String,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: dir.to_owned(),
+        sources: vec![
+            SourceConfig { name: "web".into(), write_key: WEB_KEY.into() },
+            SourceConfig { name: "ios".into(), write_key: IOS_KEY.into() },
+        ],
+        ..Config::default()
+    }
+}
+
+/// A client that accepts the self-signed certificates of the TLS tests.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap()
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        TestGateway::start_with(Arc::new(SystemClock), |_| {}).await
+    }
+
+    pub async fn start_with(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        TestGateway::start_in(dir, config, clock, None).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> TestGateway {
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let state = Arc::new(AppState::open(config, clock).unwrap());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(Arc::clone(&state), tls, listener, async {
+            let _ = rx.await;
+        }));
+        TestGateway {
+            url: format!("{scheme}://{addr}"),
+            state,
+            client: client(),
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Every event in the WAL, in order.
+    pub fn stored(&self) -> Vec<StoredEvent> {
+        let wal = &self.state.wal;
+        WalReader::open(&wal.config().dir, 0, wal.durable_lsn(), wal.config().max_record_bytes)
+            .unwrap()
+            .map(|r| StoredEvent::decode(&r.unwrap().payload).unwrap())
+            .collect()
+    }
+
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        let text = self.state.metrics.render(&self.state.wal);
+        text.lines()
+            .find_map(|line| line.strip_prefix(name_and_labels).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+        self.state.wal.shutdown().unwrap();
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.url))
+    }
+}
