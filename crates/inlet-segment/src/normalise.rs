@@ -70,11 +70,12 @@ impl Normaliser {
                 format!("message is {size} bytes; at most {} are accepted", self.limits.max_event_bytes),
             ));
         }
-        // The body's syntax was checked already; what can still fail is the shape, or the depth
-        // (serde_json's limit of 128 levels, which keeps a hostile message off the stack).
+        // The body's syntax was checked already; what can still fail is the shape, the depth
+        // (serde_json's limit of 128 levels keeps a hostile message off the stack) or a number
+        // beyond the range of a double.
         let mut fields: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => Rejection::new(RejectReason::NotAnObject, "message must be a JSON object"),
-            _ => Rejection::new(RejectReason::NestingTooDeep, "message nests deeper than 128 levels"),
+            _ => Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {e}")),
         })?;
         fields.remove("writeKey");
         fields.remove("_metadata");

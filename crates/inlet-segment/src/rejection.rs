@@ -41,7 +41,7 @@ impl RequestError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     NotAnObject,
-    NestingTooDeep,
+    InvalidJson,
     EventTooLarge,
     MissingType,
     InvalidType,
@@ -59,7 +59,7 @@ pub enum RejectReason {
 impl RejectReason {
     pub const ALL: [RejectReason; 14] = [
         RejectReason::NotAnObject,
-        RejectReason::NestingTooDeep,
+        RejectReason::InvalidJson,
         RejectReason::EventTooLarge,
         RejectReason::MissingType,
         RejectReason::InvalidType,
@@ -78,7 +78,7 @@ impl RejectReason {
     pub fn code(self) -> &'static str {
         match self {
             RejectReason::NotAnObject => "invalid_message",
-            RejectReason::NestingTooDeep => "nesting_too_deep",
+            RejectReason::InvalidJson => "invalid_json",
             RejectReason::EventTooLarge => "event_too_large",
             RejectReason::MissingType => "missing_type",
             RejectReason::InvalidType => "invalid_type",
