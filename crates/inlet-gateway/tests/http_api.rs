@@ -1,0 +1,122 @@
+//! The HTTP surface besides ingestion rules: settings, CORS, health, metrics, TLS.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestGateway, WEB_KEY, test_config};
+use inlet_gateway::SystemClock;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn settings_point_sdks_at_this_gateway_and_turn_off_remote_metrics() {
+    let gateway = TestGateway::start_with(Arc::new(SystemClock), |c| {
+        c.server.public_url = Some("https://events.example.com".into());
+    })
+    .await;
+    let response = gateway.client.get(format!("{}/v1/projects/{WEB_KEY}/settings", gateway.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let settings: Value = response.json().await.unwrap();
+    assert_eq!(settings["integrations"]["Segment.io"]["apiHost"], "events.example.com/v1");
+    assert_eq!(settings["integrations"]["Segment.io"]["protocol"], "https");
+    assert_eq!(settings["metrics"]["sampleRate"], 0);
+    let unknown = gateway.client.get(format!("{}/v1/projects/nope/settings", gateway.url)).send().await.unwrap();
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["code"], "invalid_write_key");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn browsers_get_preflight_answers_with_the_origin_reflected() {
+    let gateway = TestGateway::start().await;
+    let response = gateway
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/t", gateway.url))
+        .header("origin", "https://dentists.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,x-retry-count,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let h = response.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://dentists.example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("x-retry-count"), "{allowed}");
+    let post = gateway
+        .post("/v1/t")
+        .header("origin", "https://dentists.example.com")
+        .body(json!({"writeKey": WEB_KEY, "userId": "u", "event": "e"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 200);
+    assert_eq!(post.headers()["access-control-allow-origin"], "https://dentists.example.com");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_the_discarded_metrics_route() {
+    let gateway = TestGateway::start().await;
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(gateway.client.get(format!("{}{path}", gateway.url)).send().await.unwrap().status(), 200, "{path}");
+    }
+    let m = gateway.post("/v1/m").body(r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1}]}"#).send().await.unwrap();
+    assert_eq!(m.status(), 200);
+    assert!(gateway.stored().is_empty(), "/v1/m is not stored");
+    let ok = gateway.post("/v1/identify/").basic_auth(WEB_KEY, None::<&str>).body(r#"{"userId":"u"}"#).send().await.unwrap();
+    assert_eq!(ok.status(), 200, "a trailing slash is accepted");
+    let wrong_method = gateway.client.get(format!("{}/v1/batch", gateway.url)).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.json::<Value>().await.unwrap()["code"], "method_not_allowed");
+    let text = gateway.client.get(format!("{}/metrics", gateway.url)).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "inlet_http_requests_total{route=\"/v1/identify\",status=\"200\"} 1",
+        "inlet_ingest_events_accepted_total{source=\"web\"} 1",
+        "inlet_wal_fsync_duration_seconds_count",
+        "inlet_wal_disk_bytes",
+        "inlet_dedupe_entries 1",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut config = test_config(dir.path());
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.tls = Some(inlet_gateway::config::TlsConfig { cert: cert_path, key: key_path });
+    let tls = inlet_gateway::tls::server_config(config.server.tls.as_ref().unwrap()).unwrap();
+    let gateway = TestGateway::start_in(dir, config, Arc::new(SystemClock), Some(tls)).await;
+    assert!(gateway.url.starts_with("https://"));
+    let response = gateway
+        .post("/v1/b")
+        .body(json!({"writeKey": WEB_KEY, "batch": [{"type": "track", "event": "Secure", "anonymousId": "a"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(gateway.stored()[0].event["event"], "Secure");
+    gateway.stop().await;
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), a.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), b.signing_key.serialize_pem()).unwrap();
+    let tls = inlet_gateway::config::TlsConfig { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
+    let error = inlet_gateway::tls::server_config(&tls).unwrap_err();
+    assert!(format!("{error:#}").contains("do not match"), "{error:#}");
+    let missing = inlet_gateway::config::TlsConfig { cert: dir.path().join("nope.pem"), key: dir.path().join("key.pem") };
+    assert!(format!("{:#}", inlet_gateway::tls::server_config(&missing).unwrap_err()).contains("nope.pem"));
+}
