@@ -205,12 +205,10 @@ impl Config {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
-            set_path(&mut table, &path, env_value(value))
-                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+            set_path(&mut table, &path, env_value(value)).map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }

@@ -64,8 +64,11 @@ pub async fn ingest(
         Ok(accepted) => Json(accepted).into_response(),
         Err(error) => {
             state.metrics.requests_rejected.with_label_values(&[error.code()]).inc();
-            if error.status().is_server_error() {
-                tracing::warn!(code = error.code(), %error, "ingestion refused");
+            if error.status().is_server_error() || error.status().as_u16() == 429 {
+                // Under an outage every request fails the same way: log the first of each second.
+                if state.refusal_log.allow() {
+                    tracing::warn!(code = error.code(), %error, "ingestion refused (repeats within a second are not logged)");
+                }
             } else {
                 tracing::debug!(code = error.code(), %error, "ingestion refused");
             }

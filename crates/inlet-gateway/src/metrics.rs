@@ -56,36 +56,79 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let http_request_duration = HistogramVec::new(
-            HistogramOpts::new("inlet_http_request_duration_seconds", "Time from request to response, by route template.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "inlet_http_request_duration_seconds",
+                "Time from request to response, by route template.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         )
         .expect("valid");
         r.register(Box::new(http_request_duration.clone())).expect("unique");
-        let counter = IntCounter::new("inlet_dedupe_evicted_total", "Remembered message ids forgotten before the window ended, to stay within dedupe.max_entries.")
-            .expect("valid");
+        let counter = IntCounter::new(
+            "inlet_dedupe_evicted_total",
+            "Remembered message ids forgotten before the window ended, to stay within dedupe.max_entries.",
+        )
+        .expect("valid");
         r.register(Box::new(counter.clone())).expect("unique");
         Metrics {
-            http_requests: counter_vec(&r, "inlet_http_requests_total", "HTTP requests answered, by route template and status code.", &["route", "status"]),
+            http_requests: counter_vec(
+                &r,
+                "inlet_http_requests_total",
+                "HTTP requests answered, by route template and status code.",
+                &["route", "status"],
+            ),
             http_request_duration,
-            events_accepted: counter_vec(&r, "inlet_ingest_events_accepted_total", "Events appended to the write-ahead log, by source.", &["source"]),
-            events_rejected: counter_vec(&r, "inlet_ingest_events_rejected_total", "Events refused for breaking a rule, by reason code.", &["reason"]),
-            events_deduplicated: counter_vec(&r, "inlet_ingest_events_deduplicated_total", "Events acknowledged but not stored again (messageId seen within the window), by source.", &["source"]),
-            requests_rejected: counter_vec(&r, "inlet_ingest_requests_rejected_total", "Ingestion requests refused as a whole, by error code.", &["code"]),
-            inflight_bytes: gauge(&r, "inlet_ingest_inflight_bytes", "Request bytes reserved by requests being decoded or awaiting the write-ahead log."),
+            events_accepted: counter_vec(
+                &r,
+                "inlet_ingest_events_accepted_total",
+                "Events appended to the write-ahead log, by source.",
+                &["source"],
+            ),
+            events_rejected: counter_vec(
+                &r,
+                "inlet_ingest_events_rejected_total",
+                "Events refused for breaking a rule, by reason code.",
+                &["reason"],
+            ),
+            events_deduplicated: counter_vec(
+                &r,
+                "inlet_ingest_events_deduplicated_total",
+                "Events acknowledged but not stored again (messageId seen within the window), by source.",
+                &["source"],
+            ),
+            requests_rejected: counter_vec(
+                &r,
+                "inlet_ingest_requests_rejected_total",
+                "Ingestion requests refused as a whole, by error code.",
+                &["code"],
+            ),
+            inflight_bytes: gauge(
+                &r,
+                "inlet_ingest_inflight_bytes",
+                "Request bytes reserved by requests being decoded or awaiting the write-ahead log.",
+            ),
             dedupe_entries: gauge(&r, "inlet_dedupe_entries", "Message ids remembered for deduplication."),
             dedupe_evicted: counter,
             wal_appended_records: {
-                let c = IntCounter::new("inlet_wal_appended_records_total", "Records appended to the write-ahead log.").expect("valid");
+                let c = IntCounter::new("inlet_wal_appended_records_total", "Records appended to the write-ahead log.")
+                    .expect("valid");
                 r.register(Box::new(c.clone())).expect("unique");
                 c
             },
             wal_appended_bytes: {
-                let c = IntCounter::new("inlet_wal_appended_bytes_total", "Payload bytes appended to the write-ahead log.").expect("valid");
+                let c =
+                    IntCounter::new("inlet_wal_appended_bytes_total", "Payload bytes appended to the write-ahead log.")
+                        .expect("valid");
                 r.register(Box::new(c.clone())).expect("unique");
                 c
             },
-            wal_fsync_duration: histogram(&r, "inlet_wal_fsync_duration_seconds", "Duration of each fdatasync of the write-ahead log.", LATENCY_BUCKETS.to_vec()),
+            wal_fsync_duration: histogram(
+                &r,
+                "inlet_wal_fsync_duration_seconds",
+                "Duration of each fdatasync of the write-ahead log.",
+                LATENCY_BUCKETS.to_vec(),
+            ),
             wal_group_commit_records: histogram(
                 &r,
                 "inlet_wal_group_commit_records",
@@ -94,7 +137,11 @@ impl Metrics {
             ),
             wal_disk_bytes: gauge(&r, "inlet_wal_disk_bytes", "Bytes of write-ahead log segments on disk."),
             wal_segments: gauge(&r, "inlet_wal_segments", "Write-ahead log segment files on disk."),
-            wal_durable_lsn: gauge(&r, "inlet_wal_durable_lsn", "Every record below this log sequence number is durable."),
+            wal_durable_lsn: gauge(
+                &r,
+                "inlet_wal_durable_lsn",
+                "Every record below this log sequence number is durable.",
+            ),
             registry: r,
         }
     }

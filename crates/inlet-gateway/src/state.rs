@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -47,6 +47,21 @@ pub struct AppState {
     pub inflight: Semaphore,
     pub clock: Arc<dyn Clock>,
     pub shutting_down: AtomicBool,
+    /// Rate-limits warnings about refused requests.
+    pub refusal_log: LogLimiter,
+}
+
+/// Lets one log line through per second, so repeated per-request errors cannot flood the logs.
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    last_second: AtomicU64,
+}
+
+impl LogLimiter {
+    pub fn allow(&self) -> bool {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.last_second.swap(now, Ordering::Relaxed) != now
+    }
 }
 
 impl AppState {
@@ -93,6 +108,7 @@ impl AppState {
             metrics,
             clock,
             shutting_down: AtomicBool::new(false),
+            refusal_log: LogLimiter::default(),
         })
     }
 
@@ -120,7 +136,8 @@ impl AppState {
 fn seed_dedupe(dedupe: &Deduplicator, wal: &WalHandle, window: Duration, now: DateTime<Utc>) -> anyhow::Result<()> {
     let started = Instant::now();
     let cutoff = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let reader = WalReader::open(&wal.config().dir, wal.oldest_lsn(), wal.durable_lsn(), wal.config().max_record_bytes)?;
+    let reader =
+        WalReader::open(&wal.config().dir, wal.oldest_lsn(), wal.durable_lsn(), wal.config().max_record_bytes)?;
     let mut keys = Vec::new();
     let mut unreadable = 0u64;
     for record in reader {
@@ -135,6 +152,11 @@ fn seed_dedupe(dedupe: &Deduplicator, wal: &WalHandle, window: Duration, now: Da
     }
     let seeded = keys.len();
     dedupe.insert_all(keys);
-    tracing::info!(seeded, unreadable, elapsed_ms = started.elapsed().as_millis() as u64, "dedupe index rebuilt from the write-ahead log");
+    tracing::info!(
+        seeded,
+        unreadable,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "dedupe index rebuilt from the write-ahead log"
+    );
     Ok(())
 }

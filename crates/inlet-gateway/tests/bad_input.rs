@@ -1,6 +1,8 @@
 //! Bad input, each with its documented status and JSON error; afterwards the server still
 //! answers, nothing from the bad requests was stored, and the counters moved.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;
@@ -80,7 +82,13 @@ fn cases() -> Vec<Case> {
         case("unknown route", "/v1/unknown", b"{}".to_vec(), 404, "not_found"),
         case("bad timestamp", "/v1/identify", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "timestamp": "Tuesday"})).unwrap(), 400, "invalid_timestamp"),
     ];
-    list.push(case("messageId too long", "/v1/page", serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "messageId": "m".repeat(101)})).unwrap(), 400, "invalid_message_id"));
+    list.push(case(
+        "messageId too long",
+        "/v1/page",
+        serde_json::to_vec(&json!({"writeKey": WEB_KEY, "userId": "u", "messageId": "m".repeat(101)})).unwrap(),
+        400,
+        "invalid_message_id",
+    ));
     list
 }
 
@@ -120,16 +128,24 @@ async fn every_bad_input_gets_its_documented_status_and_json_error() {
 #[tokio::test]
 async fn a_batch_keeps_its_valid_messages_and_reports_the_rest() {
     let gateway = TestGateway::start().await;
-    let body = batch(vec![event(0), json!({"type": "track", "userId": "u"}), event(2), json!({"type": "nope", "userId": "u"})]);
+    let body = batch(vec![
+        event(0),
+        json!({"type": "track", "userId": "u"}),
+        event(2),
+        json!({"type": "nope", "userId": "u"}),
+    ]);
     let response = gateway.post("/v1/batch").body(body).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["rejected"], 2);
-    assert_eq!(body["errors"], json!([
-        {"index": 1, "code": "missing_event", "message": "track needs a non-empty `event`"},
-        {"index": 3, "code": "invalid_type", "message": "`type` \"nope\" is not one of track, page, screen, identify, group, alias"},
-    ]));
+    assert_eq!(
+        body["errors"],
+        json!([
+            {"index": 1, "code": "missing_event", "message": "track needs a non-empty `event`"},
+            {"index": 3, "code": "invalid_type", "message": "`type` \"nope\" is not one of track, page, screen, identify, group, alias"},
+        ])
+    );
     let stored: Vec<String> = gateway.stored().iter().map(|e| e.event["userId"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stored, ["user-0", "user-2"]);
     gateway.stop().await;
@@ -162,11 +178,8 @@ async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
     // Hold the whole budget with a request whose body never finishes.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let stream = tokio_stream_from(rx);
-    let slow = gateway
-        .post("/v1/batch")
-        .header("content-encoding", "gzip")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send();
+    let slow =
+        gateway.post("/v1/batch").header("content-encoding", "gzip").body(reqwest::Body::wrap_stream(stream)).send();
     let slow = tokio::spawn(slow);
     let mut refused = None;
     for _ in 0..100 {

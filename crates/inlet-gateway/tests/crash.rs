@@ -2,6 +2,8 @@
 //! killed with SIGKILL mid-stream and restarted, several times; afterwards every acknowledged
 //! event is in the WAL, exactly once.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -119,6 +121,11 @@ async fn every_acknowledged_event_survives_sigkill() {
         missing.len()
     );
     assert!(acknowledged.len() > 1000, "the load should have been acknowledged for a while");
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert_eq!(duplicated, 0);
 }

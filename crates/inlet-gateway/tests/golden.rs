@@ -4,6 +4,8 @@
 //! `INLET_UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected events from what the
 //! gateway stores now; review the diff before committing it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;
@@ -45,7 +47,8 @@ async fn run_case(path: &PathBuf, update: bool) -> Result<(), String> {
     let response = builder.send().await.unwrap();
     let status = response.status().as_u16();
     let response_body: Value = response.json().await.unwrap();
-    let stored: Vec<Value> = gateway.stored().into_iter().map(|e| serde_json::json!({"source": e.source, "event": e.event})).collect();
+    let stored: Vec<Value> =
+        gateway.stored().into_iter().map(|e| serde_json::json!({"source": e.source, "event": e.event})).collect();
     gateway.stop().await;
     if status != case["response"]["status"].as_u64().unwrap() as u16 {
         return Err(format!("status {status}: {response_body}"));

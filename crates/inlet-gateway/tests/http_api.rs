@@ -1,5 +1,7 @@
 //! The HTTP surface besides ingestion rules: settings, CORS, health, metrics, TLS.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -62,10 +64,16 @@ async fn health_readiness_metrics_and_the_discarded_metrics_route() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(gateway.client.get(format!("{}{path}", gateway.url)).send().await.unwrap().status(), 200, "{path}");
     }
-    let m = gateway.post("/v1/m").body(r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1}]}"#).send().await.unwrap();
+    let m = gateway
+        .post("/v1/m")
+        .body(r#"{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1}]}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(m.status(), 200);
     assert!(gateway.stored().is_empty(), "/v1/m is not stored");
-    let ok = gateway.post("/v1/identify/").basic_auth(WEB_KEY, None::<&str>).body(r#"{"userId":"u"}"#).send().await.unwrap();
+    let ok =
+        gateway.post("/v1/identify/").basic_auth(WEB_KEY, None::<&str>).body(r#"{"userId":"u"}"#).send().await.unwrap();
     assert_eq!(ok.status(), 200, "a trailing slash is accepted");
     let wrong_method = gateway.client.get(format!("{}/v1/batch", gateway.url)).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
@@ -98,7 +106,10 @@ async fn tls_serves_https_with_the_configured_certificate() {
     assert!(gateway.url.starts_with("https://"));
     let response = gateway
         .post("/v1/b")
-        .body(json!({"writeKey": WEB_KEY, "batch": [{"type": "track", "event": "Secure", "anonymousId": "a"}]}).to_string())
+        .body(
+            json!({"writeKey": WEB_KEY, "batch": [{"type": "track", "event": "Secure", "anonymousId": "a"}]})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -117,6 +128,32 @@ fn a_key_that_does_not_match_its_certificate_is_refused_at_start() {
     let tls = inlet_gateway::config::TlsConfig { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
     let error = inlet_gateway::tls::server_config(&tls).unwrap_err();
     assert!(format!("{error:#}").contains("do not match"), "{error:#}");
-    let missing = inlet_gateway::config::TlsConfig { cert: dir.path().join("nope.pem"), key: dir.path().join("key.pem") };
+    let missing =
+        inlet_gateway::config::TlsConfig { cert: dir.path().join("nope.pem"), key: dir.path().join("key.pem") };
     assert!(format!("{:#}", inlet_gateway::tls::server_config(&missing).unwrap_err()).contains("nope.pem"));
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_but_finishes_requests_in_flight() {
+    let mut gateway = TestGateway::start().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let mut rx = rx;
+    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let request = gateway.post("/v1/batch").body(reqwest::Body::wrap_stream(body)).send();
+    let request = tokio::spawn(request);
+    let payload =
+        json!({"writeKey": WEB_KEY, "batch": [{"type": "track", "event": "Late", "userId": "u"}]}).to_string();
+    let (first, second) = payload.as_bytes().split_at(20);
+    tx.send(Ok(first.to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    gateway.begin_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let fresh = common::client().get(format!("{}/healthz", gateway.url)).send().await;
+    assert!(fresh.is_err(), "new connections are refused once shutdown began");
+    tx.send(Ok(second.to_vec())).await.unwrap();
+    drop(tx);
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "the request in flight completes");
+    gateway.finish_stop().await;
+    assert_eq!(gateway.stored().len(), 1);
 }

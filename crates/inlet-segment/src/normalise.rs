@@ -74,7 +74,9 @@ impl Normaliser {
         // (serde_json's limit of 128 levels keeps a hostile message off the stack) or a number
         // beyond the range of a double.
         let mut fields: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => Rejection::new(RejectReason::NotAnObject, "message must be a JSON object"),
+            serde_json::error::Category::Data => {
+                Rejection::new(RejectReason::NotAnObject, "message must be a JSON object")
+            }
             _ => Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {e}")),
         })?;
         fields.remove("writeKey");
@@ -83,7 +85,9 @@ impl Normaliser {
         let message_type = match forced_type {
             Some(t) => t,
             None => match fields.get("type") {
-                None | Some(Value::Null) => return Err(Rejection::new(RejectReason::MissingType, "`type` is required")),
+                None | Some(Value::Null) => {
+                    return Err(Rejection::new(RejectReason::MissingType, "`type` is required"));
+                }
                 Some(Value::String(s)) => MessageType::parse(s).ok_or_else(|| {
                     Rejection::new(
                         RejectReason::InvalidType,
@@ -249,9 +253,9 @@ fn normalise_timestamps(
     let timestamp = match (original, sent_at) {
         (Some(original), Some(sent_at)) => {
             let skew = sent_at.signed_duration_since(original);
-            received_at
-                .checked_sub_signed(skew)
-                .ok_or_else(|| Rejection::new(RejectReason::InvalidTimestamp, "`sentAt` and `timestamp` are too far apart"))?
+            received_at.checked_sub_signed(skew).ok_or_else(|| {
+                Rejection::new(RejectReason::InvalidTimestamp, "`sentAt` and `timestamp` are too far apart")
+            })?
         }
         (Some(original), None) => original,
         (None, _) => received_at,

@@ -86,7 +86,12 @@ pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Resul
             let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
             let write_key = serde_json::from_str::<WriteKeyOnly>(raw.get()).map_err(json_error)?.write_key;
             let write_key = string_field("writeKey", write_key)?;
-            Ok(ParsedBody { write_key, items: vec![raw], defaults: BatchDefaults::default(), forced_type: Some(message_type) })
+            Ok(ParsedBody {
+                write_key,
+                items: vec![raw],
+                defaults: BatchDefaults::default(),
+                forced_type: Some(message_type),
+            })
         }
         RouteKind::Batch => {
             let envelope: Envelope<'a> = serde_json::from_str(text).map_err(json_error)?;
@@ -179,10 +184,7 @@ mod tests {
             "invalid_json"
         );
         let too_many = format!(r#"{{"batch":[{}]}}"#, vec!["{}"; 2501].join(","));
-        assert_eq!(
-            parse(&too_many, batch).expect_err("count"),
-            RequestError::TooManyEvents { count: 2501, max: 2500 }
-        );
+        assert_eq!(parse(&too_many, batch).expect_err("count"), RequestError::TooManyEvents { count: 2501, max: 2500 });
         assert_eq!(parse("42", RouteKind::Single(MessageType::Track)).expect_err("num").code(), "invalid_body");
     }
 }

@@ -20,19 +20,14 @@ pub fn parse_timestamp(value: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
 /// Formats a timestamp as stored: UTC, `Z`, exactly six fractional digits (microseconds, the
 /// lake's precision; anything finer is truncated).
 pub fn format_timestamp(t: DateTime<Utc>) -> String {
     let micros = t.timestamp_micros();
-    DateTime::from_timestamp_micros(micros)
-        .unwrap_or(t)
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    DateTime::from_timestamp_micros(micros).unwrap_or(t).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]

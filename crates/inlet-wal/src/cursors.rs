@@ -61,10 +61,8 @@ impl Cursors {
 
     /// Moves `consumer` forward to `lsn` (never backward). Returns whether anything changed.
     pub(crate) fn advance(&mut self, consumer: &str, lsn: u64) -> Result<bool> {
-        let position = self
-            .positions
-            .get_mut(consumer)
-            .ok_or_else(|| WalError::UnknownConsumer(consumer.to_owned()))?;
+        let position =
+            self.positions.get_mut(consumer).ok_or_else(|| WalError::UnknownConsumer(consumer.to_owned()))?;
         if lsn <= *position {
             return Ok(false);
         }

@@ -11,11 +11,7 @@ pub enum WalError {
         source: io::Error,
     },
     #[error("segment {path} is damaged at byte {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("record of {len} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { len: usize, max: usize },
     #[error("the write-ahead log failed earlier and refuses writes until restart: {0}")]

@@ -59,10 +59,7 @@ mod tests {
         };
         assert_eq!(payload, b"hello");
         assert_eq!(framed_len, 13);
-        assert_eq!(
-            decode_record(&buf[13..], 1024),
-            Decoded::Record { payload: b"", framed_len: 8 }
-        );
+        assert_eq!(decode_record(&buf[13..], 1024), Decoded::Record { payload: b"", framed_len: 8 });
         // Every truncation of the first record is incomplete, never a wrong record.
         for cut in 0..13 {
             assert_eq!(decode_record(&buf[..cut], 1024), Decoded::Incomplete, "cut at {cut}");

@@ -51,9 +51,7 @@ pub(crate) fn create_segment(dir: &Path, first_lsn: u64) -> Result<(File, Segmen
 
 /// Makes directory entries (creations, renames, deletions) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(WalError::io(format!("syncing directory {}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(WalError::io(format!("syncing directory {}", dir.display())))
 }
 
 /// Lists the segments in `dir`, oldest first.
@@ -71,10 +69,8 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
         else {
             continue;
         };
-        let bytes = entry
-            .metadata()
-            .map_err(WalError::io(format!("reading metadata of {}", entry.path().display())))?
-            .len();
+        let bytes =
+            entry.metadata().map_err(WalError::io(format!("reading metadata of {}", entry.path().display())))?.len();
         segments.push(SegmentInfo { first_lsn, path: entry.path(), bytes });
     }
     segments.sort_by_key(|s| s.first_lsn);

@@ -115,13 +115,8 @@ impl Wal {
         let oldest_lsn = segments[0].first_lsn;
         let cursors = Cursors::load(&config.dir, &config.consumers, oldest_lsn)?;
         cursors.persist(&config.dir)?;
-        let report = RecoveryReport {
-            segments: segments.len(),
-            oldest_lsn,
-            next_lsn,
-            truncated_bytes,
-            truncated_reason,
-        };
+        let report =
+            RecoveryReport { segments: segments.len(), oldest_lsn, next_lsn, truncated_bytes, truncated_reason };
         let active_synced_bytes = segments.last().map_or(0, |s| s.bytes);
         let wal = Wal {
             config,
@@ -245,9 +240,7 @@ impl Wal {
             return Ok(());
         }
         let info = self.segments.last_mut().expect("the active segment always exists");
-        self.active
-            .write_all(&self.buf)
-            .map_err(WalError::io(format!("writing {}", info.path.display())))?;
+        self.active.write_all(&self.buf).map_err(WalError::io(format!("writing {}", info.path.display())))?;
         info.bytes += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -306,10 +299,16 @@ mod tests {
         let (wal, report) = Wal::open(cfg.clone()).expect("reopen");
         assert_eq!(report.next_lsn, 50);
         assert_eq!(report.truncated_bytes, 0);
-        assert_eq!(wal.disk_bytes(), std::fs::read_dir(dir.path()).expect("ls").filter_map(|e| {
-            let e = e.ok()?;
-            e.file_name().to_str()?.ends_with(".wal").then(|| e.metadata().ok().map(|m| m.len())).flatten()
-        }).sum::<u64>());
+        assert_eq!(
+            wal.disk_bytes(),
+            std::fs::read_dir(dir.path())
+                .expect("ls")
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    e.file_name().to_str()?.ends_with(".wal").then(|| e.metadata().ok().map(|m| m.len())).flatten()
+                })
+                .sum::<u64>()
+        );
         let read = read_all(&cfg, 0);
         assert_eq!(read.len(), 50);
         for (i, (lsn, payload)) in read.iter().enumerate() {

@@ -53,11 +53,22 @@ impl WalStats {
 }
 
 enum Command {
-    Append { payloads: Vec<Vec<u8>>, reply: oneshot::Sender<Result<Range<u64>>> },
-    Confirm { consumer: String, lsn: u64, reply: oneshot::Sender<Result<usize>> },
-    Sync { reply: oneshot::Sender<Result<()>> },
+    Append {
+        payloads: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Range<u64>>>,
+    },
+    Confirm {
+        consumer: String,
+        lsn: u64,
+        reply: oneshot::Sender<Result<usize>>,
+    },
+    Sync {
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Answered on a std channel: shutdown may run in `Drop`, inside or outside a runtime.
-    Shutdown { reply: mpsc::Sender<Result<()>> },
+    Shutdown {
+        reply: mpsc::Sender<Result<()>>,
+    },
 }
 
 /// A running log: cheap to share (`Arc`), safe to call from any task or thread.
@@ -245,11 +256,7 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
         }
 
         let needs_sync = (policy.syncs_before_ack() && !pending.is_empty()) || !after_sync.is_empty();
-        let synced = if needs_sync {
-            sync_and_observe(&mut wal, stats, observer)
-        } else {
-            Ok(())
-        };
+        let synced = if needs_sync { sync_and_observe(&mut wal, stats, observer) } else { Ok(()) };
         if let FsyncPolicy::Interval(interval) = policy {
             if synced.is_ok() && !pending.is_empty() && unsynced_since.is_none() {
                 unsynced_since = Some(Instant::now());
@@ -369,7 +376,8 @@ mod tests {
     #[tokio::test]
     async fn interval_policy_syncs_in_the_background() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = WalConfig { fsync: FsyncPolicy::Interval(Duration::from_millis(20)), ..WalConfig::new(dir.path()) };
+        let config =
+            WalConfig { fsync: FsyncPolicy::Interval(Duration::from_millis(20)), ..WalConfig::new(dir.path()) };
         let (wal, _) = WalHandle::start(config, None).expect("start");
         wal.append(vec![b"a".to_vec()]).await.expect("append");
         assert_eq!(wal.next_lsn(), 1);

@@ -18,7 +18,10 @@ enum Op {
     Reopen,
     /// The process dies: the active segment keeps its synced bytes plus `keep` per mille of the
     /// unsynced ones, followed by `garbage` (a torn write).
-    Crash { keep: u16, garbage: Vec<u8> },
+    Crash {
+        keep: u16,
+        garbage: Vec<u8>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

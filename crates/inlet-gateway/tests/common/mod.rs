@@ -103,7 +103,19 @@ impl TestGateway {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
+        self.begin_stop();
+        self.finish_stop().await;
+    }
+
+    /// Signals shutdown, as SIGTERM does: the listener closes, in-flight requests go on.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits for in-flight requests to finish, then closes the WAL.
+    pub async fn finish_stop(&mut self) {
         self.task.take().unwrap().await.unwrap().unwrap();
         self.state.wal.shutdown().unwrap();
     }

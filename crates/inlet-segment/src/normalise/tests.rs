@@ -47,7 +47,8 @@ fn without_sent_at_the_timestamp_is_taken_as_is_and_without_timestamp_it_is_rece
         .expect("valid");
     assert_eq!(e.fields["timestamp"], "2019-12-31T15:00:00.000000Z");
     assert!(e.fields.get("sentAt").is_none());
-    let e = run(json!({"type": "page", "anonymousId": "a", "sentAt": "2024-05-01T10:00:03Z"}), None, &d).expect("valid");
+    let e =
+        run(json!({"type": "page", "anonymousId": "a", "sentAt": "2024-05-01T10:00:03Z"}), None, &d).expect("valid");
     assert_eq!(e.fields["timestamp"], "2024-05-01T10:00:00.000000Z");
     assert!(e.fields.get("originalTimestamp").is_none());
 }
@@ -56,7 +57,12 @@ fn without_sent_at_the_timestamp_is_taken_as_is_and_without_timestamp_it_is_rece
 fn batch_defaults_fill_in_but_never_override() {
     let defaults = BatchDefaults {
         sent_at: Some("2024-05-01T10:00:10Z".into()),
-        context: Some(json!({"library": {"name": "batch-lib", "version": "1"}, "locale": "ko-KR"}).as_object().cloned().expect("object")),
+        context: Some(
+            json!({"library": {"name": "batch-lib", "version": "1"}, "locale": "ko-KR"})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        ),
         integrations: Some(json!({"All": false}).as_object().cloned().expect("object")),
     };
     let e = run(
@@ -66,15 +72,22 @@ fn batch_defaults_fill_in_but_never_override() {
         &defaults,
     )
     .expect("valid");
-    assert_eq!(e.fields["context"], json!({"library": {"name": "own", "version": "1"}, "locale": "ko-KR", "ip": "198.51.100.1"}));
+    assert_eq!(
+        e.fields["context"],
+        json!({"library": {"name": "own", "version": "1"}, "locale": "ko-KR", "ip": "198.51.100.1"})
+    );
     assert_eq!(e.fields["integrations"], json!({"All": false}));
     assert_eq!(e.fields["timestamp"], "2024-05-01T09:59:59.000000Z", "batch sentAt is used");
 }
 
 #[test]
 fn the_route_decides_the_type() {
-    let e = run(json!({"type": "page", "anonymousId": "a", "event": "Clicked"}), Some(MessageType::Track), &BatchDefaults::default())
-        .expect("valid");
+    let e = run(
+        json!({"type": "page", "anonymousId": "a", "event": "Clicked"}),
+        Some(MessageType::Track),
+        &BatchDefaults::default(),
+    )
+    .expect("valid");
     assert_eq!(e.message_type, MessageType::Track);
     assert_eq!(e.fields["type"], "track");
 }
@@ -142,10 +155,17 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("type".to_string()), Just("userId".to_string()), Just("anonymousId".to_string()),
-                    Just("event".to_string()), Just("timestamp".to_string()), Just("sentAt".to_string()),
-                    Just("context".to_string()), Just("groupId".to_string()), Just("previousId".to_string()),
-                    Just("messageId".to_string()), "[a-z]{1,6}"
+                    Just("type".to_string()),
+                    Just("userId".to_string()),
+                    Just("anonymousId".to_string()),
+                    Just("event".to_string()),
+                    Just("timestamp".to_string()),
+                    Just("sentAt".to_string()),
+                    Just("context".to_string()),
+                    Just("groupId".to_string()),
+                    Just("previousId".to_string()),
+                    Just("messageId".to_string()),
+                    "[a-z]{1,6}"
                 ],
                 inner,
                 0..8

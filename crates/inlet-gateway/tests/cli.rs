@@ -1,0 +1,42 @@
+//! The `inlet` binary refuses bad configurations at start, saying why, and hides write keys.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn inlet(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    command.args(args).env("INLET_DATA_DIR", dir.path()).env("INLET_SERVER__LISTEN", "127.0.0.1:0");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn bad_configurations_stop_the_start_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_cert = dir.path().join("missing.pem");
+    let missing_cert = missing_cert.to_str().unwrap();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("INLET_WAL__FSYNC", "sometimes")], "sometimes"),
+        (&[("INLET_SERVR__LISTEN", "0.0.0.0:1")], "servr"),
+        (&[("INLET_SOURCES", r#"[{name = "Web", write_key = "k"}]"#)], "source name"),
+        (&[("INLET_SERVER__TLS__CERT", missing_cert), ("INLET_SERVER__TLS__KEY", missing_cert)], "missing.pem"),
+    ];
+    for (env, needle) in cases {
+        let output = inlet(&[], env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{env:?} should not start");
+        assert!(stderr.contains("inlet: error:") && stderr.contains(needle), "{env:?}: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_validates_and_hides_write_keys() {
+    let output = inlet(&["check-config"], &[("INLET_SOURCES", r#"[{name = "web", write_key = "very-secret"}]"#)]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""web""#) && !stdout.contains("very-secret"), "{stdout}");
+}
