@@ -48,8 +48,12 @@ pub fn dedupe_key(source: &str, message_id: &str) -> u128 {
 
 impl Deduplicator {
     pub fn new(window: Duration, max_entries: usize) -> Deduplicator {
+        Deduplicator::new_at(window, max_entries, Instant::now())
+    }
+
+    fn new_at(window: Duration, max_entries: usize, now: Instant) -> Deduplicator {
         let span = window / GENERATIONS;
-        let first = Generation { started: Instant::now(), ids: DashSet::new() };
+        let first = Generation { started: now, ids: DashSet::new() };
         Deduplicator {
             window,
             span,
@@ -66,7 +70,11 @@ impl Deduplicator {
 
     /// Remembers `keys`; returns how many older ids were forgotten early to stay in bounds.
     pub fn insert_all(&self, keys: impl IntoIterator<Item = u128>) -> u64 {
-        self.rotate(Instant::now());
+        self.insert_all_at(keys, Instant::now())
+    }
+
+    fn insert_all_at(&self, keys: impl IntoIterator<Item = u128>, now: Instant) -> u64 {
+        self.rotate(now);
         let mut evicted = 0;
         {
             let generations = self.generations.read().expect("dedupe lock is never poisoned");
@@ -117,36 +125,43 @@ impl Deduplicator {
 mod tests {
     use super::*;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[test]
     fn remembers_within_the_window_and_forgets_after() {
-        let dedupe = Deduplicator::new(Duration::from_millis(240), 1000);
+        let start = Instant::now();
+        let at = |d: Duration| start + d;
+        let dedupe = Deduplicator::new_at(24 * HOUR, 1000, start);
         let a = dedupe_key("web", "m1");
         assert!(!dedupe.contains(a));
-        dedupe.insert_all([a]);
+        dedupe.insert_all_at([a], at(Duration::ZERO));
         assert!(dedupe.contains(a));
         assert!(!dedupe.contains(dedupe_key("ios", "m1")), "sources are separate");
-        std::thread::sleep(Duration::from_millis(120));
-        dedupe.insert_all([dedupe_key("web", "m2")]);
-        assert!(dedupe.contains(a), "still within the window");
-        // Past window + one span, with inserts keeping the rotation going.
-        for i in 0..40 {
-            std::thread::sleep(Duration::from_millis(10));
-            dedupe.insert_all([dedupe_key("web", &format!("later-{i}"))]);
+        // An insert every hour keeps generations rotating.
+        for hour in 1..=24 {
+            dedupe.insert_all_at([dedupe_key("web", &format!("h{hour}"))], at(hour * HOUR));
+            assert!(dedupe.contains(a), "still remembered after {hour} h");
         }
-        assert!(!dedupe.contains(a), "forgotten after the window");
+        dedupe.insert_all_at([dedupe_key("web", "late")], at(26 * HOUR));
+        assert!(!dedupe.contains(a), "forgotten once the window (plus one slice) has passed");
+        assert!(dedupe.contains(dedupe_key("web", "h24")));
+        let counted: usize = dedupe.generations.read().expect("lock").iter().map(|g| g.ids.len()).sum();
+        assert_eq!(dedupe.len(), counted);
     }
 
     #[test]
     fn memory_stays_bounded() {
-        let dedupe = Deduplicator::new(Duration::from_millis(24), 100);
+        let start = Instant::now();
+        let dedupe = Deduplicator::new_at(24 * HOUR, 100, start);
         let mut evicted = 0;
-        for round in 0..20 {
-            std::thread::sleep(Duration::from_millis(2));
-            evicted += dedupe.insert_all((0..30).map(|i| dedupe_key("s", &format!("{round}-{i}"))));
-            assert!(dedupe.len() <= 100 || dedupe.generations.read().expect("lock").len() == 1);
+        for hour in 0..20u32 {
+            let now = start + hour * HOUR;
+            evicted += dedupe.insert_all_at((0..30).map(|i| dedupe_key("s", &format!("{hour}-{i}"))), now);
+            assert!(dedupe.len() <= 100, "{} entries", dedupe.len());
             let counted: usize = dedupe.generations.read().expect("lock").iter().map(|g| g.ids.len()).sum();
             assert_eq!(dedupe.len(), counted);
         }
-        assert!(evicted > 0);
+        assert_eq!(evicted, 20 * 30 - dedupe.len() as u64, "every id forgotten early was counted");
+        assert!(dedupe.contains(dedupe_key("s", "19-0")), "the newest ids are kept");
     }
 }

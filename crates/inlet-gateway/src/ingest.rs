@@ -14,14 +14,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inlet_segment::{RequestMeta, RouteKind, encode_stored_event, parse_body};
 use serde::Serialize;
-use tokio::sync::SemaphorePermit;
 
 use crate::auth::basic_write_key;
 use crate::body::{Encoding, content_length, decode, read_capped};
 use crate::client_ip::client_ip;
 use crate::dedupe::dedupe_key;
 use crate::error::{ApiError, ItemError};
-use crate::state::{AppState, INFLIGHT_UNIT};
+use crate::state::AppState;
 
 /// Bodies at least this large (or compressed) are decoded on the blocking pool, so one big
 /// batch does not hold up the small requests sharing its async worker.
@@ -100,10 +99,13 @@ async fn ingest_inner(
     if declared.is_some_and(|n| n > limits.max_request_bytes) {
         return Err(ApiError::PayloadTooLarge { limit: limits.max_request_bytes });
     }
-    let _reservation = reserve_inflight(state, encoding, declared)?;
-
+    let mut reservation = state.inflight.reservation();
     let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
-    let raw = read_capped(body, limits.max_request_bytes, timeout).await?;
+    let raw = read_capped(body, limits.max_request_bytes, timeout, declared, &mut reservation).await?;
+    if encoding != Encoding::Identity {
+        // Until decoded, the compressed and the decompressed body (at most the limit) coexist.
+        reservation.grow_to(raw.len() + limits.max_request_bytes)?;
+    }
     let meta = RequestMeta {
         received_at: state.clock.now(),
         client_ip: Some(client_ip(peer.ip(), headers, &state.config.server.trusted_proxies)),
@@ -116,37 +118,9 @@ async fn ingest_inner(
     } else {
         prepare(state, raw, encoding, kind, header_key.as_deref(), &meta)?
     };
+    // What stays until the WAL answers: the encoded records.
+    reservation.shrink_to(prepared.events.iter().map(|e| e.record.len()).sum());
     store(state, prepared).await
-}
-
-/// Reserves memory for the request before its body is read: the declared length of an
-/// uncompressed body, else the most a request may decode to.
-fn reserve_inflight(
-    state: &AppState,
-    encoding: Encoding,
-    declared: Option<usize>,
-) -> Result<InflightReservation<'_>, ApiError> {
-    let max = state.config.limits.max_request_bytes;
-    let bytes = match (encoding, declared) {
-        (Encoding::Identity, Some(n)) => n,
-        _ => max,
-    };
-    let units = bytes.div_ceil(INFLIGHT_UNIT).max(1) as u32;
-    let permit = state.inflight.try_acquire_many(units).map_err(|_| ApiError::Overloaded)?;
-    state.metrics.inflight_bytes.add(i64::from(units) * INFLIGHT_UNIT as i64);
-    Ok(InflightReservation { permit, state })
-}
-
-struct InflightReservation<'a> {
-    permit: SemaphorePermit<'a>,
-    state: &'a AppState,
-}
-
-impl Drop for InflightReservation<'_> {
-    fn drop(&mut self) {
-        let bytes = i64::from(self.permit.num_permits() as u32) * INFLIGHT_UNIT as i64;
-        self.state.metrics.inflight_bytes.sub(bytes);
-    }
 }
 
 /// The CPU part: decompress, parse, authenticate by body key, normalise, encode.

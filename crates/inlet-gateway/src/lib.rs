@@ -11,6 +11,7 @@ pub mod config;
 pub mod dedupe;
 pub mod dev;
 pub mod error;
+pub mod inflight;
 pub mod ingest;
 pub mod metrics;
 pub mod routes;

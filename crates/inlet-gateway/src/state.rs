@@ -9,15 +9,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use inlet_segment::{Limits, Normaliser, StoredEventKey, parse_timestamp};
 use inlet_wal::{WalConfig, WalHandle, WalReader};
-use tokio::sync::Semaphore;
 
 use crate::auth::Sources;
 use crate::config::Config;
 use crate::dedupe::{Deduplicator, dedupe_key};
+use crate::inflight::InflightBudget;
 use crate::metrics::{Metrics, WalMetrics};
-
-/// In-flight request bytes are counted in units of this many bytes (semaphore permits).
-pub const INFLIGHT_UNIT: usize = 1024;
 
 /// The source of `receivedAt`; replaced in tests to make golden output deterministic.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -43,8 +40,7 @@ pub struct AppState {
     pub dedupe: Deduplicator,
     pub metrics: Arc<Metrics>,
     pub normaliser: Normaliser,
-    /// One permit per [`INFLIGHT_UNIT`] bytes of `limits.max_inflight_bytes`.
-    pub inflight: Semaphore,
+    pub inflight: InflightBudget,
     pub clock: Arc<dyn Clock>,
     pub shutting_down: AtomicBool,
     /// Rate-limits warnings about refused requests.
@@ -93,14 +89,14 @@ impl AppState {
         let dedupe = Deduplicator::new(window, config.dedupe.max_entries);
         seed_dedupe(&dedupe, &wal, window, clock.now())?;
         metrics.dedupe_entries.set(dedupe.len() as i64);
-        let permits = config.limits.max_inflight_bytes / INFLIGHT_UNIT;
+        let inflight = InflightBudget::new(config.limits.max_inflight_bytes, metrics.inflight_bytes.clone());
         Ok(AppState {
             public_url: config.public_url(),
             normaliser: Normaliser::new(Limits {
                 max_event_bytes: config.limits.max_event_bytes,
                 max_batch_events: config.limits.max_batch_events,
             }),
-            inflight: Semaphore::new(permits),
+            inflight,
             config,
             sources,
             wal,
@@ -123,8 +119,7 @@ impl AppState {
         if self.wal.disk_bytes() >= self.config.wal.max_disk_bytes {
             return Some("write-ahead log is over its disk budget".into());
         }
-        let request_units = self.config.limits.max_request_bytes.div_ceil(INFLIGHT_UNIT);
-        if self.inflight.available_permits() < request_units {
+        if !self.inflight.has_room_for(self.config.limits.max_request_bytes) {
             return Some("in-flight request budget exhausted".into());
         }
         None

@@ -175,31 +175,37 @@ async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
         c.limits.max_inflight_bytes = c.limits.max_request_bytes;
     })
     .await;
-    // Hold the whole budget with a request whose body never finishes.
+    // A slow client holds most of the budget with the part of its body it has sent so far.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let stream = tokio_stream_from(rx);
-    let slow =
-        gateway.post("/v1/batch").header("content-encoding", "gzip").body(reqwest::Body::wrap_stream(stream)).send();
+    let slow = gateway.post("/v1/batch").body(reqwest::Body::wrap_stream(tokio_stream_from(rx))).send();
     let slow = tokio::spawn(slow);
+    tx.send(Ok(vec![b' '; 490 * 1024])).await.unwrap();
+    let big_enough: Vec<Value> = (0..20)
+        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "q".repeat(1000), "i": i}}))
+        .collect();
     let mut refused = None;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let response = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+        let response = gateway.post("/v1/batch").body(batch(big_enough.clone())).send().await.unwrap();
         if response.status() == 429 {
             refused = Some(response);
             break;
         }
     }
-    let refused = refused.expect("the second request should be refused while the first holds the budget");
+    let refused = refused.expect("a request that does not fit in the budget should be refused");
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "overloaded");
     let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
     assert_eq!(ready.status(), 503);
+    // A small request still fits beside the slow one.
+    assert_eq!(gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap().status(), 200);
     drop(tx);
     let _ = slow.await;
     let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
     assert_eq!(ready.status(), 200, "recovers once the budget is free");
+    assert_eq!(gateway.metric("inlet_ingest_inflight_bytes"), 0.0, "every reservation was given back");
+    assert_eq!(gateway.post("/v1/batch").body(batch(big_enough)).send().await.unwrap().status(), 200);
     gateway.stop().await;
 }
 

@@ -266,6 +266,9 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
                 unsynced_since = None;
             }
         }
+        // Published before anyone is answered, so a caller that saw its append acknowledged
+        // also sees it in `next_lsn`/`durable_lsn`.
+        stats.update(&wal);
         for Pending { reply, lsns } in pending {
             let answer = match &synced {
                 Ok(()) => Ok(lsns),
