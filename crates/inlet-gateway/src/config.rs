@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub wal: WalSettings,
     pub dedupe: DedupeConfig,
+    pub lake: LakeConfig,
     /// Write key → source. Empty: a development source is created (see `docs/config.md`).
     pub sources: Vec<SourceConfig>,
 }
@@ -110,6 +111,49 @@ pub struct DedupeConfig {
     pub max_entries: usize,
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// `s3://bucket/prefix` or a local directory. Default: `{data_dir}/lake`.
+    pub url: Option<String>,
+    /// S3 endpoint for S3-compatible stores (Garage, MinIO, …); default: AWS.
+    pub s3_endpoint: Option<String>,
+    /// Default: the AWS default chain (`AWS_REGION`, profile, instance metadata).
+    pub s3_region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
+    pub s3_force_path_style: bool,
+    /// Names this instance's files and watermark. Default: generated once, kept in
+    /// `{data_dir}/instance-id`.
+    pub instance_id: Option<String>,
+    /// A WAL range is flushed to the lake at the latest this long after it started.
+    pub max_age_secs: u64,
+    /// After an hour ends, wait this long for its late arrivals before flushing.
+    pub hour_grace_secs: u64,
+    /// Flush a range once it holds this many events.
+    pub max_range_records: u64,
+    /// Events dated before this day (UTC) are partitioned by `receivedAt`.
+    pub min_event_date: String,
+    /// On shutdown, how long the final flush may take before it is left to the next start.
+    pub shutdown_flush_secs: u64,
+}
+
+impl Default for LakeConfig {
+    fn default() -> LakeConfig {
+        LakeConfig {
+            url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_force_path_style: false,
+            instance_id: None,
+            max_age_secs: 3600,
+            hour_grace_secs: 60,
+            max_range_records: 250_000,
+            min_event_date: "2015-01-01".into(),
+            shutdown_flush_secs: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -128,6 +172,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             wal: WalSettings::default(),
             dedupe: DedupeConfig::default(),
+            lake: LakeConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -238,6 +283,20 @@ impl Config {
         if self.dedupe.window_secs == 0 {
             return invalid("dedupe.window_secs must be greater than zero".into());
         }
+        if let Err(e) = inlet_lake::LakeLocation::parse(&self.lake_url()) {
+            return invalid(format!("lake.url: {e}"));
+        }
+        if chrono::NaiveDate::parse_from_str(&self.lake.min_event_date, "%Y-%m-%d").is_err() {
+            return invalid(format!("lake.min_event_date {:?} must be YYYY-MM-DD", self.lake.min_event_date));
+        }
+        if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 {
+            return invalid("lake.max_age_secs and lake.max_range_records must be greater than zero".into());
+        }
+        if let Some(id) = &self.lake.instance_id {
+            if !is_name(id) {
+                return invalid(format!("lake.instance_id {id:?} must be 1-64 lowercase letters, digits, '-' or '_'"));
+            }
+        }
         if let Some(url) = &self.server.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
                 return invalid(format!("server.public_url {url:?} must start with http:// or https://"));
@@ -246,10 +305,7 @@ impl Config {
         let mut names = HashSet::new();
         let mut keys = HashSet::new();
         for source in &self.sources {
-            let valid_name = !source.name.is_empty()
-                && source.name.len() <= 64
-                && source.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-            if !valid_name {
+            if !is_name(&source.name) {
                 return invalid(format!(
                     "source name {:?} must be 1-64 lowercase letters, digits, '-' or '_' (it becomes a lake partition)",
                     source.name
@@ -266,6 +322,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The lake root: the configured URL, or `{data_dir}/lake`.
+    pub fn lake_url(&self) -> String {
+        self.lake.url.clone().unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
     }
 
     pub fn wal_dir(&self) -> PathBuf {
@@ -293,6 +354,13 @@ impl Config {
             }
         }
     }
+}
+
+/// Names that become folder or file names: 1-64 lowercase letters, digits, `-`, `_`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// An environment value as TOML if it parses as a TOML value (numbers, booleans, arrays,
@@ -391,6 +459,9 @@ mod tests {
             ("[server]\npublic_url = \"events.example.com\"", "public_url"),
             ("[dedupe]\nwindow_secs = 0", "window_secs"),
             ("[wal]\nsegment_bytes = 10", "segment_bytes"),
+            ("[lake]\nurl = \"gs://bucket\"", "lake.url"),
+            ("[lake]\nmin_event_date = \"2015\"", "min_event_date"),
+            ("[lake]\ninstance_id = \"Gateway 1\"", "instance_id"),
         ];
         for (text, needle) in cases {
             let file = write(text);

@@ -13,6 +13,7 @@ pub mod dev;
 pub mod error;
 pub mod inflight;
 pub mod ingest;
+pub mod lake;
 pub mod metrics;
 pub mod routes;
 pub mod server;

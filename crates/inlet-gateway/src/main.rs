@@ -33,6 +33,41 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// The lake as an external table.
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LakeCommand {
+    /// Print `CREATE EXTERNAL TABLE` for the lake and, with `--from`, the `ALTER TABLE … ADD
+    /// PARTITION` statements for every source and hour from `--from` to `--to`.
+    Ddl {
+        #[arg(long, value_enum, default_value = "spectrum")]
+        dialect: DdlDialect,
+        /// External schema (Spectrum) or database (Athena).
+        #[arg(long, default_value = "inlet")]
+        schema: String,
+        #[arg(long, default_value = "events")]
+        table: String,
+        /// First day (UTC, YYYY-MM-DD) to add partitions for.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Day after the last one (default: the day after --from).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Sources to add partitions for (default: the configured ones).
+        #[arg(long = "source")]
+        sources: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DdlDialect {
+    Spectrum,
+    Athena,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +110,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wal { command: WalCommand::Dump { from } } => dump_wal(&config, from),
+        Command::Lake { command: LakeCommand::Ddl { dialect, schema, table, from, to, sources } } => {
+            let location = inlet_lake::LakeLocation::parse(&config.lake_url())?;
+            let dialect = match dialect {
+                DdlDialect::Spectrum => inlet_lake::ddl::Dialect::Spectrum,
+                DdlDialect::Athena => inlet_lake::ddl::Dialect::Athena,
+            };
+            let mut out = std::io::stdout();
+            write!(out, "{}", inlet_lake::ddl::create_table(&location, &schema, &table, dialect))?;
+            if let Some(from) = from {
+                let to = to.unwrap_or(from + chrono::Duration::days(1));
+                let sources =
+                    if sources.is_empty() { config.sources.iter().map(|s| s.name.clone()).collect() } else { sources };
+                let midnight = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+                write!(
+                    out,
+                    "{}",
+                    inlet_lake::ddl::add_partitions(&location, &schema, &table, &sources, midnight(from), midnight(to))
+                )?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -88,8 +144,16 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     if let Some(key) = dev_key {
         announce_dev_source(&key, &state.public_url);
     }
+    let lake = inlet_gateway::lake::start(&state).await?;
     serve(Arc::clone(&state), tls, listener, shutdown_signal()).await?;
-    tracing::info!("connections drained; syncing the write-ahead log");
+    tracing::info!("connections drained; flushing the lake");
+    if let Err(error) = lake.stop().await {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "final lake flush failed; the WAL keeps the events for the next start"
+        );
+    }
+    tracing::info!("syncing the write-ahead log");
     tokio::task::block_in_place(|| state.wal.shutdown())?;
     tracing::info!(durable_lsn = state.wal.durable_lsn(), "stopped");
     Ok(())

@@ -146,6 +146,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for other subsystems (the lake writer) to register their metrics in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Pre-creates the labelled series that should read 0 rather than be absent.
     pub fn init_labels<'a>(&self, sources: impl Iterator<Item = &'a str>) {
         for source in sources {

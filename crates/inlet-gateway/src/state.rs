@@ -36,7 +36,7 @@ pub struct AppState {
     pub config: Config,
     pub public_url: String,
     pub sources: Sources,
-    pub wal: WalHandle,
+    pub wal: Arc<WalHandle>,
     pub dedupe: Deduplicator,
     pub metrics: Arc<Metrics>,
     pub normaliser: Normaliser,
@@ -73,7 +73,7 @@ impl AppState {
             fsync: config.fsync_policy(),
             // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
             max_record_bytes: config.limits.max_event_bytes + 64 * 1024,
-            consumers: Vec::new(),
+            consumers: vec![inlet_lake::LAKE_CONSUMER.to_owned()],
         };
         let (wal, report) = WalHandle::start(wal_config, Some(Arc::new(WalMetrics(Arc::clone(&metrics)))))
             .with_context(|| format!("opening the write-ahead log in {}", config.wal_dir().display()))?;
@@ -85,6 +85,7 @@ impl AppState {
             truncated_bytes = report.truncated_bytes,
             "write-ahead log open"
         );
+        let wal = Arc::new(wal);
         let window = Duration::from_secs(config.dedupe.window_secs);
         let dedupe = Deduplicator::new(window, config.dedupe.max_entries);
         seed_dedupe(&dedupe, &wal, window, clock.now())?;

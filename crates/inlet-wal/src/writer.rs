@@ -33,6 +33,7 @@ pub struct WalStats {
     oldest_lsn: AtomicU64,
     disk_bytes: AtomicU64,
     segments: AtomicU64,
+    cursors: Mutex<std::collections::BTreeMap<String, u64>>,
     poisoned: OnceLock<String>,
 }
 
@@ -43,6 +44,11 @@ impl WalStats {
         self.oldest_lsn.store(wal.oldest_lsn(), Ordering::Release);
         self.disk_bytes.store(wal.disk_bytes(), Ordering::Release);
         self.segments.store(wal.segment_count() as u64, Ordering::Release);
+        if let Ok(mut cursors) = self.cursors.lock() {
+            for (name, position) in wal.cursors().iter() {
+                cursors.insert(name.to_owned(), position);
+            }
+        }
     }
 
     fn poison(&self, error: &WalError) -> WalError {
@@ -171,6 +177,11 @@ impl WalHandle {
 
     pub fn segments(&self) -> u64 {
         self.stats.segments.load(Ordering::Acquire)
+    }
+
+    /// The first LSN `consumer` has not confirmed (`None` for an unknown consumer).
+    pub fn cursor(&self, consumer: &str) -> Option<u64> {
+        self.stats.cursors.lock().ok()?.get(consumer).copied()
     }
 
     /// Why the log refuses writes, if it does.

@@ -29,6 +29,7 @@ pub struct TestGateway {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    lake: Option<inlet_gateway::lake::LakeTask>,
     pub dir: tempfile::TempDir,
 }
 
@@ -72,6 +73,7 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(AppState::open(config, clock).unwrap());
+        let lake = inlet_gateway::lake::start(&state).await.unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(Arc::clone(&state), tls, listener, async {
             let _ = rx.await;
@@ -82,6 +84,7 @@ impl TestGateway {
             client: client(),
             shutdown: Some(tx),
             task: Some(task),
+            lake: Some(lake),
             dir,
         }
     }
@@ -114,9 +117,10 @@ impl TestGateway {
         }
     }
 
-    /// Waits for in-flight requests to finish, then closes the WAL.
+    /// Waits for in-flight requests to finish, flushes the lake, then closes the WAL.
     pub async fn finish_stop(&mut self) {
         self.task.take().unwrap().await.unwrap().unwrap();
+        self.lake.take().unwrap().stop().await.unwrap();
         self.state.wal.shutdown().unwrap();
     }
 

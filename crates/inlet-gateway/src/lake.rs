@@ -1,0 +1,77 @@
+//! Runs the lake writer beside the HTTP server, with the gateway's configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use inlet_lake::{LakeLocation, LakeMetrics, LakeSettings, LakeWriter, S3Settings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// The running lake writer.
+#[derive(Debug)]
+pub struct LakeTask {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), inlet_lake::LakeError>>,
+}
+
+/// The lake writer's settings from the gateway configuration.
+pub fn lake_settings(config: &Config) -> anyhow::Result<LakeSettings> {
+    let lake = &config.lake;
+    let min_date = NaiveDate::parse_from_str(&lake.min_event_date, "%Y-%m-%d").context("lake.min_event_date")?;
+    Ok(LakeSettings {
+        location: LakeLocation::parse(&config.lake_url())?,
+        s3: S3Settings {
+            endpoint: lake.s3_endpoint.clone(),
+            region: lake.s3_region.clone(),
+            force_path_style: lake.s3_force_path_style,
+        },
+        instance_id: match &lake.instance_id {
+            Some(id) => id.clone(),
+            None => persisted_instance_id(config)?,
+        },
+        state_dir: config.data_dir.join("lake-writer"),
+        max_age: Duration::from_secs(lake.max_age_secs),
+        hour_grace: Duration::from_secs(lake.hour_grace_secs),
+        max_range_records: lake.max_range_records,
+        min_event_time: min_date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
+    })
+}
+
+/// Starts the lake writer: it flushes WAL ranges to the lake until [`LakeTask::stop`].
+pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
+    let settings = lake_settings(&state.config)?;
+    tracing::info!(lake = %settings.location.url_of(""), instance = %settings.instance_id, "lake writer starting");
+    let metrics = LakeMetrics::register(state.metrics.registry());
+    let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics).await;
+    let (shutdown, receiver) = watch::channel(false);
+    let final_flush = Duration::from_secs(state.config.lake.shutdown_flush_secs);
+    let task = tokio::spawn(writer.run(receiver, final_flush));
+    Ok(LakeTask { shutdown, task })
+}
+
+impl LakeTask {
+    /// Flushes what is durable one last time (bounded by `lake.shutdown_flush_secs`) and stops.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("lake writer task")?.context("lake writer")
+    }
+}
+
+fn persisted_instance_id(config: &Config) -> anyhow::Result<String> {
+    let path = config.data_dir.join("instance-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}

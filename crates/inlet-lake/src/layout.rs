@@ -1,0 +1,103 @@
+//! Where things go in the lake: `events/source={source}/dt={YYYY-MM-DD}/hour={HH}/{file}.parquet`.
+
+use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
+use inlet_segment::{StoredEvent, parse_timestamp};
+use serde_json::Value;
+
+/// Events whose corrected timestamp lies further than this after they were received are
+/// partitioned by `receivedAt` instead (a clock set years ahead must not create far-future
+/// partitions); their `timestamp` column keeps the value sent.
+pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
+
+/// The top folder of event files; watermarks live under [`WATERMARK_PREFIX`], beside it, so a
+/// crawler of `events/` never sees them.
+pub const EVENTS_PREFIX: &str = "events";
+pub const WATERMARK_PREFIX: &str = "_inlet/watermarks";
+
+/// One hour of one source: the unit a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hour {
+    pub date: NaiveDate,
+    pub hour: u32,
+}
+
+impl Hour {
+    pub fn of(t: DateTime<Utc>) -> Hour {
+        Hour { date: t.date_naive(), hour: t.hour() }
+    }
+
+    pub fn start(self) -> DateTime<Utc> {
+        self.date.and_hms_opt(self.hour, 0, 0).expect("valid hour").and_utc()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    pub source: String,
+    pub hour: Hour,
+}
+
+impl Partition {
+    /// The partition of a stored event: the UTC hour of its corrected `timestamp`, or of its
+    /// `receivedAt` when the timestamp is before `min_time` or too far in the future.
+    pub fn of(stored: &StoredEvent, min_time: DateTime<Utc>) -> Partition {
+        let field = |name| stored.event.get(name).and_then(Value::as_str).and_then(parse_timestamp);
+        let received = field("receivedAt").unwrap_or_else(Utc::now);
+        let time = match field("timestamp") {
+            Some(t) if t >= min_time && t <= received + MAX_FUTURE_SKEW => t,
+            _ => received,
+        };
+        Partition { source: stored.source.clone(), hour: Hour::of(time) }
+    }
+
+    /// The folder of this partition, relative to the lake root.
+    pub fn folder(&self) -> String {
+        format!(
+            "{EVENTS_PREFIX}/source={}/dt={}/hour={:02}",
+            self.source,
+            self.hour.date.format("%Y-%m-%d"),
+            self.hour.hour
+        )
+    }
+
+    /// The object key of the file holding this partition's records of WAL range `from..to`,
+    /// written by `instance`: unique across instances, and the same every time the same range
+    /// is flushed, so a retried or repeated upload replaces instead of duplicating.
+    pub fn file_key(&self, instance: &str, from: u64, to: u64) -> String {
+        format!("{}/{instance}-{from:020}-{to:020}.parquet", self.folder())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(timestamp: &str) -> StoredEvent {
+        let event = json!({"timestamp": timestamp, "receivedAt": "2024-05-01T10:00:00.000000Z"});
+        StoredEvent { source: "web".into(), event: event.as_object().cloned().expect("object") }
+    }
+
+    #[test]
+    fn partitions_by_corrected_hour_with_a_fallback_for_absurd_times() {
+        let min = parse_timestamp("2015-01-01T00:00:00Z").expect("ts");
+        let p = Partition::of(&stored("2024-04-30T23:59:59.999999Z"), min);
+        assert_eq!(p.folder(), "events/source=web/dt=2024-04-30/hour=23");
+        assert_eq!(
+            p.file_key("gw-1", 5, 17),
+            "events/source=web/dt=2024-04-30/hour=23/gw-1-00000000000000000005-00000000000000000017.parquet"
+        );
+        assert_eq!(
+            Partition::of(&stored("2031-01-01T00:00:00Z"), min).folder(),
+            "events/source=web/dt=2024-05-01/hour=10"
+        );
+        assert_eq!(
+            Partition::of(&stored("1970-01-01T00:00:00Z"), min).folder(),
+            "events/source=web/dt=2024-05-01/hour=10"
+        );
+        assert_eq!(
+            Partition::of(&stored("2024-05-02T09:00:00Z"), min).folder(),
+            "events/source=web/dt=2024-05-02/hour=09"
+        );
+    }
+}

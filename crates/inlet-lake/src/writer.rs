@@ -1,0 +1,325 @@
+//! The lake writer: the WAL's `lake` consumer. See the crate documentation for the protocol.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use inlet_segment::StoredEvent;
+use inlet_wal::{WalHandle, WalReader};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
+use crate::metrics::LakeMetrics;
+use crate::parquet_file::{ParquetFile, WRITE_BATCH_ROWS};
+use crate::schema::EventColumns;
+use crate::store::{LakeLocation, ObjectStore, S3Settings};
+
+/// The WAL consumer name of the lake writer.
+pub const LAKE_CONSUMER: &str = "lake";
+/// How often the writer looks at the WAL and its flush triggers.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Upload retries back off exponentially from this delay (with full jitter)...
+const RETRY_BASE: Duration = Duration::from_millis(500);
+/// ...up to this one. There is no deadline: the WAL keeps the records until they are uploaded.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+const PENDING_FILE: &str = "pending.json";
+
+#[derive(Debug, Clone)]
+pub struct LakeSettings {
+    pub location: LakeLocation,
+    pub s3: S3Settings,
+    /// Names this gateway's files and watermark; unique per instance.
+    pub instance_id: String,
+    /// Local directory for the writer's own state (the pending range).
+    pub state_dir: PathBuf,
+    /// A range is flushed at the latest this long after it started.
+    pub max_age: Duration,
+    /// After an hour ends, its range is flushed this much later (late arrivals of the hour).
+    pub hour_grace: Duration,
+    /// A range is flushed once it holds this many records.
+    pub max_range_records: u64,
+    /// Events dated before this are partitioned by `receivedAt` instead.
+    pub min_event_time: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] inlet_wal::WalError),
+    #[error("lake writer state in {path}: {source}")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("encoding Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("the lake writer task failed: {0}")]
+    Task(String),
+}
+
+/// A range of WAL records decided on and about to be uploaded; persisted before the first
+/// upload so a restart redoes exactly this range (same file names, so no duplicates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRange {
+    pub from: u64,
+    pub to: u64,
+    /// Every event acknowledged before this instant has an LSN below `to`.
+    pub cut_at: DateTime<Utc>,
+}
+
+/// The watermark published in the lake after each flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub instance: String,
+    /// Every event this instance acknowledged before this instant is in the lake.
+    pub flushed_before: DateTime<Utc>,
+    pub lsn: u64,
+}
+
+/// One file ready to upload.
+#[derive(Debug)]
+pub struct EncodedFile {
+    pub partition: Partition,
+    pub key: String,
+    pub rows: usize,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug)]
+pub struct LakeWriter {
+    settings: LakeSettings,
+    store: ObjectStore,
+    wal: Arc<WalHandle>,
+    metrics: LakeMetrics,
+}
+
+impl LakeWriter {
+    pub async fn new(settings: LakeSettings, wal: Arc<WalHandle>, metrics: LakeMetrics) -> LakeWriter {
+        let store = ObjectStore::open(settings.location.clone(), &settings.s3).await;
+        LakeWriter { settings, store, wal, metrics }
+    }
+
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    /// Flushes until `shutdown` turns true, then flushes what is durable once more (giving up
+    /// on the final upload after `final_flush_timeout`: the WAL keeps it for the next start).
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        final_flush_timeout: Duration,
+    ) -> Result<(), LakeError> {
+        if let Some(pending) = read_pending(&self.settings.state_dir)?.filter(|p| {
+            // Confirmed already (the stop came between confirming and clearing the marker).
+            p.to > self.cursor() || clear_pending(&self.settings.state_dir).is_err()
+        }) {
+            tracing::info!(from = pending.from, to = pending.to, "redoing the lake flush interrupted by the last stop");
+            if !self.complete(pending, &mut shutdown).await? {
+                return Ok(());
+            }
+        }
+        let mut range_started = Instant::now();
+        let mut range_started_at = Utc::now();
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => *shutdown.borrow(),
+                changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+            };
+            let cursor = self.cursor();
+            let cut_at = Utc::now();
+            // Read after `cut_at`: whatever was acknowledged before it is below this LSN.
+            let durable = self.wal.durable_lsn();
+            self.metrics.oldest_unflushed_age.set(if durable > cursor {
+                range_started.elapsed().as_secs_f64()
+            } else {
+                0.0
+            });
+            let hour_ended =
+                Hour::of(cut_at - self.settings.hour_grace) != Hour::of(range_started_at - self.settings.hour_grace);
+            let due = stopping
+                || range_started.elapsed() >= self.settings.max_age
+                || hour_ended
+                || durable.saturating_sub(cursor) >= self.settings.max_range_records;
+            if !due {
+                continue;
+            }
+            let pending = PendingRange { from: cursor, to: durable.max(cursor), cut_at };
+            if stopping {
+                match tokio::time::timeout(final_flush_timeout, self.complete(pending, &mut watch::channel(false).1))
+                    .await
+                {
+                    Ok(result) => {
+                        result?;
+                    }
+                    Err(_) => tracing::warn!(
+                        from = pending.from,
+                        to = pending.to,
+                        "final lake flush timed out; the WAL keeps the records for the next start"
+                    ),
+                }
+                return Ok(());
+            }
+            if !self.complete(pending, &mut shutdown).await? {
+                return Ok(());
+            }
+            range_started = Instant::now();
+            range_started_at = cut_at;
+        }
+    }
+
+    fn cursor(&self) -> u64 {
+        self.wal.cursor(LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn())
+    }
+
+    /// Persists the range, uploads its files (retrying until they are stored or shutdown is
+    /// asked), publishes the watermark, confirms the range to the WAL and clears the pending
+    /// marker. Returns false if it stopped for shutdown before finishing.
+    async fn complete(&self, pending: PendingRange, shutdown: &mut watch::Receiver<bool>) -> Result<bool, LakeError> {
+        if pending.to > pending.from {
+            write_pending(&self.settings.state_dir, &pending)?;
+            let files = self.encode_range(pending.from, pending.to).await?;
+            for file in files {
+                if !self.upload(&file.key, file.bytes.clone(), shutdown).await {
+                    return Ok(false);
+                }
+                self.metrics.files_written.inc();
+                self.metrics.bytes_written.inc_by(file.bytes.len() as u64);
+                self.metrics.rows_written.inc_by(file.rows as u64);
+                tracing::debug!(key = %file.key, rows = file.rows, bytes = file.bytes.len(), "lake file written");
+            }
+        }
+        let watermark =
+            Watermark { instance: self.settings.instance_id.clone(), flushed_before: pending.cut_at, lsn: pending.to };
+        let key = format!("{WATERMARK_PREFIX}/{}.json", self.settings.instance_id);
+        let body = Bytes::from(serde_json::to_vec_pretty(&watermark).expect("a watermark serialises"));
+        if !self.upload(&key, body, shutdown).await {
+            return Ok(false);
+        }
+        if pending.to > pending.from {
+            self.wal.confirm(LAKE_CONSUMER, pending.to).await?;
+            clear_pending(&self.settings.state_dir)?;
+        }
+        self.metrics.cursor_lsn.set(pending.to as i64);
+        Ok(true)
+    }
+
+    /// Reads WAL records `from..to` and encodes one Parquet file per partition.
+    pub async fn encode_range(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
+        let dir = self.wal.config().dir.clone();
+        let max_record_bytes = self.wal.config().max_record_bytes;
+        let min_time = self.settings.min_event_time;
+        let instance = self.settings.instance_id.clone();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            encode_range(&dir, max_record_bytes, from, to, min_time, &instance, &metrics)
+        })
+        .await
+        .map_err(|e| LakeError::Task(e.to_string()))?
+    }
+
+    /// Uploads with retries; false if shutdown was asked before it succeeded.
+    async fn upload(&self, key: &str, bytes: Bytes, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            match self.store.put(key, bytes.clone()).await {
+                Ok(()) => {
+                    self.metrics.upload_duration.observe(started.elapsed().as_secs_f64());
+                    return true;
+                }
+                Err(error) => {
+                    self.metrics.upload_failures.inc();
+                    let ceiling = RETRY_BASE.saturating_mul(2u32.saturating_pow(attempt)).min(RETRY_MAX);
+                    let delay = ceiling.mul_f64(rand::rng().random_range(0.0..=1.0));
+                    tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "lake upload failed; retrying");
+                    attempt += 1;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    if *shutdown.borrow() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn encode_range(
+    dir: &Path,
+    max_record_bytes: usize,
+    from: u64,
+    to: u64,
+    min_time: DateTime<Utc>,
+    instance: &str,
+    metrics: &LakeMetrics,
+) -> Result<Vec<EncodedFile>, LakeError> {
+    let mut open: BTreeMap<Partition, (EventColumns, ParquetFile)> = BTreeMap::new();
+    for record in WalReader::open(dir, from, to, max_record_bytes)? {
+        let record = record?;
+        let stored = match StoredEvent::decode(&record.payload) {
+            Ok(stored) => stored,
+            Err(error) => {
+                // Written by this program, so this is a bug: say so loudly, keep going.
+                metrics.undecodable_records.inc();
+                tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
+                continue;
+            }
+        };
+        let partition = Partition::of(&stored, min_time);
+        let (columns, file) = open.entry(partition).or_default();
+        columns.append(&stored);
+        if columns.len() >= WRITE_BATCH_ROWS {
+            file.write(&columns.finish())?;
+        }
+    }
+    let mut files = Vec::with_capacity(open.len());
+    for (partition, (mut columns, mut file)) in open {
+        if !columns.is_empty() {
+            file.write(&columns.finish())?;
+        }
+        let rows = file.rows();
+        let key = partition.file_key(instance, from, to);
+        files.push(EncodedFile { partition, key, rows, bytes: Bytes::from(file.finish()?) });
+    }
+    Ok(files)
+}
+
+pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError> {
+    let path = state_dir.join(PENDING_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LakeError::State { path, source: std::io::Error::other(e) }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LakeError::State { path, source }),
+    }
+}
+
+fn write_pending(state_dir: &Path, pending: &PendingRange) -> Result<(), LakeError> {
+    use std::io::Write;
+    let path = state_dir.join(PENDING_FILE);
+    let tmp = state_dir.join(format!("{PENDING_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(pending).expect("a range serialises"))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(state_dir)?.sync_all()
+    };
+    write().map_err(|source| LakeError::State { path, source })
+}
+
+fn clear_pending(state_dir: &Path) -> Result<(), LakeError> {
+    let path = state_dir.join(PENDING_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LakeError::State { path, source }),
+    }
+}
