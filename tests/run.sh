@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what it needs (npm and PyPI packages of
-# the official Segment SDKs), then runs every layer: unit and property tests, the golden corpus,
-# the bad-input table, the SIGKILL crash test, and the unmodified SDKs against a live gateway.
+# The whole test suite, from a fresh machine: installs what it needs (the official Segment SDKs
+# from npm and PyPI, pyarrow, and Garage, a real S3 server, built from crates.io once), then
+# runs every layer: unit and property tests, the golden corpus, the bad-input table, the SIGKILL
+# crash tests, the lake on S3 under outage and SIGKILL, and the unmodified SDKs end to end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -17,10 +18,17 @@ if ! command -v npm > /dev/null; then
 fi
 npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
 
-step "python dependencies (official segment-analytics-python)"
+step "python dependencies (official segment-analytics-python, pyarrow)"
 venv="$cache/venv"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+
+step "Garage (S3-compatible object store) on loopback"
+bash tests/garage/garage.sh install
+garage_dir="$(mktemp -d)"
+trap 'bash tests/garage/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+bash tests/garage/garage.sh start "$garage_dir"
+eval "$(bash tests/garage/garage.sh env "$garage_dir")"
 
 step "format and lints"
 cargo fmt --all --check
@@ -29,10 +37,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --all-targets --locked
 
-step "unit, property, golden, bad-input, crash and HTTP tests"
+step "unit, property, golden, bad-input, crash, HTTP and lake tests"
 cargo test --workspace --locked
 
-step "unmodified Segment SDKs against a running gateway"
+step "lake on S3 (Garage): outage and SIGKILL during flushes"
+cargo test --locked -p inlet-gateway --test garage -- --ignored
+
+step "unmodified Segment SDKs → gateway → WAL and lake on S3 (read back with pyarrow)"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
 
 step "all tests passed"

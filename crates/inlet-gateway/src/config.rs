@@ -122,6 +122,8 @@ pub struct LakeConfig {
     pub s3_region: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible stores need.
     pub s3_force_path_style: bool,
+    /// Files larger than this are uploaded in parts (at least 5 MiB + 1, S3's part minimum).
+    pub s3_multipart_threshold_bytes: usize,
     /// Names this instance's files and watermark. Default: generated once, kept in
     /// `{data_dir}/instance-id`.
     pub instance_id: Option<String>,
@@ -144,6 +146,7 @@ impl Default for LakeConfig {
             s3_endpoint: None,
             s3_region: None,
             s3_force_path_style: false,
+            s3_multipart_threshold_bytes: inlet_lake::store::MULTIPART_THRESHOLD,
             instance_id: None,
             max_age_secs: 3600,
             hour_grace_secs: 60,
@@ -288,6 +291,12 @@ impl Config {
         }
         if chrono::NaiveDate::parse_from_str(&self.lake.min_event_date, "%Y-%m-%d").is_err() {
             return invalid(format!("lake.min_event_date {:?} must be YYYY-MM-DD", self.lake.min_event_date));
+        }
+        if self.lake.s3_multipart_threshold_bytes <= inlet_lake::store::MULTIPART_PART_BYTES {
+            return invalid(format!(
+                "lake.s3_multipart_threshold_bytes must exceed the part size ({} bytes)",
+                inlet_lake::store::MULTIPART_PART_BYTES
+            ));
         }
         if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 {
             return invalid("lake.max_age_secs and lake.max_range_records must be greater than zero".into());

@@ -29,6 +29,7 @@ pub fn lake_settings(config: &Config) -> anyhow::Result<LakeSettings> {
             endpoint: lake.s3_endpoint.clone(),
             region: lake.s3_region.clone(),
             force_path_style: lake.s3_force_path_style,
+            multipart_threshold: lake.s3_multipart_threshold_bytes,
         },
         instance_id: match &lake.instance_id {
             Some(id) => id.clone(),

@@ -8,11 +8,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-/// Objects larger than this are uploaded in parts (S3's single PUT handles up to 5 GB, but
-/// parts can be retried alone and keep memory per request bounded).
+/// Default size above which objects are uploaded in parts (S3's single PUT handles up to 5 GB,
+/// but parts keep each request short, so a failure costs one part's worth of transfer).
 pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
-/// Size of each part but the last (S3's minimum is 5 MiB).
-pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Size of each part but the last: S3's minimum, so the threshold can be set low.
+pub const MULTIPART_PART_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,17 +57,26 @@ impl LakeLocation {
 }
 
 /// How to reach S3 (all optional: the default credential chain and region apply otherwise).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub force_path_style: bool,
+    /// Objects larger than this use multipart upload.
+    pub multipart_threshold: usize,
+}
+
+impl Default for S3Settings {
+    fn default() -> S3Settings {
+        S3Settings { endpoint: None, region: None, force_path_style: false, multipart_threshold: MULTIPART_THRESHOLD }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     location: LakeLocation,
     s3: Option<aws_sdk_s3::Client>,
+    multipart_threshold: usize,
 }
 
 impl ObjectStore {
@@ -76,7 +85,7 @@ impl ObjectStore {
             LakeLocation::Local(_) => None,
             LakeLocation::S3 { .. } => Some(s3_client(settings).await),
         };
-        ObjectStore { location, s3 }
+        ObjectStore { location, s3, multipart_threshold: settings.multipart_threshold }
     }
 
     pub fn location(&self) -> &LakeLocation {
@@ -96,7 +105,7 @@ impl ObjectStore {
             }
             (LakeLocation::S3 { bucket, prefix }, Some(client)) => {
                 let object = object_key(prefix, key);
-                if bytes.len() > MULTIPART_THRESHOLD {
+                if bytes.len() > self.multipart_threshold {
                     put_multipart(client, bucket, &object, bytes).await
                 } else {
                     client

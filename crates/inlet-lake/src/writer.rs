@@ -116,7 +116,7 @@ impl LakeWriter {
             // Confirmed already (the stop came between confirming and clearing the marker).
             p.to > self.cursor() || clear_pending(&self.settings.state_dir).is_err()
         }) {
-            tracing::info!(from = pending.from, to = pending.to, "redoing the lake flush interrupted by the last stop");
+            tracing::warn!(from = pending.from, to = pending.to, "redoing the lake flush interrupted by the last stop");
             if !self.complete(pending, &mut shutdown).await? {
                 return Ok(());
             }
