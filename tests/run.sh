@@ -40,10 +40,17 @@ cargo build --workspace --all-targets --locked
 step "unit, property, golden, bad-input, crash, HTTP and lake tests"
 cargo test --workspace --locked
 
-step "lake on S3 (Garage): outage and SIGKILL during flushes"
-cargo test --locked -p inlet-gateway --test garage -- --ignored
-
 step "unmodified Segment SDKs → gateway → WAL and lake on S3 (read back with pyarrow)"
+export SDK_RESULTS_DIR="$garage_dir/sdk-results"
+mkdir -p "$SDK_RESULTS_DIR"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
+
+step "lake on S3 (Garage): SDK events read back with arrow-rs; outage, cut multipart upload, SIGKILL mid-flush"
+garage_log="$garage_dir/garage-tests.log"
+if ! cargo test --locked -p inlet-gateway --test garage -- --ignored --nocapture > "$garage_log" 2>&1; then
+  cat "$garage_log"
+  exit 1
+fi
+grep -E '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)' "$garage_log"
 
 step "all tests passed"

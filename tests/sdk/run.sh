@@ -43,3 +43,8 @@ gateway_pid=""
 INLET_DATA_DIR="$work/data" "$GATEWAY_BIN" wal dump > "$work/dump.jsonl"
 python3 "$here/verify.py" "$work/dump.jsonl" "$work/sent-node.json" "$work/sent-python.json" "$work/sent-python-gzip.json"
 "$SDK_PYTHON" "$here/verify_lake.py" "$work/dump.jsonl" "$lake_prefix"
+# Left for the arrow-rs read-back (crates/inlet-gateway/tests/garage.rs), when asked for.
+if [[ -n "${SDK_RESULTS_DIR:-}" ]]; then
+  cp "$work/dump.jsonl" "$SDK_RESULTS_DIR/dump.jsonl"
+  echo "$lake_prefix" > "$SDK_RESULTS_DIR/lake_prefix"
+fi

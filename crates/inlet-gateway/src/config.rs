@@ -135,6 +135,8 @@ pub struct LakeConfig {
     pub max_range_records: u64,
     /// Events dated before this day (UTC) are partitioned by `receivedAt`.
     pub min_event_date: String,
+    /// Parquet page compression: `gzip` (default), `zstd` or `snappy` (see `docs/lake.md`).
+    pub compression: String,
     /// On shutdown, how long the final flush may take before it is left to the next start.
     pub shutdown_flush_secs: u64,
 }
@@ -152,6 +154,7 @@ impl Default for LakeConfig {
             hour_grace_secs: 60,
             max_range_records: 250_000,
             min_event_date: "2015-01-01".into(),
+            compression: "gzip".into(),
             shutdown_flush_secs: 30,
         }
     }
@@ -297,6 +300,9 @@ impl Config {
                 "lake.s3_multipart_threshold_bytes must exceed the part size ({} bytes)",
                 inlet_lake::store::MULTIPART_PART_BYTES
             ));
+        }
+        if inlet_lake::Codec::parse(&self.lake.compression).is_none() {
+            return invalid(format!("lake.compression {:?} must be gzip, zstd or snappy", self.lake.compression));
         }
         if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 {
             return invalid("lake.max_age_secs and lake.max_range_records must be greater than zero".into());

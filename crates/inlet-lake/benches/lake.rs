@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use inlet_lake::parquet_file::{ParquetFile, WRITE_BATCH_ROWS};
+use inlet_lake::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
 use inlet_lake::schema::EventColumns;
 use inlet_segment::StoredEvent;
 use serde_json::json;
@@ -15,6 +15,7 @@ const EVENTS: usize = 100_000;
 /// Events shaped like a community app's traffic: a few hundred users, a dozen event names,
 /// browser context with page and campaign, per-event properties.
 fn events() -> Vec<StoredEvent> {
+    let categories = ["implants", "ortho", "hygiene"];
     let names = ["Article Viewed", "Bookmark Added", "Quiz Completed", "Case Shared", "Webinar Joined", "Search"];
     (0..EVENTS)
         .map(|i| {
@@ -28,7 +29,7 @@ fn events() -> Vec<StoredEvent> {
                 "originalTimestamp": format!("2024-05-01T10:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i * 7919 % 1_000_000),
                 "sentAt": format!("2024-05-01T10:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i * 7919 % 1_000_000),
                 "receivedAt": format!("2024-05-01T10:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i * 7919 % 1_000_000),
-                "properties": {"article_id": format!("a-{}", i % 5000), "category": ["implants", "ortho", "hygiene"][i % 3], "position": i % 20},
+                "properties": {"article_id": format!("a-{}", i % 5000), "category": categories[i % 3], "position": i % 20},
                 "context": {
                     "ip": format!("203.0.{}.{}", i % 200, i % 250),
                     "page": {"path": format!("/articles/{}", i % 5000), "referrer": "https://www.google.com/", "title": "Implant care",
@@ -45,9 +46,9 @@ fn events() -> Vec<StoredEvent> {
         .collect()
 }
 
-fn encode(events: &[StoredEvent]) -> Vec<u8> {
+fn encode(events: &[StoredEvent], codec: Codec) -> Vec<u8> {
     let mut columns = EventColumns::default();
-    let mut file = ParquetFile::new();
+    let mut file = ParquetFile::new(codec);
     for event in events {
         columns.append(event);
         if columns.len() >= WRITE_BATCH_ROWS {
@@ -70,21 +71,29 @@ fn gzip_ndjson(events: &[StoredEvent]) -> Vec<u8> {
 fn benches(c: &mut Criterion) {
     let events = events();
     let raw: usize = events.iter().map(|e| serde_json::to_vec(&e.event).expect("json").len() + 1).sum();
-    let parquet = encode(&events);
     let gzip = gzip_ndjson(&events);
     eprintln!(
-        "{EVENTS} events: NDJSON {raw} B ({:.1} B/event); gzipped NDJSON {} B ({:.1} B/event); Parquet {} B ({:.1} B/event, {:.2}x the gzip size)",
+        "{EVENTS} events: NDJSON {raw} B ({:.1} B/event); gzipped NDJSON {} B ({:.1} B/event)",
         raw as f64 / EVENTS as f64,
         gzip.len(),
-        gzip.len() as f64 / EVENTS as f64,
-        parquet.len(),
-        parquet.len() as f64 / EVENTS as f64,
-        parquet.len() as f64 / gzip.len() as f64
+        gzip.len() as f64 / EVENTS as f64
     );
+    for codec in [Codec::Gzip, Codec::Zstd, Codec::Snappy] {
+        let size = encode(&events, codec).len();
+        eprintln!(
+            "  Parquet with {codec:?}: {size} B ({:.1} B/event, {:.2}x gzipped NDJSON)",
+            size as f64 / EVENTS as f64,
+            size as f64 / gzip.len() as f64
+        );
+    }
     let mut group = c.benchmark_group("lake");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(10);
-    group.bench_function("parquet_encode_100k", |b| b.iter(|| encode(black_box(&events))));
+    for codec in [Codec::Gzip, Codec::Zstd, Codec::Snappy] {
+        group.bench_function(format!("parquet_{codec:?}_100k").to_lowercase(), |b| {
+            b.iter(|| encode(black_box(&events), codec))
+        });
+    }
     group.bench_function("gzip_ndjson_100k", |b| b.iter(|| gzip_ndjson(black_box(&events))));
     group.finish();
 }

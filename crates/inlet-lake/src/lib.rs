@@ -42,5 +42,6 @@ pub mod writer;
 
 pub use layout::{Hour, Partition};
 pub use metrics::LakeMetrics;
+pub use parquet_file::Codec;
 pub use store::{LakeLocation, ObjectStore, S3Settings};
 pub use writer::{LAKE_CONSUMER, LakeError, LakeSettings, LakeWriter, PendingRange, Watermark};

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::{ParquetFile, WRITE_BATCH_ROWS};
+use crate::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
 use crate::schema::EventColumns;
 use crate::store::{LakeLocation, ObjectStore, S3Settings};
 
@@ -45,6 +45,7 @@ pub struct LakeSettings {
     pub max_range_records: u64,
     /// Events dated before this are partitioned by `receivedAt` instead.
     pub min_event_time: DateTime<Utc>,
+    pub codec: Codec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,16 +209,17 @@ impl LakeWriter {
 
     /// Reads WAL records `from..to` and encodes one Parquet file per partition.
     pub async fn encode_range(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
-        let dir = self.wal.config().dir.clone();
-        let max_record_bytes = self.wal.config().max_record_bytes;
-        let min_time = self.settings.min_event_time;
-        let instance = self.settings.instance_id.clone();
-        let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            encode_range(&dir, max_record_bytes, from, to, min_time, &instance, &metrics)
-        })
-        .await
-        .map_err(|e| LakeError::Task(e.to_string()))?
+        let encoder = RangeEncoder {
+            dir: self.wal.config().dir.clone(),
+            max_record_bytes: self.wal.config().max_record_bytes,
+            min_time: self.settings.min_event_time,
+            instance: self.settings.instance_id.clone(),
+            codec: self.settings.codec,
+            metrics: self.metrics.clone(),
+        };
+        tokio::task::spawn_blocking(move || encoder.encode(from, to))
+            .await
+            .map_err(|e| LakeError::Task(e.to_string()))?
     }
 
     /// Uploads with retries; false if shutdown was asked before it succeeded.
@@ -249,44 +251,49 @@ impl LakeWriter {
     }
 }
 
-fn encode_range(
-    dir: &Path,
+/// What encoding a range needs, owned, so it can run on the blocking pool.
+struct RangeEncoder {
+    dir: PathBuf,
     max_record_bytes: usize,
-    from: u64,
-    to: u64,
     min_time: DateTime<Utc>,
-    instance: &str,
-    metrics: &LakeMetrics,
-) -> Result<Vec<EncodedFile>, LakeError> {
-    let mut open: BTreeMap<Partition, (EventColumns, ParquetFile)> = BTreeMap::new();
-    for record in WalReader::open(dir, from, to, max_record_bytes)? {
-        let record = record?;
-        let stored = match StoredEvent::decode(&record.payload) {
-            Ok(stored) => stored,
-            Err(error) => {
-                // Written by this program, so this is a bug: say so loudly, keep going.
-                metrics.undecodable_records.inc();
-                tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
-                continue;
+    instance: String,
+    codec: Codec,
+    metrics: LakeMetrics,
+}
+
+impl RangeEncoder {
+    fn encode(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
+        let mut open: BTreeMap<Partition, (EventColumns, ParquetFile)> = BTreeMap::new();
+        for record in WalReader::open(&self.dir, from, to, self.max_record_bytes)? {
+            let record = record?;
+            let stored = match StoredEvent::decode(&record.payload) {
+                Ok(stored) => stored,
+                Err(error) => {
+                    // Written by this program, so this is a bug: say so loudly, keep going.
+                    self.metrics.undecodable_records.inc();
+                    tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
+                    continue;
+                }
+            };
+            let partition = Partition::of(&stored, self.min_time);
+            let (columns, file) =
+                open.entry(partition).or_insert_with(|| (EventColumns::default(), ParquetFile::new(self.codec)));
+            columns.append(&stored);
+            if columns.len() >= WRITE_BATCH_ROWS {
+                file.write(&columns.finish())?;
             }
-        };
-        let partition = Partition::of(&stored, min_time);
-        let (columns, file) = open.entry(partition).or_default();
-        columns.append(&stored);
-        if columns.len() >= WRITE_BATCH_ROWS {
-            file.write(&columns.finish())?;
         }
-    }
-    let mut files = Vec::with_capacity(open.len());
-    for (partition, (mut columns, mut file)) in open {
-        if !columns.is_empty() {
-            file.write(&columns.finish())?;
+        let mut files = Vec::with_capacity(open.len());
+        for (partition, (mut columns, mut file)) in open {
+            if !columns.is_empty() {
+                file.write(&columns.finish())?;
+            }
+            let rows = file.rows();
+            let key = partition.file_key(&self.instance, from, to);
+            files.push(EncodedFile { partition, key, rows, bytes: Bytes::from(file.finish()?) });
         }
-        let rows = file.rows();
-        let key = partition.file_key(instance, from, to);
-        files.push(EncodedFile { partition, key, rows, bytes: Bytes::from(file.finish()?) });
+        Ok(files)
     }
-    Ok(files)
 }
 
 pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError> {
@@ -354,6 +361,7 @@ mod tests {
             hour_grace: Duration::from_secs(60),
             max_range_records: 1000,
             min_event_time: DateTime::<Utc>::MIN_UTC,
+            codec: Codec::default(),
         };
         let metrics = LakeMetrics::register(&prometheus::Registry::new());
         let writer = LakeWriter::new(settings, Arc::clone(&wal), metrics).await;
