@@ -52,7 +52,14 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
     let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics).await;
     let (shutdown, receiver) = watch::channel(false);
     let final_flush = Duration::from_secs(state.config.lake.shutdown_flush_secs);
-    let task = tokio::spawn(writer.run(receiver, final_flush));
+    let task = tokio::spawn(async move {
+        let result = writer.run(receiver, final_flush).await;
+        if let Err(error) = &result {
+            // Ingestion goes on into the WAL (up to its disk budget); the lake needs a restart.
+            tracing::error!(%error, "lake writer stopped; events stay in the WAL until the gateway restarts");
+        }
+        result
+    });
     Ok(LakeTask { shutdown, task })
 }
 

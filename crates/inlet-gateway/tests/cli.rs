@@ -40,3 +40,18 @@ fn check_config_validates_and_hides_write_keys() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(r#""web""#) && !stdout.contains("very-secret"), "{stdout}");
 }
+
+#[test]
+fn lake_ddl_prints_the_table_and_its_partitions() {
+    let output = inlet(
+        &["lake", "ddl", "--schema", "spectrum", "--from", "2024-05-01", "--to", "2024-05-02"],
+        &[("INLET_LAKE__URL", "s3://analytics/inlet"), ("INLET_SOURCES", r#"[{name = "web", write_key = "k"}]"#)],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("CREATE EXTERNAL TABLE spectrum.events ("), "{stdout}");
+    assert!(stdout.contains("LOCATION 's3://analytics/inlet/events/';"));
+    let partitions: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ALTER TABLE")).collect();
+    assert_eq!(partitions.len(), 24, "one statement per hour of the day");
+    assert!(partitions[23].contains("(source='web', dt='2024-05-01', hour=23)"));
+}
