@@ -12,11 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
 use common::{TestGateway, WEB_KEY};
 use inlet_gateway::SystemClock;
 use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
 fn env(name: &str) -> String {
@@ -42,17 +40,12 @@ async fn lake_store(prefix: &str) -> ObjectStore {
 /// message_id → how many times it is in the lake; and the largest file's size.
 async fn lake_contents(store: &ObjectStore) -> (HashMap<String, usize>, usize) {
     let mut counts = HashMap::new();
+    for row in common::read_lake(store).await {
+        *counts.entry(row.message_id).or_default() += 1;
+    }
     let mut largest = 0;
     for key in store.list("events").await.unwrap() {
-        let bytes = store.get(&key).await.unwrap().unwrap();
-        largest = largest.max(bytes.len());
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
-            let batch = batch.unwrap();
-            let ids = batch.column_by_name("message_id").unwrap().as_string::<i32>().clone();
-            for i in 0..batch.num_rows() {
-                *counts.entry(ids.value(i).to_owned()).or_default() += 1;
-            }
-        }
+        largest = largest.max(store.get(&key).await.unwrap().unwrap().len());
     }
     (counts, largest)
 }
@@ -335,8 +328,6 @@ async fn a_multipart_upload_cut_midway_is_retried_and_lands_once() {
 #[tokio::test]
 #[ignore = "needs Garage and the SDK run: run through tests/run.sh"]
 async fn sdk_events_read_back_with_arrow_rs() {
-    use arrow_array::Array;
-    use arrow_array::types::TimestampMicrosecondType;
     let results = std::path::PathBuf::from(env("SDK_RESULTS_DIR"));
     let prefix = std::fs::read_to_string(results.join("lake_prefix")).unwrap().trim().to_owned();
     let mut wal: HashMap<String, Value> = HashMap::new();
@@ -344,31 +335,19 @@ async fn sdk_events_read_back_with_arrow_rs() {
         let record: Value = serde_json::from_str(line).unwrap();
         wal.insert(record["event"]["messageId"].as_str().unwrap().to_owned(), record);
     }
-    let store = lake_store(&prefix).await;
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for key in store.list("events").await.unwrap() {
-        let bytes = store.get(&key).await.unwrap().unwrap();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
-            let batch = batch.unwrap();
-            let text = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
-            let (ids, types, users, sources) = (text("message_id"), text("type"), text("user_id"), text("source"));
-            let timestamps =
-                batch.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>().clone();
-            for i in 0..batch.num_rows() {
-                let id = ids.value(i).to_owned();
-                let record = &wal[&id];
-                let event = &record["event"];
-                let ts = inlet_segment::parse_timestamp(event["timestamp"].as_str().unwrap()).unwrap();
-                assert_eq!(timestamps.value(i), ts.timestamp_micros(), "{id}");
-                assert_eq!(types.value(i), event["type"].as_str().unwrap(), "{id}");
-                assert_eq!(users.is_valid(i).then(|| users.value(i)), event["userId"].as_str(), "{id}");
-                assert_eq!(sources.value(i), record["source"].as_str().unwrap());
-                let folder =
-                    format!("events/source={}/dt={}/hour={}", sources.value(i), ts.format("%Y-%m-%d"), ts.format("%H"));
-                assert!(key.starts_with(&folder), "{id} is in {key}, expected under {folder}");
-                *seen.entry(id).or_default() += 1;
-            }
-        }
+    for row in common::read_lake(&lake_store(&prefix).await).await {
+        let record = &wal[&row.message_id];
+        let event = &record["event"];
+        let id = &row.message_id;
+        let ts = inlet_segment::parse_timestamp(event["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(row.timestamp_micros, ts.timestamp_micros(), "{id}");
+        assert_eq!(row.message_type, event["type"].as_str().unwrap(), "{id}");
+        assert_eq!(row.user_id.as_deref(), event["userId"].as_str(), "{id}");
+        assert_eq!(row.source, record["source"].as_str().unwrap());
+        let folder = format!("events/source={}/dt={}/hour={}", row.source, ts.format("%Y-%m-%d"), ts.format("%H"));
+        assert!(row.key.starts_with(&folder), "{id} is in {}, expected under {folder}", row.key);
+        *seen.entry(row.message_id).or_default() += 1;
     }
     assert_eq!(seen.len(), wal.len(), "every stored event is in the lake");
     assert!(seen.values().all(|&n| n == 1), "and only once");

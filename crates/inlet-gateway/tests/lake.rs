@@ -9,59 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
-use common::{TestGateway, WEB_KEY};
+use common::{TestGateway, WEB_KEY, local_lake, read_lake};
 use inlet_gateway::SystemClock;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
-/// Reads every Parquet file under `{lake}/events`: (relative path, message_id, type, timestamp µs, user_id).
-pub fn read_lake(root: &std::path::Path) -> Vec<(String, String, String, i64, Option<String>)> {
-    let mut rows = Vec::new();
-    let mut stack = vec![root.join("events")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap().build().unwrap();
-            for batch in reader {
-                let batch = batch.unwrap();
-                let ids = batch.column_by_name("message_id").unwrap().as_string::<i32>().clone();
-                let types = batch.column_by_name("type").unwrap().as_string::<i32>().clone();
-                let users = batch.column_by_name("user_id").unwrap().as_string::<i32>().clone();
-                let ts = batch.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>().clone();
-                for i in 0..batch.num_rows() {
-                    let user = users.is_valid(i).then(|| users.value(i).to_owned());
-                    rows.push((
-                        relative.clone(),
-                        ids.value(i).to_owned(),
-                        types.value(i).to_owned(),
-                        ts.value(i),
-                        user,
-                    ));
-                }
-            }
-        }
-    }
-    rows
-}
-
-async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+async fn wait_for_rows(store: &inlet_lake::ObjectStore, rows: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    while read_lake(store).await.len() < rows {
+        assert!(Instant::now() < deadline, "timed out waiting for {rows} rows in the lake");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,6 +29,7 @@ async fn events_land_in_their_hour_exactly_once_and_the_wal_is_truncated_behind(
     })
     .await;
     let lake_root = gateway.dir.path().join("lake");
+    let lake = local_lake(gateway.dir.path()).await;
     // History through /v1/import (no sentAt: timestamps kept as sent), across an hour and a day.
     let times =
         ["2024-05-01T22:59:59.999Z", "2024-05-01T23:00:00Z", "2024-05-02T00:30:00+09:00", "2099-01-01T00:00:00Z"];
@@ -100,29 +56,30 @@ async fn events_land_in_their_hour_exactly_once_and_the_wal_is_truncated_behind(
         assert_eq!(response.status(), 200);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    wait_for(|| read_lake(&lake_root).len() >= 1004, "all events in the lake").await;
+    wait_for_rows(&lake, 1004).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let rows = read_lake(&lake_root);
+    let rows = read_lake(&lake).await;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for row in &rows {
-        *counts.entry(row.1.as_str()).or_default() += 1;
+        *counts.entry(row.message_id.as_str()).or_default() += 1;
     }
     assert_eq!(rows.len(), 1004);
     assert!(counts.values().all(|&n| n == 1), "every event exactly once");
     let folder_of = |id: &str| {
-        let row = rows.iter().find(|r| r.1 == id).unwrap();
-        row.0.rsplit_once('/').unwrap().0.to_owned()
+        let row = rows.iter().find(|r| r.message_id == id).unwrap();
+        row.key.rsplit_once('/').unwrap().0.to_owned()
     };
     assert_eq!(folder_of("hist-0"), "events/source=web/dt=2024-05-01/hour=22");
     assert_eq!(folder_of("hist-1"), "events/source=web/dt=2024-05-01/hour=23");
     assert_eq!(folder_of("hist-2"), "events/source=web/dt=2024-05-01/hour=15", "+09:00 is converted to UTC");
     assert!(!folder_of("hist-3").contains("2099"), "a far-future timestamp is partitioned by receivedAt");
-    let hist0 = rows.iter().find(|r| r.1 == "hist-0").unwrap();
-    assert_eq!(hist0.3, 1_714_604_399_999_000);
-    assert_eq!(hist0.2, "track");
-    assert_eq!(hist0.4.as_deref(), Some("u0"));
-    let file_names: Vec<&str> = rows.iter().map(|r| r.0.rsplit_once('/').unwrap().1).collect();
+    let hist0 = rows.iter().find(|r| r.message_id == "hist-0").unwrap();
+    assert_eq!(hist0.timestamp_micros, 1_714_604_399_999_000);
+    assert_eq!(hist0.message_type, "track");
+    assert_eq!(hist0.user_id.as_deref(), Some("u0"));
+    assert_eq!(hist0.source, "web");
+    let file_names: Vec<&str> = rows.iter().map(|r| r.key.rsplit_once('/').unwrap().1).collect();
     assert!(file_names.iter().all(|n| n.ends_with(".parquet") && n.split('-').count() >= 3));
 
     // The watermark says everything acknowledged before it is in.
@@ -143,7 +100,7 @@ async fn events_land_in_their_hour_exactly_once_and_the_wal_is_truncated_behind(
 #[tokio::test]
 async fn shutdown_flushes_what_is_left() {
     let mut gateway = TestGateway::start_with(Arc::new(SystemClock), |c| c.lake.max_age_secs = 3600).await;
-    let lake_root = gateway.dir.path().join("lake");
+    let lake = local_lake(gateway.dir.path()).await;
     let response = gateway
         .post("/v1/batch")
         .basic_auth(WEB_KEY, Some(""))
@@ -153,10 +110,10 @@ async fn shutdown_flushes_what_is_left() {
         .unwrap();
     assert_eq!(response.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(read_lake(&lake_root).is_empty(), "nothing flushes before max_age");
+    assert!(read_lake(&lake).await.is_empty(), "nothing flushes before max_age");
     gateway.begin_stop();
     gateway.finish_stop().await;
-    let rows = read_lake(&lake_root);
+    let rows = read_lake(&lake).await;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].1, "last-words");
+    assert_eq!(rows[0].message_id, "last-words");
 }

@@ -50,6 +50,52 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap()
 }
 
+/// One row of a lake file, with the file's key.
+#[derive(Debug, Clone)]
+pub struct LakeRow {
+    pub key: String,
+    pub message_id: String,
+    pub message_type: String,
+    pub timestamp_micros: i64,
+    pub user_id: Option<String>,
+    pub source: String,
+}
+
+/// Every row of every Parquet file under `events/` of a lake, read back with arrow-rs.
+pub async fn read_lake(store: &inlet_lake::ObjectStore) -> Vec<LakeRow> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    let mut rows = Vec::new();
+    for key in store.list("events").await.unwrap() {
+        let bytes = store.get(&key).await.unwrap().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let text = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
+            let (ids, types, users, sources) = (text("message_id"), text("type"), text("user_id"), text("source"));
+            let ts = batch.column_by_name("timestamp").unwrap().as_primitive::<TimestampMicrosecondType>().clone();
+            for i in 0..batch.num_rows() {
+                rows.push(LakeRow {
+                    key: key.clone(),
+                    message_id: ids.value(i).to_owned(),
+                    message_type: types.value(i).to_owned(),
+                    timestamp_micros: ts.value(i),
+                    user_id: users.is_valid(i).then(|| users.value(i).to_owned()),
+                    source: sources.value(i).to_owned(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The lake of a gateway started with the default (local) lake location.
+pub async fn local_lake(dir: &std::path::Path) -> inlet_lake::ObjectStore {
+    inlet_lake::ObjectStore::open(inlet_lake::LakeLocation::Local(dir.join("lake")), &inlet_lake::S3Settings::default())
+        .await
+}
+
 impl TestGateway {
     pub async fn start() -> TestGateway {
         TestGateway::start_with(Arc::new(SystemClock), |_| {}).await
