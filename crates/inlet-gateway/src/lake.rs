@@ -52,11 +52,13 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
     let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics).await;
     let (shutdown, receiver) = watch::channel(false);
     let final_flush = Duration::from_secs(state.config.lake.shutdown_flush_secs);
+    let state = Arc::clone(state);
     let task = tokio::spawn(async move {
         let result = writer.run(receiver, final_flush).await;
         if let Err(error) = &result {
-            // Ingestion goes on into the WAL (up to its disk budget); the lake needs a restart.
+            // Events stay in the WAL; readiness fails so the instance gets restarted.
             tracing::error!(%error, "lake writer stopped; events stay in the WAL until the gateway restarts");
+            let _ = state.lake_failed.set(error.to_string());
         }
         result
     });

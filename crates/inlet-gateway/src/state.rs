@@ -45,6 +45,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// Rate-limits warnings about refused requests.
     pub refusal_log: LogLimiter,
+    /// Why the lake writer stopped, if it did (it only stops on a WAL failure or a bug).
+    pub lake_failed: std::sync::OnceLock<String>,
 }
 
 /// Lets one log line through per second, so repeated per-request errors cannot flood the logs.
@@ -106,6 +108,7 @@ impl AppState {
             clock,
             shutting_down: AtomicBool::new(false),
             refusal_log: LogLimiter::default(),
+            lake_failed: std::sync::OnceLock::new(),
         })
     }
 
@@ -119,6 +122,9 @@ impl AppState {
         }
         if self.wal.disk_bytes() >= self.config.wal.max_disk_bytes {
             return Some("write-ahead log is over its disk budget".into());
+        }
+        if let Some(error) = self.lake_failed.get() {
+            return Some(format!("lake writer stopped: {error}"));
         }
         if !self.inflight.has_room_for(self.config.limits.max_request_bytes) {
             return Some("in-flight request budget exhausted".into());

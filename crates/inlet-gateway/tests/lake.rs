@@ -117,3 +117,28 @@ async fn shutdown_flushes_what_is_left() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].message_id, "last-words");
 }
+
+#[tokio::test]
+async fn a_lake_writer_that_stops_makes_the_gateway_unready() {
+    let dir = tempfile::tempdir().unwrap();
+    // The writer's state directory cannot be created: its first flush fails for good.
+    std::fs::write(dir.path().join("lake-writer"), b"not a directory").unwrap();
+    let mut config = common::test_config(dir.path());
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.lake.max_age_secs = 1;
+    let gateway = TestGateway::start_in(dir, config, Arc::new(SystemClock), None).await;
+    let body = json!({"batch": [{"type": "track", "event": "E", "userId": "u"}]});
+    let response = gateway.post("/v1/batch").basic_auth(WEB_KEY, Some("")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "ingestion goes on into the WAL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+        if ready.status() == 503 {
+            let body: Value = ready.json().await.unwrap();
+            assert!(body["message"].as_str().unwrap().contains("lake writer stopped"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readiness should fail once the lake writer stops");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
