@@ -171,7 +171,7 @@ impl Wal {
     /// Records that `consumer` has made every record before `lsn` durable elsewhere, persists
     /// that, and deletes the segments no consumer needs any more. Returns how many were deleted.
     pub fn confirm(&mut self, consumer: &str, lsn: u64) -> Result<usize> {
-        if !self.cursors.advance(consumer, lsn.min(self.synced_lsn))? {
+        if !self.cursors.advance(consumer, lsn.min(self.acknowledged_lsn()))? {
             return Ok(0);
         }
         self.cursors.persist(&self.config.dir)?;
@@ -197,6 +197,16 @@ impl Wal {
     /// Every record below this LSN is durable.
     pub fn synced_lsn(&self) -> u64 {
         self.synced_lsn
+    }
+
+    /// Every record below this LSN is as durable as the fsync policy promises, so it may be
+    /// acknowledged, read by consumers and confirmed: the synced position, except under
+    /// [`FsyncPolicy::Never`], which promises nothing beyond the write.
+    pub fn acknowledged_lsn(&self) -> u64 {
+        match self.config.fsync {
+            FsyncPolicy::Never => self.next_lsn,
+            FsyncPolicy::Always | FsyncPolicy::Interval(_) => self.synced_lsn,
+        }
     }
 
     /// The oldest record still on disk.

@@ -40,7 +40,7 @@ pub struct WalStats {
 impl WalStats {
     fn update(&self, wal: &Wal) {
         self.next_lsn.store(wal.next_lsn(), Ordering::Release);
-        self.durable_lsn.store(wal.synced_lsn(), Ordering::Release);
+        self.durable_lsn.store(wal.acknowledged_lsn(), Ordering::Release);
         self.oldest_lsn.store(wal.oldest_lsn(), Ordering::Release);
         self.disk_bytes.store(wal.disk_bytes(), Ordering::Release);
         self.segments.store(wal.segment_count() as u64, Ordering::Release);
@@ -157,7 +157,8 @@ impl WalHandle {
         self.sender.send(command).map_err(|_| WalError::Closed)
     }
 
-    /// Every record below this LSN is durable.
+    /// Every record below this LSN is as durable as the fsync policy promises (synced, except
+    /// under [`FsyncPolicy::Never`]): safe to read and to confirm downstream.
     pub fn durable_lsn(&self) -> u64 {
         self.stats.durable_lsn.load(Ordering::Acquire)
     }
@@ -400,6 +401,18 @@ mod tests {
             assert!(Instant::now() < deadline, "interval sync never happened");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn without_fsync_written_records_are_visible_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config =
+            WalConfig { fsync: FsyncPolicy::Never, consumers: vec!["lake".into()], ..WalConfig::new(dir.path()) };
+        let (wal, _) = WalHandle::start(config, None).expect("start");
+        wal.append(vec![b"a".to_vec(), b"b".to_vec()]).await.expect("append");
+        assert_eq!(wal.durable_lsn(), 2, "consumers can read what the policy acknowledged");
+        wal.confirm("lake", 2).await.expect("confirm");
+        assert_eq!(wal.cursor("lake"), Some(2));
     }
 
     #[tokio::test]
