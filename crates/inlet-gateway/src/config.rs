@@ -274,8 +274,9 @@ impl Config {
         if l.max_event_bytes > l.max_request_bytes {
             return invalid("limits.max_event_bytes must not exceed limits.max_request_bytes".into());
         }
-        if l.max_inflight_bytes < l.max_request_bytes {
-            return invalid("limits.max_inflight_bytes must be at least limits.max_request_bytes".into());
+        // A compressed body and its decompressed form coexist while it is decoded.
+        if l.max_inflight_bytes < 2 * l.max_request_bytes {
+            return invalid("limits.max_inflight_bytes must be at least twice limits.max_request_bytes".into());
         }
         if self.wal.segment_bytes < 1024 * 1024 {
             return invalid("wal.segment_bytes must be at least 1 MiB".into());

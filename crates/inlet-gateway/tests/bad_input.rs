@@ -172,14 +172,19 @@ async fn duplicates_are_acknowledged_but_stored_once() {
 #[tokio::test]
 async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
     let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
-        c.limits.max_inflight_bytes = c.limits.max_request_bytes;
+        c.limits.max_inflight_bytes = 2 * c.limits.max_request_bytes;
     })
     .await;
-    // A slow client holds most of the budget with the part of its body it has sent so far.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let slow = gateway.post("/v1/batch").body(reqwest::Body::wrap_stream(tokio_stream_from(rx))).send();
-    let slow = tokio::spawn(slow);
-    tx.send(Ok(vec![b' '; 490 * 1024])).await.unwrap();
+    // Two slow clients hold most of the budget with the part of their bodies sent so far.
+    let mut senders = Vec::new();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let request = gateway.post("/v1/batch").body(reqwest::Body::wrap_stream(tokio_stream_from(rx))).send();
+        slow.push(tokio::spawn(request));
+        tx.send(Ok(vec![b' '; 490 * 1024])).await.unwrap();
+        senders.push(tx);
+    }
     let big_enough: Vec<Value> = (0..20)
         .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "q".repeat(1000), "i": i}}))
         .collect();
@@ -200,8 +205,10 @@ async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
     assert_eq!(ready.status(), 503);
     // A small request still fits beside the slow one.
     assert_eq!(gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap().status(), 200);
-    drop(tx);
-    let _ = slow.await;
+    drop(senders);
+    for request in slow {
+        let _ = request.await;
+    }
     let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
     assert_eq!(ready.status(), 200, "recovers once the budget is free");
     assert_eq!(gateway.metric("inlet_ingest_inflight_bytes"), 0.0, "every reservation was given back");
