@@ -66,8 +66,9 @@ pub enum LakeError {
 pub struct PendingRange {
     pub from: u64,
     pub to: u64,
-    /// Every event acknowledged before this instant has an LSN below `to`.
-    pub cut_at: DateTime<Utc>,
+    /// Every event acknowledged before this instant has an LSN below `to`. `None` when the
+    /// range was cut short at `max_range_records` (a backlog), which promises nothing about time.
+    pub cut_at: Option<DateTime<Utc>>,
 }
 
 /// The watermark published in the lake after each flush.
@@ -147,23 +148,26 @@ impl LakeWriter {
             if !due {
                 continue;
             }
-            let pending = PendingRange { from: cursor, to: durable.max(cursor), cut_at };
             if stopping {
-                match tokio::time::timeout(final_flush_timeout, self.complete(pending, &mut watch::channel(false).1))
-                    .await
-                {
-                    Ok(result) => {
-                        result?;
+                let flush_all = async {
+                    let mut no_shutdown = watch::channel(false).1;
+                    loop {
+                        let pending = self.next_range(Utc::now());
+                        self.complete(pending, &mut no_shutdown).await?;
+                        if pending.cut_at.is_some() {
+                            return Ok::<(), LakeError>(());
+                        }
                     }
-                    Err(_) => tracing::warn!(
-                        from = pending.from,
-                        to = pending.to,
-                        "final lake flush timed out; the WAL keeps the records for the next start"
-                    ),
+                };
+                match tokio::time::timeout(final_flush_timeout, flush_all).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        tracing::warn!("final lake flush timed out; the WAL keeps the rest for the next start");
+                    }
                 }
                 return Ok(());
             }
-            if !self.complete(pending, &mut shutdown).await? {
+            if !self.complete(self.next_range(cut_at), &mut shutdown).await? {
                 return Ok(());
             }
             range_started = Instant::now();
@@ -173,6 +177,15 @@ impl LakeWriter {
 
     fn cursor(&self) -> u64 {
         self.wal.cursor(LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn())
+    }
+
+    /// The next range to flush: from the cursor to what is durable now (read after `cut_at`,
+    /// so whatever was acknowledged before it is inside), at most `max_range_records` long.
+    fn next_range(&self, cut_at: DateTime<Utc>) -> PendingRange {
+        let from = self.cursor();
+        let durable = self.wal.durable_lsn().max(from);
+        let to = durable.min(from.saturating_add(self.settings.max_range_records));
+        PendingRange { from, to, cut_at: (to == durable).then_some(cut_at) }
     }
 
     /// Persists the range, uploads its files (retrying until they are stored or shutdown is
@@ -192,12 +205,13 @@ impl LakeWriter {
                 tracing::debug!(key = %file.key, rows = file.rows, bytes = file.bytes.len(), "lake file written");
             }
         }
-        let watermark =
-            Watermark { instance: self.settings.instance_id.clone(), flushed_before: pending.cut_at, lsn: pending.to };
-        let key = format!("{WATERMARK_PREFIX}/{}.json", self.settings.instance_id);
-        let body = Bytes::from(serde_json::to_vec_pretty(&watermark).expect("a watermark serialises"));
-        if !self.upload(&key, body, shutdown).await {
-            return Ok(false);
+        if let Some(flushed_before) = pending.cut_at {
+            let watermark = Watermark { instance: self.settings.instance_id.clone(), flushed_before, lsn: pending.to };
+            let key = format!("{WATERMARK_PREFIX}/{}.json", self.settings.instance_id);
+            let body = Bytes::from(serde_json::to_vec_pretty(&watermark).expect("a watermark serialises"));
+            if !self.upload(&key, body, shutdown).await {
+                return Ok(false);
+            }
         }
         if pending.to > pending.from {
             self.wal.confirm(LAKE_CONSUMER, pending.to).await?;
@@ -389,7 +403,7 @@ mod tests {
         for uploaded_before_crash in [0usize, 1, 2] {
             let dir = tempfile::tempdir().expect("tempdir");
             let (wal, writer) = setup(dir.path()).await;
-            let pending = PendingRange { from: 0, to: 50, cut_at: Utc::now() };
+            let pending = PendingRange { from: 0, to: 50, cut_at: Some(Utc::now()) };
             write_pending(&writer.settings.state_dir, &pending).expect("pending");
             let files = writer.encode_range(0, 50).await.expect("encode");
             assert_eq!(files.len(), 2);
@@ -420,11 +434,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_backlog_is_flushed_in_ranges_of_at_most_max_range_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, mut writer) = setup(dir.path()).await;
+        writer.settings.max_range_records = 20;
+        let store = writer.store.clone();
+        let (stop, receiver) = watch::channel(false);
+        let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wal.cursor(LAKE_CONSUMER) != Some(50) {
+            assert!(Instant::now() < deadline, "the backlog was not flushed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("join").expect("run");
+        let keys = store.list("events").await.expect("list");
+        let ranges: std::collections::BTreeSet<String> =
+            keys.iter().map(|k| k.rsplit('/').next().expect("name").trim_end_matches(".parquet").to_owned()).collect();
+        let expected: std::collections::BTreeSet<String> =
+            [(0, 20), (20, 40), (40, 50)].iter().map(|(from, to)| format!("gw-test-{from:020}-{to:020}")).collect();
+        assert_eq!(ranges, expected);
+        let mut ids = message_ids(&store).await;
+        ids.dedup();
+        assert_eq!(ids.len(), 50);
+        let watermark: Watermark =
+            serde_json::from_slice(&store.get("_inlet/watermarks/gw-test.json").await.expect("get").expect("exists"))
+                .expect("watermark");
+        assert_eq!(watermark.lsn, 50, "the watermark moves once the backlog is done");
+    }
+
+    #[tokio::test]
     async fn a_pending_range_already_confirmed_is_simply_cleared() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, writer) = setup(dir.path()).await;
         wal.confirm(LAKE_CONSUMER, 50).await.expect("confirm");
-        write_pending(&writer.settings.state_dir, &PendingRange { from: 0, to: 50, cut_at: Utc::now() })
+        write_pending(&writer.settings.state_dir, &PendingRange { from: 0, to: 50, cut_at: Some(Utc::now()) })
             .expect("pending");
         let store = writer.store.clone();
         let (stop, receiver) = watch::channel(false);

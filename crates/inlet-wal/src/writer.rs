@@ -297,6 +297,8 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
                     if let Err(e @ WalError::Io { .. }) = &result {
                         tracing::error!(error = %e, "confirming consumer position failed");
                     }
+                    // Published before the answer, like appends.
+                    stats.update(&wal);
                     let _ = reply.send(result);
                 }
                 Command::Sync { reply } => {
