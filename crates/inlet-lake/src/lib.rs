@@ -17,8 +17,9 @@
 //! - **One file never spans two hours** (nor two sources): files are per partition.
 //! - **Watermark.** After each flush, `{lake}/_inlet/watermarks/{instance}.json` records
 //!   `flushed_before`: every event this instance acknowledged before that instant is in the
-//!   lake. It advances even without traffic (at each flush trigger), so a sensor waiting for a
-//!   day to be complete is never stuck on an idle instance.
+//!   lake. It advances at each flush that catches up with the WAL, even without traffic, so a
+//!   sensor waiting for a day to be complete is never stuck on an idle instance; while a backlog
+//!   is flushed in capped ranges it stays put.
 //!
 //! ## When a range is flushed
 //! At the first of: the range is `max_age` old; the UTC hour in which it started has ended
