@@ -150,7 +150,9 @@ impl LakeWriter {
             }
             if stopping {
                 let flush_all = async {
-                    let mut no_shutdown = watch::channel(false).1;
+                    // The sender stays alive so retries keep their backoff (a dropped sender would
+                    // wake the retry sleep at once).
+                    let (_never, mut no_shutdown) = watch::channel(false);
                     loop {
                         let pending = self.next_range(Utc::now());
                         self.complete(pending, &mut no_shutdown).await?;
