@@ -50,6 +50,15 @@ async fn lake_contents(store: &ObjectStore) -> (HashMap<String, usize>, usize) {
     (counts, largest)
 }
 
+/// Waits until every durable WAL record of `gateway` is confirmed by the lake writer.
+async fn wait_for_lake(gateway: &TestGateway, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gateway.state.wal.cursor(inlet_lake::LAKE_CONSUMER) != Some(gateway.state.wal.durable_lsn()) {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn s3_lake_env(prefix: &str) -> Vec<(String, String)> {
     vec![
         ("INLET_LAKE__URL".into(), format!("s3://{}/{prefix}", env("GARAGE_BUCKET"))),
@@ -118,11 +127,7 @@ async fn an_s3_outage_during_traffic_loses_and_duplicates_nothing() {
     for client in clients {
         client.await.unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gateway.state.wal.cursor(inlet_lake::LAKE_CONSUMER) != Some(gateway.state.wal.durable_lsn()) {
-        assert!(Instant::now() < deadline, "the backlog was not flushed after S3 came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_lake(&gateway, "the backlog was not flushed after S3 came back").await;
     gateway.stop().await;
 
     let (counts, largest) = lake_contents(&lake_store(&prefix).await).await;
@@ -303,11 +308,7 @@ async fn a_multipart_upload_cut_midway_is_retried_and_lands_once() {
     }
     let failures = gateway.metric("inlet_lake_upload_failures_total");
     faulty.store(false, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while gateway.state.wal.cursor(inlet_lake::LAKE_CONSUMER) != Some(gateway.state.wal.durable_lsn()) {
-        assert!(Instant::now() < deadline, "the lake did not catch up once the proxy healed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_lake(&gateway, "the lake did not catch up once the proxy healed").await;
     gateway.stop().await;
     let (counts, largest) = lake_contents(&lake_store(&prefix).await).await;
     let missing = acknowledged.iter().filter(|id| !counts.contains_key(*id)).count();

@@ -384,6 +384,21 @@ mod tests {
         (wal, writer)
     }
 
+    /// Runs the writer until the WAL has `lsn` confirmed for the lake, then stops it.
+    async fn run_until_confirmed(writer: LakeWriter, wal: &WalHandle, lsn: u64) -> ObjectStore {
+        let store = writer.store.clone();
+        let (stop, receiver) = watch::channel(false);
+        let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wal.cursor(LAKE_CONSUMER) != Some(lsn) {
+            assert!(Instant::now() < deadline, "the lake writer did not reach LSN {lsn}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("join").expect("run");
+        store
+    }
+
     async fn message_ids(store: &ObjectStore) -> Vec<String> {
         let mut ids = Vec::new();
         for key in store.list("events").await.expect("list") {
@@ -414,16 +429,7 @@ mod tests {
             }
             let keys_before: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
             // Restart: a new writer over the same WAL and state.
-            let store = writer.store.clone();
-            let (stop, receiver) = watch::channel(false);
-            let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while wal.cursor(LAKE_CONSUMER) != Some(50) {
-                assert!(Instant::now() < deadline, "the pending range was not completed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            stop.send(true).expect("stop");
-            task.await.expect("join").expect("run");
+            let store = run_until_confirmed(writer, &wal, 50).await;
             assert_eq!(store.list("events").await.expect("list"), keys_before, "same names, no new files");
             let expected: Vec<String> = {
                 let mut ids: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
@@ -440,16 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, mut writer) = setup(dir.path()).await;
         writer.settings.max_range_records = 20;
-        let store = writer.store.clone();
-        let (stop, receiver) = watch::channel(false);
-        let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while wal.cursor(LAKE_CONSUMER) != Some(50) {
-            assert!(Instant::now() < deadline, "the backlog was not flushed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        stop.send(true).expect("stop");
-        task.await.expect("join").expect("run");
+        let store = run_until_confirmed(writer, &wal, 50).await;
         let keys = store.list("events").await.expect("list");
         let ranges: std::collections::BTreeSet<String> =
             keys.iter().map(|k| k.rsplit('/').next().expect("name").trim_end_matches(".parquet").to_owned()).collect();
