@@ -59,6 +59,15 @@ async fn wait_for_lake(gateway: &TestGateway, what: &str) {
     }
 }
 
+/// How many acknowledged ids are missing from the lake, and how many ids it holds twice or more.
+fn reconcile<'a>(
+    acknowledged: impl IntoIterator<Item = &'a String>,
+    counts: &HashMap<String, usize>,
+) -> (usize, usize) {
+    let missing = acknowledged.into_iter().filter(|id| !counts.contains_key(*id)).count();
+    (missing, counts.values().filter(|&&n| n > 1).count())
+}
+
 fn s3_lake_env(prefix: &str) -> Vec<(String, String)> {
     vec![
         ("INLET_LAKE__URL".into(), format!("s3://{}/{prefix}", env("GARAGE_BUCKET"))),
@@ -132,8 +141,7 @@ async fn an_s3_outage_during_traffic_loses_and_duplicates_nothing() {
 
     let (counts, largest) = lake_contents(&lake_store(&prefix).await).await;
     let acknowledged = acknowledged.lock().unwrap();
-    let missing = acknowledged.iter().filter(|id| !counts.contains_key(*id)).count();
-    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    let (missing, duplicated) = reconcile(acknowledged.iter(), &counts);
     eprintln!(
         "S3 outage: {} acknowledged, {} in the lake, {missing} missing, {duplicated} duplicated, {failures_during_outage} failed uploads during the outage, largest file {largest} bytes",
         acknowledged.len(),
@@ -215,8 +223,7 @@ async fn sigkill_while_flushing_to_s3_loses_and_duplicates_nothing() {
 
     let (counts, _) = lake_contents(&lake_store(&prefix).await).await;
     let acknowledged = acknowledged.lock().unwrap();
-    let missing = acknowledged.iter().filter(|id| !counts.contains_key(*id)).count();
-    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    let (missing, duplicated) = reconcile(acknowledged.iter(), &counts);
     let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap();
     let redone = log.matches("redoing the lake flush interrupted").count();
     eprintln!(
@@ -311,8 +318,7 @@ async fn a_multipart_upload_cut_midway_is_retried_and_lands_once() {
     wait_for_lake(&gateway, "the lake did not catch up once the proxy healed").await;
     gateway.stop().await;
     let (counts, largest) = lake_contents(&lake_store(&prefix).await).await;
-    let missing = acknowledged.iter().filter(|id| !counts.contains_key(*id)).count();
-    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    let (missing, duplicated) = reconcile(acknowledged.iter(), &counts);
     eprintln!(
         "cut multipart: {} acknowledged, {} in the lake, {missing} missing, {duplicated} duplicated, {failures} failed uploads, largest file {largest} bytes",
         acknowledged.len(),

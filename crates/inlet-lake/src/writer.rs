@@ -103,10 +103,6 @@ impl LakeWriter {
         LakeWriter { settings, store, wal, metrics }
     }
 
-    pub fn store(&self) -> &ObjectStore {
-        &self.store
-    }
-
     /// Flushes until `shutdown` turns true, then flushes what is durable once more (giving up
     /// on the final upload after `final_flush_timeout`: the WAL keeps it for the next start).
     pub async fn run(

@@ -68,9 +68,6 @@ enum Command {
         lsn: u64,
         reply: oneshot::Sender<Result<usize>>,
     },
-    Sync {
-        reply: oneshot::Sender<Result<()>>,
-    },
     /// Answered on a std channel: shutdown may run in `Drop`, inside or outside a runtime.
     Shutdown {
         reply: mpsc::Sender<Result<()>>,
@@ -115,24 +112,10 @@ impl WalHandle {
         answer.await.map_err(|_| WalError::Closed)?
     }
 
-    /// [`WalHandle::append`] for code outside an async runtime.
-    pub fn append_blocking(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Command::Append { payloads, reply })?;
-        answer.blocking_recv().map_err(|_| WalError::Closed)?
-    }
-
     /// Confirms, for `consumer`, every record before `lsn`; deletes what no one needs any more.
     pub async fn confirm(&self, consumer: &str, lsn: u64) -> Result<usize> {
         let (reply, answer) = oneshot::channel();
         self.submit(Command::Confirm { consumer: consumer.to_owned(), lsn, reply })?;
-        answer.await.map_err(|_| WalError::Closed)?
-    }
-
-    /// Syncs everything appended so far, whatever the policy.
-    pub async fn sync(&self) -> Result<()> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Command::Sync { reply })?;
         answer.await.map_err(|_| WalError::Closed)?
     }
 
@@ -300,9 +283,6 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
                     // Published before the answer, like appends.
                     stats.update(&wal);
                     let _ = reply.send(result);
-                }
-                Command::Sync { reply } => {
-                    let _ = reply.send(synced.clone().map_err(WalError::Poisoned));
                 }
                 Command::Shutdown { reply } => shutdown = Some(reply),
                 Command::Append { .. } => unreachable!("appends were handled above"),
