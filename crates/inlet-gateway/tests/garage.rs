@@ -130,7 +130,14 @@ async fn an_s3_outage_during_traffic_loses_and_duplicates_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     garage("stop");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Down for at least 4 s, and until an upload has given up (the S3 client's own retries can
+    // outlast a short outage), so the outage is seen by the writer on every run.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(4)
+        || (gateway.metric("inlet_lake_upload_failures_total") == 0.0 && outage.elapsed() < Duration::from_secs(60))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let failures_during_outage = gateway.metric("inlet_lake_upload_failures_total");
     garage("restart");
     for client in clients {
