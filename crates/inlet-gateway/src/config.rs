@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub const ENV_PREFIX: &str = "INLET_";
 /// The variable naming the config file; not itself an override.
 pub const CONFIG_PATH_ENV: &str = "INLET_CONFIG";
+/// Variables of the batch job (`inlet-batch`), which may share an environment with the gateway.
+pub const BATCH_ENV_PREFIX: &str = "INLET_BATCH_";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -252,7 +254,7 @@ impl Config {
         };
         for (name, value) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
-            if name == CONFIG_PATH_ENV {
+            if name == CONFIG_PATH_ENV || name.starts_with(BATCH_ENV_PREFIX) {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
@@ -444,6 +446,7 @@ mod tests {
                 ("INLET_WAL__FSYNC_INTERVAL_MS", "20"),
                 ("INLET_SERVER__PUBLIC_URL", "https://events.example.com/"),
                 ("INLET_CONFIG", "ignored"),
+                ("INLET_BATCH_LAKE_URL", "ignored: the batch job's"),
                 ("OTHER", "ignored"),
             ]),
         )

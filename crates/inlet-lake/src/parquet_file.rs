@@ -90,9 +90,15 @@ impl ParquetFile {
 
     /// A file with other settings (benchmarks compare codecs with it).
     pub fn with_properties(properties: WriterProperties) -> ParquetFile {
-        let writer = ArrowWriter::try_new(Vec::new(), LAKE_SCHEMA.clone(), Some(properties))
-            .expect("the lake schema is valid for Parquet");
-        ParquetFile { writer, rows: 0 }
+        ParquetFile::for_schema(LAKE_SCHEMA.clone(), properties).expect("the lake schema is valid for Parquet")
+    }
+
+    /// A file of another table (the batch job's metrics tables), with the lake's settings.
+    pub fn for_schema(
+        schema: arrow_schema::SchemaRef,
+        properties: WriterProperties,
+    ) -> Result<ParquetFile, parquet::errors::ParquetError> {
+        Ok(ParquetFile { writer: ArrowWriter::try_new(Vec::new(), schema, Some(properties))?, rows: 0 })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {

@@ -146,6 +146,29 @@ impl ObjectStore {
         }
     }
 
+    /// Removes `key`; removing a key that does not exist is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match (&self.location, &self.s3) {
+            (LakeLocation::Local(root), _) => match tokio::fs::remove_file(root.join(key)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(failed("delete", key, e.to_string())),
+            },
+            (LakeLocation::S3 { bucket, prefix }, Some(client)) => {
+                let object = object_key(prefix, key);
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&object)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| failed("DELETE", &object, error_text(&e)))
+            }
+            (LakeLocation::S3 { .. }, None) => unreachable!("S3 locations always have a client"),
+        }
+    }
+
     /// Every key under `prefix`, relative to the lake root, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = match (&self.location, &self.s3) {

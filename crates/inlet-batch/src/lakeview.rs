@@ -1,0 +1,172 @@
+//! The lake as DataFusion sees it: `events` over `{lake}/events/source=/dt=/hour=/*.parquet`
+//! (the folders become the `source`, `dt` and `hour` columns, so a filter on them skips whole
+//! partitions), and each metrics table over `{lake}/metrics/{table}/`. Local directories and
+//! S3 (with a custom endpoint) are read through `object_store`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use inlet_lake::LakeLocation;
+use inlet_lake::layout::EVENTS_PREFIX;
+use inlet_lake::schema::LAKE_SCHEMA;
+use serde_json::Value;
+
+use crate::config::BatchConfig;
+use crate::tables::Table;
+
+/// Folder of the metrics tables, beside `events/`.
+pub const METRICS_PREFIX: &str = "metrics";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeViewError {
+    #[error("lake location: {0}")]
+    Location(String),
+    #[error("S3 client: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error(transparent)]
+    Query(#[from] DataFusionError),
+}
+
+/// A DataFusion session over one lake.
+pub struct LakeView {
+    pub ctx: SessionContext,
+    root: String,
+    trait_columns: Vec<String>,
+}
+
+impl std::fmt::Debug for LakeView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeView").field("root", &self.root).finish()
+    }
+}
+
+impl LakeView {
+    pub fn open(config: &BatchConfig) -> Result<LakeView, LakeViewError> {
+        let location =
+            LakeLocation::parse(&config.lake_url).map_err(|e| LakeViewError::Location(e.to_string()))?;
+        // Sessions need every row of a user in one partition of the window; a few target
+        // partitions keep memory per partition bounded on small machines.
+        let session = SessionConfig::new().with_information_schema(false).with_target_partitions(num_partitions());
+        let ctx = SessionContext::new_with_config(session);
+        let root = match &location {
+            LakeLocation::Local(path) => {
+                let absolute = std::path::absolute(path).map_err(|e| LakeViewError::Location(e.to_string()))?;
+                format!("{}/", absolute.display().to_string().trim_end_matches('/'))
+            }
+            LakeLocation::S3 { bucket, prefix } => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_virtual_hosted_style_request(!config.s3.force_path_style);
+                if let Some(endpoint) = &config.s3.endpoint {
+                    builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let Some(region) = &config.s3.region {
+                    builder = builder.with_region(region);
+                }
+                let url = url::Url::parse(&format!("s3://{bucket}"))
+                    .map_err(|e| LakeViewError::Location(e.to_string()))?;
+                ctx.register_object_store(&url, Arc::new(builder.build()?));
+                if prefix.is_empty() { format!("s3://{bucket}/") } else { format!("s3://{bucket}/{prefix}/") }
+            }
+        };
+        ctx.register_udf(json_text_udf());
+        Ok(LakeView { ctx, root, trait_columns: config.trait_columns.clone() })
+    }
+
+    /// Registers `events`. The files also hold `source`; the folder's value is used instead,
+    /// so that filters on it prune partitions.
+    pub async fn register_events(&self) -> Result<(), LakeViewError> {
+        let fields = LAKE_SCHEMA.fields().iter().filter(|f| f.name() != "source").cloned().collect::<Vec<_>>();
+        let file_schema = Arc::new(Schema::new(fields));
+        let partitions = ["source", "dt", "hour"].map(|c| (c.to_owned(), DataType::Utf8)).to_vec();
+        self.register_listing("events", &format!("{EVENTS_PREFIX}/"), file_schema, partitions).await
+    }
+
+    /// (Re-)registers a metrics table over its current files, or as an empty table when it has
+    /// none yet, so each step sees what the steps before it wrote.
+    pub async fn register_metrics(&self, table: Table, has_files: bool) -> Result<(), LakeViewError> {
+        let schema = table.schema(&self.trait_columns);
+        self.ctx.deregister_table(table.name())?;
+        if !has_files {
+            let empty = MemTable::try_new(schema, vec![vec![]])?;
+            self.ctx.register_table(table.name(), Arc::new(empty))?;
+            return Ok(());
+        }
+        let folder = format!("{METRICS_PREFIX}/{}/", table.name());
+        self.register_listing(table.name(), &folder, schema, Vec::new()).await
+    }
+
+    async fn register_listing(
+        &self,
+        name: &str,
+        folder: &str,
+        schema: SchemaRef,
+        partitions: Vec<(String, DataType)>,
+    ) -> Result<(), LakeViewError> {
+        let url = ListingTableUrl::parse(format!("{}{folder}", self.root))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(partitions);
+        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+        Ok(())
+    }
+
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, LakeViewError> {
+        Ok(self.ctx.sql(sql).await?.collect().await?)
+    }
+}
+
+fn num_partitions() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// `json_text(json, key)`: the top-level field `key` of a JSON object held as text, as text
+/// (strings unquoted, other values as JSON); NULL when absent or not an object. The lake keeps
+/// `properties` and `traits` as JSON text.
+fn json_text_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "json_text",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let json = string_array(&arrays[0])?;
+            let keys = string_array(&arrays[1])?;
+            let mut out = StringBuilder::new();
+            for row in 0..json.len() {
+                let value = (json.is_valid(row) && keys.is_valid(row))
+                    .then(|| field_text(json.value(row), keys.value(row)))
+                    .flatten();
+                out.append_option(value);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }),
+    )
+}
+
+fn string_array(array: &ArrayRef) -> Result<&StringArray, DataFusionError> {
+    array
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Execution("json_text takes text arguments".into()))
+}
+
+pub fn field_text(json: &str, key: &str) -> Option<String> {
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(json) else { return None };
+    match object.get(key)? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}

@@ -1,0 +1,37 @@
+//! # inlet-batch: the metrics tables, from the lake to the warehouse
+//!
+//! A separate binary from the gateway (DataFusion is large, and a batch job's memory should
+//! not share a process with ingestion). It reads the lake's Parquet with DataFusion, runs each
+//! metric's SQL in dependency order, writes each table as Parquet under `{lake}/metrics/` and
+//! publishes it to PostgreSQL or Redshift.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `config` | the TOML configuration and its validation |
+//! | `calendar` | reporting days, weeks and months; the UTC partitions a day spans |
+//! | `tables` | each table's columns, types and replacement rule |
+//! | `plan` | the step graph and which dates a run replaces |
+//! | `queries` | the SQL of each step |
+//! | `lakeview` | the DataFusion session over the lake (local or S3) |
+//! | `output` | the metrics Parquet files |
+//! | `users` | merging identify traits |
+//! | `warehouse` | publishing: PostgreSQL over the wire, Redshift through the Data API |
+//! | `run` | running a plan, progress and summary |
+//!
+//! Every step is idempotent per key date and source: it replaces that slice of its table in
+//! the files and in the warehouse (one transaction), so re-runs, retries and backfills are safe.
+
+pub mod calendar;
+pub mod config;
+pub mod lakeview;
+pub mod output;
+pub mod plan;
+pub mod queries;
+pub mod run;
+pub mod tables;
+pub mod users;
+pub mod warehouse;
+
+pub use config::BatchConfig;
+pub use run::{Batch, BatchError, RunRequest, StepReport};
+pub use tables::Table;

@@ -1,0 +1,152 @@
+//! `inlet-batch`: builds the metrics tables from the lake and publishes them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+use inlet_batch::config::{BatchConfig, WarehouseKind};
+use inlet_batch::warehouse::{Dialect, create_tables_sql};
+use inlet_batch::{Batch, RunRequest, Table};
+
+#[derive(Debug, Parser)]
+#[command(name = "inlet-batch", version, about = "Builds Inlet's metrics tables from the lake")]
+struct Cli {
+    /// TOML configuration (see docs/config.md); defaults apply without one.
+    #[arg(long, global = true, env = "INLET_BATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `lake_url`.
+    #[arg(long, global = true, env = "INLET_BATCH_LAKE_URL")]
+    lake: Option<String>,
+    /// Overrides `time_zone` (IANA name, e.g. Asia/Seoul).
+    #[arg(long, global = true, env = "INLET_BATCH_TIME_ZONE")]
+    time_zone: Option<String>,
+    /// Overrides `warehouse.postgres_url` and selects PostgreSQL.
+    #[arg(long, global = true, env = "INLET_BATCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the steps for a range of reporting days.
+    Run {
+        /// First day (YYYY-MM-DD, reporting time zone); default: `--to`.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last day; default: yesterday in the reporting time zone.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// Steps to run (comma-separated); default: all. Unselected steps are not run: the
+        /// selected ones read what earlier runs left.
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        /// Sources to compute (comma-separated); default: all.
+        #[arg(long, value_delimiter = ',')]
+        source: Vec<String>,
+        /// Overrides `lookback_days`.
+        #[arg(long)]
+        lookback: Option<u32>,
+        /// Prints the plan and exits.
+        #[arg(long)]
+        dry_run: bool,
+        /// No progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Lists the steps and what each reads.
+    Steps,
+    /// Prints the warehouse DDL of the metrics tables.
+    Ddl {
+        #[arg(long, value_enum, default_value = "redshift")]
+        dialect: DialectArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DialectArg {
+    Postgres,
+    Redshift,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "inlet_batch=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("inlet-batch: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = BatchConfig::load(cli.config.as_deref())?;
+    if let Some(lake) = cli.lake {
+        config.lake_url = lake;
+    }
+    if let Some(zone) = cli.time_zone {
+        config.time_zone = zone;
+    }
+    if let Some(url) = cli.postgres {
+        config.warehouse.kind = WarehouseKind::Postgres;
+        config.warehouse.postgres_url = Some(url);
+    }
+    config.validate()?;
+    match cli.command {
+        Command::Steps => {
+            for table in Table::ALL {
+                let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
+                println!("{:<22} after: {}", table.name(), if inputs.is_empty() { "-".into() } else { inputs.join(", ") });
+            }
+        }
+        Command::Ddl { dialect } => {
+            let dialect = match dialect {
+                DialectArg::Postgres => Dialect::Postgres,
+                DialectArg::Redshift => Dialect::Redshift,
+            };
+            for statement in create_tables_sql(dialect, &config.warehouse.schema, &config.trait_columns) {
+                println!("{statement};\n");
+            }
+        }
+        Command::Run { from, to, steps, source, lookback, dry_run, quiet } => {
+            if let Some(days) = lookback {
+                config.lookback_days = days;
+            }
+            let yesterday = chrono::Utc::now().with_timezone(&config.tz()).date_naive().pred_opt();
+            let to = to.or(yesterday).context("no --to")?;
+            let steps = if steps.is_empty() {
+                Table::ALL.to_vec()
+            } else {
+                steps
+                    .iter()
+                    .map(|s| Table::parse(s).with_context(|| format!("unknown step {s:?} (see `inlet-batch steps`)")))
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let request =
+                RunRequest { from: from.unwrap_or(to), to, steps, sources: (!source.is_empty()).then_some(source) };
+            if dry_run {
+                // Planning reads the lake's metrics folder only; nothing is written.
+                config.warehouse.kind = WarehouseKind::None;
+            }
+            let mut batch = Batch::open(config).await?;
+            let plan = batch.plan(&request).await?;
+            if dry_run {
+                print!("{plan}");
+                return Ok(());
+            }
+            let reports = batch.run(&plan, request.sources.as_deref(), !quiet).await?;
+            print!("{}", inlet_batch::run::summary(&reports));
+        }
+    }
+    Ok(())
+}

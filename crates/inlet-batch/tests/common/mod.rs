@@ -1,0 +1,64 @@
+//! Writing lake files as the gateway's lake writer does, and reading PostgreSQL back.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use inlet_lake::parquet_file::ParquetFile;
+use inlet_lake::schema::EventColumns;
+use inlet_lake::{Codec, Partition};
+use inlet_segment::StoredEvent;
+use serde_json::{Value, json};
+
+/// An event as the gateway stores it; `receivedAt` is a second after `timestamp` unless given.
+pub fn event(source: &str, mut fields: Value) -> StoredEvent {
+    let object = fields.as_object_mut().unwrap();
+    let timestamp = object["timestamp"].as_str().unwrap().to_owned();
+    if !object.contains_key("receivedAt") {
+        let time: DateTime<Utc> = timestamp.parse().unwrap();
+        object.insert("receivedAt".into(), json!((time + Duration::seconds(1)).to_rfc3339()));
+    }
+    object.entry("originalTimestamp").or_insert(json!(timestamp));
+    object.entry("context").or_insert(json!({"library": {"name": "test", "version": "1"}}));
+    StoredEvent { source: source.into(), event: object.clone() }
+}
+
+/// Writes `events` into hourly partition files under `lake`, named `{tag}-…` like one flush of
+/// a gateway instance.
+pub fn write_lake(lake: &Path, tag: &str, events: &[StoredEvent]) {
+    let min_time = "2015-01-01T00:00:00Z".parse().unwrap();
+    let mut partitions: std::collections::BTreeMap<Partition, Vec<&StoredEvent>> = Default::default();
+    for stored in events {
+        partitions.entry(Partition::of(stored, min_time)).or_default().push(stored);
+    }
+    for (partition, events) in partitions {
+        let mut columns = EventColumns::default();
+        for stored in events {
+            columns.append(stored);
+        }
+        let mut file = ParquetFile::new(Codec::Gzip);
+        file.write(&columns.finish()).unwrap();
+        let path = lake.join(partition.file_key(tag, 0, 1));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, file.finish().unwrap()).unwrap();
+    }
+}
+
+/// The PostgreSQL the test script started (`tests/postgres/postgres.sh`).
+pub fn postgres_url() -> String {
+    std::env::var("PG_TEST_URL").expect("PG_TEST_URL: run through tests/run.sh, which starts PostgreSQL")
+}
+
+/// Every row of `query` as text (the simple protocol gives text), columns joined by `|`,
+/// NULL as `NULL`.
+pub async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for message in client.simple_query(query).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            let cells: Vec<&str> = (0..row.len()).map(|i| row.get(i).unwrap_or("NULL")).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
