@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs (the official Segment SDKs
 # from npm and PyPI, pyarrow, and Garage, a real S3 server, built from crates.io once), then
 # runs every layer: unit and property tests, the golden corpus, the bad-input table, the SIGKILL
-# crash tests, the lake on S3 under outage and SIGKILL, and the unmodified SDKs end to end.
+# crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end, and the
+# batch job's metrics published to a real PostgreSQL.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -26,9 +27,19 @@ venv="$cache/venv"
 step "Garage (S3-compatible object store) on loopback"
 bash tests/garage/garage.sh install
 garage_dir="$(mktemp -d)"
-trap 'bash tests/garage/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
+pg_dir="$(mktemp -d)"
+cleanup() {
+  bash tests/garage/garage.sh stop "$garage_dir"
+  bash tests/postgres/postgres.sh stop "$pg_dir/pg"
+  rm -rf "$garage_dir" "$pg_dir"
+}
+trap cleanup EXIT
 bash tests/garage/garage.sh start "$garage_dir"
 eval "$(bash tests/garage/garage.sh env "$garage_dir")"
+
+step "PostgreSQL (the stand-in for Redshift) on loopback"
+bash tests/postgres/postgres.sh start "$pg_dir/pg"
+eval "$(bash tests/postgres/postgres.sh env "$pg_dir/pg")"
 
 step "format and lints"
 cargo fmt --all --check
@@ -52,5 +63,8 @@ if ! cargo test --locked -p inlet-gateway --test garage -- --ignored --nocapture
   exit 1
 fi
 grep -E '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)' "$garage_log"
+
+step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
+cargo test --locked -p inlet-batch --test postgres --test garage -- --ignored
 
 step "all tests passed"

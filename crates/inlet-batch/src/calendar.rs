@@ -31,14 +31,16 @@ pub fn month_start(date: NaiveDate) -> NaiveDate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dates(BTreeSet<NaiveDate>);
 
+impl FromIterator<NaiveDate> for Dates {
+    fn from_iter<I: IntoIterator<Item = NaiveDate>>(days: I) -> Dates {
+        Dates(days.into_iter().collect())
+    }
+}
+
 impl Dates {
     /// Every day from `from` to `to`, both included.
     pub fn range(from: NaiveDate, to: NaiveDate) -> Dates {
         Dates(from.iter_days().take_while(|d| *d <= to).collect())
-    }
-
-    pub fn from_iter(days: impl IntoIterator<Item = NaiveDate>) -> Dates {
-        Dates(days.into_iter().collect())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -193,7 +193,10 @@ mod tests {
             ("trait_columns = [\"source\"]", "trait_columns"),
             ("[warehouse]\nkind = \"postgres\"", "postgres_url"),
             ("[warehouse]\nschema = \"x; drop\"", "schema"),
-            ("[warehouse]\nkind = \"redshift\"\n[warehouse.redshift]\nworkgroup = \"w\"\ndatabase = \"d\"\niam_role = \"r\"", "s3://"),
+            (
+                "[warehouse]\nkind = \"redshift\"\n[warehouse.redshift]\nworkgroup = \"w\"\ndatabase = \"d\"\niam_role = \"r\"",
+                "s3://",
+            ),
         ];
         for (text, expected) in cases {
             let config: BatchConfig = toml::from_str(text).expect(text);

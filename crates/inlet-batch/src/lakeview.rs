@@ -50,8 +50,7 @@ impl std::fmt::Debug for LakeView {
 
 impl LakeView {
     pub fn open(config: &BatchConfig) -> Result<LakeView, LakeViewError> {
-        let location =
-            LakeLocation::parse(&config.lake_url).map_err(|e| LakeViewError::Location(e.to_string()))?;
+        let location = LakeLocation::parse(&config.lake_url).map_err(|e| LakeViewError::Location(e.to_string()))?;
         // Sessions need every row of a user in one partition of the window; a few target
         // partitions keep memory per partition bounded on small machines.
         let session = SessionConfig::new().with_information_schema(false).with_target_partitions(num_partitions());
@@ -71,8 +70,8 @@ impl LakeView {
                 if let Some(region) = &config.s3.region {
                     builder = builder.with_region(region);
                 }
-                let url = url::Url::parse(&format!("s3://{bucket}"))
-                    .map_err(|e| LakeViewError::Location(e.to_string()))?;
+                let url =
+                    url::Url::parse(&format!("s3://{bucket}")).map_err(|e| LakeViewError::Location(e.to_string()))?;
                 ctx.register_object_store(&url, Arc::new(builder.build()?));
                 if prefix.is_empty() { format!("s3://{bucket}/") } else { format!("s3://{bucket}/{prefix}/") }
             }

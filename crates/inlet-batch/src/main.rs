@@ -106,7 +106,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Steps => {
             for table in Table::ALL {
                 let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
-                println!("{:<22} after: {}", table.name(), if inputs.is_empty() { "-".into() } else { inputs.join(", ") });
+                println!(
+                    "{:<22} after: {}",
+                    table.name(),
+                    if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
+                );
             }
         }
         Command::Ddl { dialect } => {

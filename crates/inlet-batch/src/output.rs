@@ -166,8 +166,7 @@ impl MetricsFiles {
                 (Keys::Whole, None) => true,
                 _ => false,
             };
-            let source_in_scope =
-                sources.is_none_or(|wanted| slice.source.as_ref().is_none_or(|s| wanted.contains(s)));
+            let source_in_scope = sources.is_none_or(|wanted| slice.source.as_ref().is_none_or(|s| wanted.contains(s)));
             if in_scope && source_in_scope && !written.iter().any(|w| w.key == key) {
                 self.store.delete(&key).await?;
             }
@@ -214,8 +213,10 @@ mod tests {
             let key = file_key(table, &slice);
             assert_eq!(parse_file_key(table, &key), Some(slice), "{key}");
         }
-        assert_eq!(file_key(Table::Retention, &FileSlice { date, source: Some("web".into()) }),
-            "metrics/retention/retention-2026-11-02-web.parquet");
+        assert_eq!(
+            file_key(Table::Retention, &FileSlice { date, source: Some("web".into()) }),
+            "metrics/retention/retention-2026-11-02-web.parquet"
+        );
         assert_eq!(parse_file_key(Table::Retention, "metrics/retention/_manifest.json"), None);
     }
 }

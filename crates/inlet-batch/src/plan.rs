@@ -26,11 +26,9 @@ impl Table {
     pub fn depends_on(self) -> &'static [Table] {
         match self {
             Table::IdentityMap => &[],
-            Table::DailyUserActivity
-            | Table::PageViews
-            | Table::Sessions
-            | Table::EventCounts
-            | Table::Users => &[Table::IdentityMap],
+            Table::DailyUserActivity | Table::PageViews | Table::Sessions | Table::EventCounts | Table::Users => {
+                &[Table::IdentityMap]
+            }
             Table::ActiveUsers
             | Table::MonthlyActiveUsers
             | Table::NewUsers
@@ -157,10 +155,16 @@ mod tests {
 
     #[test]
     fn keys_follow_the_range_with_lookback() {
-        let plan = plan(&Table::ALL, d("2026-11-10"), d("2026-11-11"), 2, &Dates::range(d("2026-01-01"), d("2026-12-31")));
-        let keys = |table: Table| plan.steps.iter().find(|s| s.table == table).map(|s| s.keys.clone());
+        let planned = super::plan(
+            &Table::ALL,
+            d("2026-11-10"),
+            d("2026-11-11"),
+            2,
+            &Dates::range(d("2026-01-01"), d("2026-12-31")),
+        );
+        let keys = |table: Table| planned.steps.iter().find(|s| s.table == table).map(|s| s.keys.clone());
         let range = Dates::range(d("2026-11-08"), d("2026-11-11"));
-        assert_eq!(plan.range, range);
+        assert_eq!(planned.range, range);
         assert_eq!(keys(Table::DailyUserActivity), Some(Keys::Dates(range.clone())), "no gaps to fill");
         assert_eq!(keys(Table::Sessions), Some(Keys::Dates(range)));
         assert_eq!(keys(Table::MonthlyActiveUsers), Some(Keys::Dates(Dates::from_iter([d("2026-11-01")]))));
@@ -173,12 +177,18 @@ mod tests {
     #[test]
     fn daily_activity_fills_the_days_its_dependants_read() {
         let computed = Dates::range(d("2026-11-01"), d("2026-11-05"));
-        let plan = plan(&[Table::DailyUserActivity, Table::ActiveUsers], d("2026-11-10"), d("2026-11-10"), 0, &computed);
-        let Keys::Dates(days) = &plan.steps[0].keys else { panic!("dates") };
+        let planned = super::plan(
+            &[Table::DailyUserActivity, Table::ActiveUsers],
+            d("2026-11-10"),
+            d("2026-11-10"),
+            0,
+            &computed,
+        );
+        let Keys::Dates(days) = &planned.steps[0].keys else { panic!("dates") };
         assert_eq!(days.first(), Some(d("2026-10-12")), "30-day window of 2026-11-10");
         assert!(!days.contains(d("2026-11-03")), "already computed");
         assert!(days.contains(d("2026-11-07")) && days.contains(d("2026-11-10")));
-        let alone = plan(&[Table::DailyUserActivity], d("2026-11-10"), d("2026-11-10"), 0, &computed);
+        let alone = super::plan(&[Table::DailyUserActivity], d("2026-11-10"), d("2026-11-10"), 0, &computed);
         assert_eq!(alone.steps[0].keys, Keys::Dates(Dates::range(d("2026-11-10"), d("2026-11-10"))));
     }
 }

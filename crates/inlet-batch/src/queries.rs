@@ -66,11 +66,9 @@ impl Scope<'_> {
     fn events(&self, days: Option<&Dates>) -> String {
         let time = self.event_time();
         let (partitions, dedupe, wanted) = match days {
-            Some(days) => (
-                days.partition_dates().sql_text_predicate("dt"),
-                true,
-                days.sql_predicate(&self.local_date(&time)),
-            ),
+            Some(days) => {
+                (days.partition_dates().sql_text_predicate("dt"), true, days.sql_predicate(&self.local_date(&time)))
+            }
             None => ("TRUE".into(), false, "TRUE".into()),
         };
         let scanned = format!(

@@ -104,8 +104,13 @@ impl Batch {
                 ))
             }
             WarehouseKind::Redshift => Warehouse::Redshift(Box::new(
-                Redshift::connect(&warehouse_config.redshift, &warehouse_config.schema, &config.trait_columns, store.clone())
-                    .await?,
+                Redshift::connect(
+                    &warehouse_config.redshift,
+                    &warehouse_config.schema,
+                    &config.trait_columns,
+                    store.clone(),
+                )
+                .await?,
             )),
         };
         Ok(Batch { config, view, files: MetricsFiles::new(store), warehouse })
@@ -118,7 +123,12 @@ impl Batch {
         Ok(plan(&request.steps, request.from, request.to, self.config.lookback_days, &Dates::from_iter(computed)))
     }
 
-    pub async fn run(&mut self, plan: &Plan, sources: Option<&[String]>, progress: bool) -> Result<Vec<StepReport>, BatchError> {
+    pub async fn run(
+        &mut self,
+        plan: &Plan,
+        sources: Option<&[String]>,
+        progress: bool,
+    ) -> Result<Vec<StepReport>, BatchError> {
         let bar = if progress { ProgressBar::new(plan.steps.len() as u64) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -147,7 +157,12 @@ impl Batch {
         Ok(reports)
     }
 
-    async fn run_step(&mut self, table: Table, keys: &Keys, sources: Option<&[String]>) -> Result<StepReport, BatchError> {
+    async fn run_step(
+        &mut self,
+        table: Table,
+        keys: &Keys,
+        sources: Option<&[String]>,
+    ) -> Result<StepReport, BatchError> {
         let started = Instant::now();
         reset_peak_rss();
         // Each step reads what the steps before it wrote.

@@ -20,12 +20,14 @@ impl MergedTraits {
     pub fn fold(batches: &[RecordBatch]) -> MergedTraits {
         let mut merged = MergedTraits::default();
         for batch in batches {
-            let (users, sources, traits) =
-                (batch.column(0).as_string::<i32>(), batch.column(1).as_string::<i32>(), batch.column(2).as_string::<i32>());
+            let (users, sources, traits) = (
+                batch.column(0).as_string::<i32>(),
+                batch.column(1).as_string::<i32>(),
+                batch.column(2).as_string::<i32>(),
+            );
             for row in 0..batch.num_rows() {
                 let Ok(Value::Object(update)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
-                let entry =
-                    merged.0.entry((sources.value(row).to_owned(), users.value(row).to_owned())).or_default();
+                let entry = merged.0.entry((sources.value(row).to_owned(), users.value(row).to_owned())).or_default();
                 for (key, value) in update {
                     // An explicit null clears the trait, as a later identify would in Segment.
                     if value.is_null() {

@@ -34,7 +34,8 @@ fn date(text: &str) -> chrono::NaiveDate {
 }
 
 fn config(lake: &std::path::Path, schema: &str) -> BatchConfig {
-    let mut config = BatchConfig { lake_url: lake.display().to_string(), time_zone: "Asia/Seoul".into(), ..Default::default() };
+    let mut config =
+        BatchConfig { lake_url: lake.display().to_string(), time_zone: "Asia/Seoul".into(), ..Default::default() };
     config.trait_columns = vec!["name".into(), "profession".into()];
     config.warehouse.kind = WarehouseKind::Postgres;
     config.warehouse.postgres_url = Some(postgres_url());
@@ -45,45 +46,90 @@ fn config(lake: &std::path::Path, schema: &str) -> BatchConfig {
 fn first_events() -> Vec<inlet_segment::StoredEvent> {
     let page = |path: &str, title: &str| json!({"page": {"path": path, "title": title}});
     vec![
-        event("web", json!({"messageId": "m1", "type": "page", "name": "Home", "anonymousId": "a1",
-            "timestamp": "2026-11-02T01:00:00Z", "context": page("/home", "Home")})),
-        event("web", json!({"messageId": "m2", "type": "page", "name": "Pricing", "anonymousId": "a1",
-            "timestamp": "2026-11-02T01:10:00Z", "context": page("/pricing", "Pricing")})),
-        event("web", json!({"messageId": "m3", "type": "identify", "anonymousId": "a1", "userId": "u1",
-            "traits": {"name": "Dr. Kim", "profession": "dentist"}, "timestamp": "2026-11-03T00:05:00Z"})),
-        event("web", json!({"messageId": "m4", "type": "track", "event": "Signed In", "anonymousId": "a1",
-            "userId": "u1", "timestamp": "2026-11-03T00:05:10Z"})),
-        event("web", json!({"messageId": "m5", "type": "page", "name": "Cases", "anonymousId": "a1", "userId": "u1",
-            "timestamp": "2026-11-03T06:00:00Z", "context": page("/cases", "Cases")})),
-        event("web", json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
-            "timestamp": "2026-11-02T16:30:00Z"})),
-        event("web", json!({"messageId": "m7", "type": "identify", "userId": "u2",
-            "traits": {"profession": "dental hygienist", "plan": "free"}, "timestamp": "2026-11-02T16:31:00Z"})),
-        event("web", json!({"messageId": "m8", "type": "page", "name": "Cases", "userId": "u2",
-            "properties": {"path": "/cases"}, "timestamp": "2026-11-04T03:00:00Z"})),
-        event("web", json!({"messageId": "m9", "type": "identify", "userId": "u2",
-            "traits": {"name": "Lee", "plan": null}, "timestamp": "2026-11-04T03:01:00Z"})),
-        event("web", json!({"messageId": "m11", "type": "track", "event": "Case Shared", "anonymousId": "a5",
-            "timestamp": "2026-11-04T00:00:00Z"})),
-        event("web", json!({"messageId": "m12", "type": "alias", "previousId": "a5", "anonymousId": "a5",
-            "userId": "u5", "timestamp": "2026-11-04T00:01:00Z"})),
-        event("app", json!({"messageId": "m14", "type": "screen", "name": "Feed", "anonymousId": "dev-1",
-            "userId": "u1", "timestamp": "2026-11-03T23:00:00Z"})),
-        event("app", json!({"messageId": "m15", "type": "screen", "name": "Feed", "anonymousId": "dev-1",
-            "userId": "u1", "timestamp": "2026-11-03T23:25:00Z"})),
+        event(
+            "web",
+            json!({"messageId": "m1", "type": "page", "name": "Home", "anonymousId": "a1",
+            "timestamp": "2026-11-02T01:00:00Z", "context": page("/home", "Home")}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m2", "type": "page", "name": "Pricing", "anonymousId": "a1",
+            "timestamp": "2026-11-02T01:10:00Z", "context": page("/pricing", "Pricing")}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m3", "type": "identify", "anonymousId": "a1", "userId": "u1",
+            "traits": {"name": "Dr. Kim", "profession": "dentist"}, "timestamp": "2026-11-03T00:05:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m4", "type": "track", "event": "Signed In", "anonymousId": "a1",
+            "userId": "u1", "timestamp": "2026-11-03T00:05:10Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m5", "type": "page", "name": "Cases", "anonymousId": "a1", "userId": "u1",
+            "timestamp": "2026-11-03T06:00:00Z", "context": page("/cases", "Cases")}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
+            "timestamp": "2026-11-02T16:30:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m7", "type": "identify", "userId": "u2",
+            "traits": {"profession": "dental hygienist", "plan": "free"}, "timestamp": "2026-11-02T16:31:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m8", "type": "page", "name": "Cases", "userId": "u2",
+            "properties": {"path": "/cases"}, "timestamp": "2026-11-04T03:00:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m9", "type": "identify", "userId": "u2",
+            "traits": {"name": "Lee", "plan": null}, "timestamp": "2026-11-04T03:01:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m11", "type": "track", "event": "Case Shared", "anonymousId": "a5",
+            "timestamp": "2026-11-04T00:00:00Z"}),
+        ),
+        event(
+            "web",
+            json!({"messageId": "m12", "type": "alias", "previousId": "a5", "anonymousId": "a5",
+            "userId": "u5", "timestamp": "2026-11-04T00:01:00Z"}),
+        ),
+        event(
+            "app",
+            json!({"messageId": "m14", "type": "screen", "name": "Feed", "anonymousId": "dev-1",
+            "userId": "u1", "timestamp": "2026-11-03T23:00:00Z"}),
+        ),
+        event(
+            "app",
+            json!({"messageId": "m15", "type": "screen", "name": "Feed", "anonymousId": "dev-1",
+            "userId": "u1", "timestamp": "2026-11-03T23:25:00Z"}),
+        ),
     ]
 }
 
 /// The duplicate of m6 a client retry stored again (received later, another file).
 fn duplicate() -> Vec<inlet_segment::StoredEvent> {
-    vec![event("web", json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
-        "timestamp": "2026-11-02T16:30:02Z", "receivedAt": "2026-11-02T16:31:30Z"}))]
+    vec![event(
+        "web",
+        json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
+        "timestamp": "2026-11-02T16:30:02Z", "receivedAt": "2026-11-02T16:31:30Z"}),
+    )]
 }
 
 fn late_event() -> Vec<inlet_segment::StoredEvent> {
-    vec![event("web", json!({"messageId": "m10", "type": "page", "name": "Home", "anonymousId": "a3",
+    vec![event(
+        "web",
+        json!({"messageId": "m10", "type": "page", "name": "Home", "anonymousId": "a3",
         "timestamp": "2026-11-02T11:00:00Z", "receivedAt": "2026-11-04T05:00:00Z",
-        "context": {"page": {"path": "/home"}}}))]
+        "context": {"page": {"path": "/home"}}}),
+    )]
 }
 
 async fn run(config: &BatchConfig, from: &str, to: &str, steps: &[Table]) {
@@ -128,7 +174,8 @@ async fn crafted_events_give_the_hand_computed_metrics() {
     first.lookback_days = 0;
     run(&first, "2026-11-02", "2026-11-03", &Table::ALL).await;
     assert_eq!(
-        rows(&client, &format!("SELECT activity_date, source, dau, wau, mau FROM {schema}.active_users ORDER BY 1, 2")).await,
+        rows(&client, &format!("SELECT activity_date, source, dau, wau, mau FROM {schema}.active_users ORDER BY 1, 2"))
+            .await,
         ["2026-11-02|web|1|1|1", "2026-11-03|web|2|2|2"],
         "before the late event, D1 has only u1"
     );
@@ -144,8 +191,12 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         "a5 is first linked to u5 by the alias call"
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, user_key, events, page_views, first_seen_date \
-            FROM {s}.daily_user_activity ORDER BY 1, 2, 3")).await,
+        rows(
+            &client,
+            &q("SELECT activity_date, source, user_key, events, page_views, first_seen_date \
+            FROM {s}.daily_user_activity ORDER BY 1, 2, 3")
+        )
+        .await,
         [
             "2026-11-02|web|a3|1|1|2026-11-02",
             "2026-11-02|web|u1|2|2|2026-11-02",
@@ -157,8 +208,12 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         ]
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, dau, wau, mau, round(stickiness::numeric, 4) \
-            FROM {s}.active_users ORDER BY 1, 2")).await,
+        rows(
+            &client,
+            &q("SELECT activity_date, source, dau, wau, mau, round(stickiness::numeric, 4) \
+            FROM {s}.active_users ORDER BY 1, 2")
+        )
+        .await,
         [
             "2026-11-02|web|2|2|2|1.0000",
             "2026-11-03|web|2|3|3|0.6667",
@@ -171,12 +226,17 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         ["2026-11-01|app|1", "2026-11-01|web|4"]
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, new_users, returning_users FROM {s}.new_users ORDER BY 1, 2")).await,
+        rows(&client, &q("SELECT activity_date, source, new_users, returning_users FROM {s}.new_users ORDER BY 1, 2"))
+            .await,
         ["2026-11-02|web|2|0", "2026-11-03|web|1|1", "2026-11-04|app|1|0", "2026-11-04|web|1|1"]
     );
     assert_eq!(
-        rows(&client, &q("SELECT cohort_date, source, day_number, cohort_size, retained_users, \
-            round(retention_rate::numeric, 2) FROM {s}.retention ORDER BY 1, 2, 3")).await,
+        rows(
+            &client,
+            &q("SELECT cohort_date, source, day_number, cohort_size, retained_users, \
+            round(retention_rate::numeric, 2) FROM {s}.retention ORDER BY 1, 2, 3")
+        )
+        .await,
         [
             "2026-11-02|web|0|2|2|1.00",
             "2026-11-02|web|1|2|1|0.50",
@@ -193,7 +253,11 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         "week 0 of the week of 11-02 ends 11-08: not observable yet"
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, path, page_views, unique_visitors FROM {s}.page_views ORDER BY 1, 2, 3")).await,
+        rows(
+            &client,
+            &q("SELECT activity_date, source, path, page_views, unique_visitors FROM {s}.page_views ORDER BY 1, 2, 3")
+        )
+        .await,
         [
             "2026-11-02|web|/home|2|2",
             "2026-11-02|web|/pricing|1|1",
@@ -202,8 +266,12 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         ]
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, sessions, round(avg_session_seconds::numeric, 1), \
-            round(bounce_rate::numeric, 2) FROM {s}.sessions ORDER BY 1, 2")).await,
+        rows(
+            &client,
+            &q("SELECT activity_date, source, sessions, round(avg_session_seconds::numeric, 1), \
+            round(bounce_rate::numeric, 2) FROM {s}.sessions ORDER BY 1, 2")
+        )
+        .await,
         [
             "2026-11-02|web|2|300.0|0.50",
             "2026-11-03|web|3|0.0|1.00",
@@ -212,7 +280,11 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         ]
     );
     assert_eq!(
-        rows(&client, &q("SELECT activity_date, source, type, event, events, users FROM {s}.event_counts ORDER BY 1, 2, 3, 4")).await,
+        rows(
+            &client,
+            &q("SELECT activity_date, source, type, event, events, users FROM {s}.event_counts ORDER BY 1, 2, 3, 4")
+        )
+        .await,
         [
             "2026-11-02|web|page|Home|2|2",
             "2026-11-02|web|page|Pricing|1|1",
@@ -229,7 +301,11 @@ async fn crafted_events_give_the_hand_computed_metrics() {
         "m6 was stored twice and counts once"
     );
     assert_eq!(
-        rows(&client, &q("SELECT user_id, source, first_seen, last_seen, traits, name, profession FROM {s}.users ORDER BY 2, 1")).await,
+        rows(
+            &client,
+            &q("SELECT user_id, source, first_seen, last_seen, traits, name, profession FROM {s}.users ORDER BY 2, 1")
+        )
+        .await,
         [
             "u1|app|2026-11-03 23:00:00|2026-11-03 23:25:00|NULL|NULL|NULL",
             r#"u1|web|2026-11-02 01:00:00|2026-11-03 06:00:00|{"name":"Dr. Kim","profession":"dentist"}|Dr. Kim|dentist"#,
@@ -240,8 +316,12 @@ async fn crafted_events_give_the_hand_computed_metrics() {
     );
     // Users can be sliced by a trait without a hand-written join on user ids.
     assert_eq!(
-        rows(&client, &q("SELECT u.profession, count(*) FROM {s}.daily_user_activity a JOIN {s}.users u \
-            ON u.user_id = a.user_key AND u.source = a.source WHERE u.profession IS NOT NULL GROUP BY 1 ORDER BY 1")).await,
+        rows(
+            &client,
+            &q("SELECT u.profession, count(*) FROM {s}.daily_user_activity a JOIN {s}.users u \
+            ON u.user_id = a.user_key AND u.source = a.source WHERE u.profession IS NOT NULL GROUP BY 1 ORDER BY 1")
+        )
+        .await,
         ["dental hygienist|2", "dentist|2"]
     );
 
@@ -265,12 +345,23 @@ async fn crafted_events_give_the_hand_computed_metrics() {
     assert_eq!(snapshot(&client, schema).await, before, "active_users rebuilt from daily_user_activity files");
 
     // A second week: u1 returns on 11-09. daily_user_activity and retention_weekly alone.
-    write_lake(lake.path(), "gw1-week2", &[event("web", json!({"messageId": "m16", "type": "page", "anonymousId": "a1",
-        "userId": "u1", "timestamp": "2026-11-09T01:00:00Z", "context": {"page": {"path": "/home"}}}))]);
+    write_lake(
+        lake.path(),
+        "gw1-week2",
+        &[event(
+            "web",
+            json!({"messageId": "m16", "type": "page", "anonymousId": "a1",
+        "userId": "u1", "timestamp": "2026-11-09T01:00:00Z", "context": {"page": {"path": "/home"}}}),
+        )],
+    );
     run(&config, "2026-11-09", "2026-11-09", &[Table::DailyUserActivity, Table::RetentionWeekly]).await;
     assert_eq!(
-        rows(&client, &q("SELECT cohort_week, source, week_number, cohort_size, retained_users, \
-            round(retention_rate::numeric, 2) FROM {s}.retention_weekly ORDER BY 1, 2, 3")).await,
+        rows(
+            &client,
+            &q("SELECT cohort_week, source, week_number, cohort_size, retained_users, \
+            round(retention_rate::numeric, 2) FROM {s}.retention_weekly ORDER BY 1, 2, 3")
+        )
+        .await,
         ["2026-11-02|app|0|1|1|1.00", "2026-11-02|web|0|4|4|1.00"],
         "week 0 (11-02..11-08) is complete once 11-09 is computed; week 1 is not"
     );

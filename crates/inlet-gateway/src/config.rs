@@ -310,15 +310,15 @@ impl Config {
         if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 {
             return invalid("lake.max_age_secs and lake.max_range_records must be greater than zero".into());
         }
-        if let Some(id) = &self.lake.instance_id {
-            if !is_name(id) {
-                return invalid(format!("lake.instance_id {id:?} must be 1-64 lowercase letters, digits, '-' or '_'"));
-            }
+        if let Some(id) = &self.lake.instance_id
+            && !is_name(id)
+        {
+            return invalid(format!("lake.instance_id {id:?} must be 1-64 lowercase letters, digits, '-' or '_'"));
         }
-        if let Some(url) = &self.server.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-                return invalid(format!("server.public_url {url:?} must start with http:// or https://"));
-            }
+        if let Some(url) = &self.server.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len())
+        {
+            return invalid(format!("server.public_url {url:?} must start with http:// or https://"));
         }
         let mut names = HashSet::new();
         let mut keys = HashSet::new();

@@ -314,10 +314,10 @@ fn list_local(root: &Path, start: &Path) -> Vec<String> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                if let Ok(relative) = path.strip_prefix(root) {
-                    keys.push(relative.to_string_lossy().into_owned());
-                }
+            } else if !entry.file_name().to_string_lossy().starts_with('.')
+                && let Ok(relative) = path.strip_prefix(root)
+            {
+                keys.push(relative.to_string_lossy().into_owned());
             }
         }
     }

@@ -111,11 +111,11 @@ impl Iterator for WalReader {
             if self.index >= self.segments.len() {
                 return None;
             }
-            if self.file.is_none() {
-                if let Err(e) = self.open_current() {
-                    self.index = self.segments.len();
-                    return Some(Err(e));
-                }
+            if self.file.is_none()
+                && let Err(e) = self.open_current()
+            {
+                self.index = self.segments.len();
+                return Some(Err(e));
             }
             match self.read_in_segment() {
                 Err(e) => {

@@ -112,7 +112,10 @@ mod tests {
             "DELETE FROM inlet.active_users WHERE (activity_date BETWEEN DATE '2026-11-01' AND DATE '2026-11-02' \
              OR activity_date = DATE '2026-11-09') AND source IN ('web')"
         );
-        assert_eq!(delete_sql("inlet", Table::IdentityMap, &Keys::Whole, Some(&sources)), "DELETE FROM inlet.identity_map");
+        assert_eq!(
+            delete_sql("inlet", Table::IdentityMap, &Keys::Whole, Some(&sources)),
+            "DELETE FROM inlet.identity_map"
+        );
         assert_eq!(delete_sql("inlet", Table::Users, &Keys::Whole, None), "DELETE FROM inlet.users");
     }
 

@@ -32,7 +32,9 @@ impl Postgres {
             client.batch_execute(&statement).await?;
         }
         for column in Table::Users.columns(trait_columns).iter().skip(crate::tables::USERS_FIXED_COLUMNS.len()) {
-            client.batch_execute(&format!("ALTER TABLE {schema}.users ADD COLUMN IF NOT EXISTS {} TEXT", column.name)).await?;
+            client
+                .batch_execute(&format!("ALTER TABLE {schema}.users ADD COLUMN IF NOT EXISTS {} TEXT", column.name))
+                .await?;
         }
         Ok(Postgres { client, schema: schema.to_owned() })
     }
@@ -45,7 +47,8 @@ impl Postgres {
     pub async fn publish(&mut self, publication: &Publication<'_>) -> Result<u64, WarehouseError> {
         let rows = publication.rows;
         let columns: Vec<String> = rows.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let types = rows.schema().fields().iter().map(|f| postgres_type(f.data_type())).collect::<Result<Vec<_>, _>>()?;
+        let types =
+            rows.schema().fields().iter().map(|f| postgres_type(f.data_type())).collect::<Result<Vec<_>, _>>()?;
         let transaction = self.client.transaction().await?;
         transaction
             .batch_execute(&delete_sql(&self.schema, publication.table, publication.keys, publication.sources))
@@ -92,9 +95,9 @@ fn cell(array: &ArrayRef, row: usize) -> Cell {
     let valid = array.is_valid(row);
     match array.data_type() {
         DataType::Date32 => Box::new(valid.then(|| array.as_primitive::<Date32Type>().value_as_date(row)).flatten()),
-        DataType::Timestamp(_, _) => Box::new(
-            valid.then(|| array.as_primitive::<TimestampMicrosecondType>().value_as_datetime(row)).flatten(),
-        ),
+        DataType::Timestamp(_, _) => {
+            Box::new(valid.then(|| array.as_primitive::<TimestampMicrosecondType>().value_as_datetime(row)).flatten())
+        }
         DataType::Int32 => Box::new(valid.then(|| array.as_primitive::<Int32Type>().value(row))),
         DataType::Int64 => Box::new(valid.then(|| array.as_primitive::<Int64Type>().value(row))),
         DataType::Float64 => Box::new(valid.then(|| array.as_primitive::<Float64Type>().value(row))),

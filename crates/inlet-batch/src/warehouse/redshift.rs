@@ -67,7 +67,8 @@ impl Redshift {
         store: ObjectStore,
     ) -> Result<Redshift, WarehouseError> {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -153,7 +154,10 @@ mod tests {
             Publication { table: Table::ActiveUsers, keys: &keys, sources: None, rows: &rows, files: &files };
         let location = LakeLocation::parse("s3://lake/prod").expect("location");
         let manifest: serde_json::Value = serde_json::from_str(&manifest(&location, &files)).expect("json");
-        assert_eq!(manifest["entries"][0]["url"], "s3://lake/prod/metrics/active_users/active_users-2026-11-01-web.parquet");
+        assert_eq!(
+            manifest["entries"][0]["url"],
+            "s3://lake/prod/metrics/active_users/active_users-2026-11-01-web.parquet"
+        );
         assert_eq!(manifest["entries"][0]["meta"]["content_length"], 1234);
         let statements =
             publish_sql("inlet", "arn:aws:iam::1:role/r", &publication, Some("s3://lake/prod/metrics/_manifests/m"));

@@ -27,6 +27,16 @@ pub fn event(source: &str, mut fields: Value) -> StoredEvent {
 /// Writes `events` into hourly partition files under `lake`, named `{tag}-…` like one flush of
 /// a gateway instance.
 pub fn write_lake(lake: &Path, tag: &str, events: &[StoredEvent]) {
+    for (key, bytes) in lake_files(tag, events) {
+        let path = lake.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+/// The lake files (key, Parquet bytes) of `events`.
+pub fn lake_files(tag: &str, events: &[StoredEvent]) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
     let min_time = "2015-01-01T00:00:00Z".parse().unwrap();
     let mut partitions: std::collections::BTreeMap<Partition, Vec<&StoredEvent>> = Default::default();
     for stored in events {
@@ -39,10 +49,9 @@ pub fn write_lake(lake: &Path, tag: &str, events: &[StoredEvent]) {
         }
         let mut file = ParquetFile::new(Codec::Gzip);
         file.write(&columns.finish()).unwrap();
-        let path = lake.join(partition.file_key(tag, 0, 1));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, file.finish().unwrap()).unwrap();
+        files.push((partition.file_key(tag, 0, 1), file.finish().unwrap()));
     }
+    files
 }
 
 /// The PostgreSQL the test script started (`tests/postgres/postgres.sh`).
