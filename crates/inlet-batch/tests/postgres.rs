@@ -133,10 +133,15 @@ fn late_event() -> Vec<inlet_segment::StoredEvent> {
 }
 
 async fn run(config: &BatchConfig, from: &str, to: &str, steps: &[Table]) {
+    run_sources(config, from, to, steps, None).await;
+}
+
+async fn run_sources(config: &BatchConfig, from: &str, to: &str, steps: &[Table], sources: Option<&[&str]>) {
     let mut batch = Batch::open(config.clone()).await.expect("open");
-    let request = RunRequest { from: date(from), to: date(to), steps: steps.to_vec(), sources: None };
+    let sources: Option<Vec<String>> = sources.map(|s| s.iter().map(|s| s.to_string()).collect());
+    let request = RunRequest { from: date(from), to: date(to), steps: steps.to_vec(), sources };
     let plan = batch.plan(&request).await.expect("plan");
-    batch.run(&plan, None, false).await.expect("run");
+    batch.run(&plan, request.sources.as_deref(), false).await.expect("run");
 }
 
 async fn connect() -> tokio_postgres::Client {
@@ -343,6 +348,11 @@ async fn crafted_events_give_the_hand_computed_metrics() {
     std::fs::remove_dir_all(lake.path().join("metrics/active_users")).expect("remove files");
     run(&config, "2026-11-04", "2026-11-04", &[Table::ActiveUsers]).await;
     assert_eq!(snapshot(&client, schema).await, before, "active_users rebuilt from daily_user_activity files");
+
+    // One source alone replaces only its own rows.
+    client.batch_execute(&q("DELETE FROM {s}.sessions WHERE source = 'app'")).await.expect("delete");
+    run_sources(&config, "2026-11-04", "2026-11-04", &Table::ALL, Some(&["app"])).await;
+    assert_eq!(snapshot(&client, schema).await, before, "--source app rebuilt app's rows and kept web's");
 
     // A second week: u1 returns on 11-09. daily_user_activity and retention_weekly alone.
     write_lake(
