@@ -57,14 +57,15 @@ mkdir -p "$SDK_RESULTS_DIR"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
 
 step "lake on S3 (Garage): SDK events read back with arrow-rs; outage, cut multipart upload, SIGKILL mid-flush"
+# `--workspace` (not `-p`) so dependency features unify as in the build above: nothing recompiles.
 garage_log="$garage_dir/garage-tests.log"
-if ! cargo test --locked -p inlet-gateway --test garage -- --ignored --nocapture > "$garage_log" 2>&1; then
+if ! cargo test --workspace --locked --test garage -- --ignored --nocapture > "$garage_log" 2>&1; then
   cat "$garage_log"
   exit 1
 fi
 grep -E '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)' "$garage_log"
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
-cargo test --locked -p inlet-batch --test postgres --test garage -- --ignored
+cargo test --workspace --locked --test warehouse_postgres --test lake_on_s3 -- --ignored
 
 step "all tests passed"
