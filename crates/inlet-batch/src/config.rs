@@ -34,6 +34,9 @@ pub struct BatchConfig {
     pub min_event_date: String,
     /// Traits copied from the merged identify traits into columns of `users`.
     pub trait_columns: Vec<String>,
+    /// Memory DataFusion may use before sorts and aggregations spill to temporary files;
+    /// `None`: no limit.
+    pub memory_limit_mb: Option<u64>,
     pub warehouse: WarehouseConfig,
 }
 
@@ -49,6 +52,7 @@ impl Default for BatchConfig {
             trait_columns: ["email", "name", "firstName", "lastName", "profession", "specialty", "createdAt"]
                 .map(String::from)
                 .to_vec(),
+            memory_limit_mb: None,
             warehouse: WarehouseConfig::default(),
         }
     }

@@ -12,6 +12,8 @@ use datafusion::common::DataFusionError;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use inlet_lake::LakeLocation;
@@ -54,7 +56,12 @@ impl LakeView {
         // Sessions need every row of a user in one partition of the window; a few target
         // partitions keep memory per partition bounded on small machines.
         let session = SessionConfig::new().with_information_schema(false).with_target_partitions(num_partitions());
-        let ctx = SessionContext::new_with_config(session);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(megabytes) = config.memory_limit_mb {
+            // Sorts and aggregations spill to temporary files beyond this; joins cannot and fail.
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(megabytes as usize * 1024 * 1024)));
+        }
+        let ctx = SessionContext::new_with_config_rt(session, runtime.build_arc()?);
         let root = match &location {
             LakeLocation::Local(path) => {
                 let absolute = std::path::absolute(path).map_err(|e| LakeViewError::Location(e.to_string()))?;
