@@ -66,5 +66,5 @@ async fn metrics_are_built_from_a_lake_on_s3() {
     for table in ["daily_user_activity", "active_users", "retention", "page_views", "sessions"] {
         assert!(files.iter().any(|f| f.starts_with(&format!("metrics/{table}/"))), "{table} on S3: {files:?}");
     }
-    println!("batch on S3: {} metrics files under s3://…/{prefix}/metrics/", files.len());
+    eprintln!("batch on S3: {} metrics files under s3://…/{prefix}/metrics/", files.len());
 }
