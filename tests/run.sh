@@ -66,6 +66,6 @@ fi
 grep -E '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)' "$garage_log"
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
-cargo test --workspace --locked --test warehouse_postgres --test lake_on_s3 -- --ignored
+cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
 
 step "all tests passed"

@@ -48,7 +48,7 @@ fn main() {
     println!("{} events over {days} days in {:.1} s", per_day * days, started.elapsed().as_secs_f64());
 }
 
-fn write_day(dir: &Path, date: NaiveDate, seed: u64, events: u64, users: u64) {
+pub(crate) fn write_day(dir: &Path, date: NaiveDate, seed: u64, events: u64, users: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let midnight = date.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let mut partitions: BTreeMap<Partition, EventColumns> = BTreeMap::new();
