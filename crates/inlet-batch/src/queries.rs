@@ -147,7 +147,7 @@ pub fn sql(table: Table, scope: &Scope<'_>) -> String {
              FROM day_events e JOIN first_seen f ON f.source = e.source AND f.user_key = e.user_key \
              WHERE e.{ACTIVITY} \
              GROUP BY e.activity_date, e.source, e.user_key, f.first_seen_date",
-            window = scope.events(Some(keys)),
+            window = range_events(keys),
             all = scope.events(None),
         ),
         Table::ActiveUsers => format!(
@@ -223,11 +223,9 @@ pub fn sql(table: Table, scope: &Scope<'_>) -> String {
         ),
         Table::PageViews => format!(
             "SELECT activity_date, source, path, COUNT(*) AS page_views, COUNT(DISTINCT user_key) AS unique_visitors \
-             FROM (SELECT activity_date, source, user_key, \
-               COALESCE(context_page_path, json_text(properties, 'path'), '(not set)') AS path \
-               FROM ({events}) WHERE type = 'page') \
+             FROM (SELECT activity_date, source, user_key, path FROM ({events}) WHERE type = 'page') \
              GROUP BY activity_date, source, path",
-            events = scope.events(Some(keys)),
+            events = range_events(keys),
         ),
         Table::Sessions => format!(
             "WITH timed AS (SELECT source, user_key, event_time, \
@@ -246,7 +244,7 @@ pub fn sql(table: Table, scope: &Scope<'_>) -> String {
              FROM dated WHERE {wanted} GROUP BY activity_date, source",
             // A session belongs to the day it starts on; the day before and after are read so
             // sessions crossing midnight are whole.
-            events = scope.events(Some(&keys.partition_dates())),
+            events = range_events(&keys.partition_dates()),
             timeout = scope.config.session_timeout_minutes,
             start_date = scope.local_date("started"),
             wanted = keys.sql_predicate("activity_date"),
@@ -258,7 +256,7 @@ pub fn sql(table: Table, scope: &Scope<'_>) -> String {
                     WHEN type IN ('page', 'screen') THEN COALESCE(name, '') ELSE '' END AS event \
                FROM ({events})) \
              GROUP BY activity_date, source, type, event",
-            events = scope.events(Some(keys)),
+            events = range_events(keys),
         ),
         Table::Users => format!(
             "SELECT user_key AS user_id, source, MIN(event_time) AS first_seen, MAX(event_time) AS last_seen \
@@ -266,6 +264,33 @@ pub fn sql(table: Table, scope: &Scope<'_>) -> String {
             events = scope.events(None),
         ),
     }
+}
+
+/// The table the steps that read a range of raw events share (daily activity, page views,
+/// sessions, event counts): the run's events of `days`, stitched and deduplicated once, with
+/// only the columns those steps use. Materialised by the run as [`RANGE_EVENTS`].
+pub fn range_events_sql(scope: &Scope<'_>, days: &Dates) -> String {
+    format!(
+        "SELECT source, type, event, name, user_key, event_time, activity_date, \
+         CASE WHEN type = 'page' THEN COALESCE(context_page_path, json_text(properties, 'path'), '(not set)') END \
+         AS path FROM ({events})",
+        events = scope.events(Some(days)),
+    )
+}
+
+pub const RANGE_EVENTS: &str = "range_events";
+
+/// The days a step reads from [`RANGE_EVENTS`], if it reads it.
+pub fn range_event_days(table: Table, keys: &Dates) -> Option<Dates> {
+    match table {
+        Table::DailyUserActivity | Table::PageViews | Table::EventCounts => Some(keys.clone()),
+        Table::Sessions => Some(keys.partition_dates()),
+        _ => None,
+    }
+}
+
+fn range_events(days: &Dates) -> String {
+    format!("SELECT * FROM {RANGE_EVENTS} WHERE {}", days.sql_predicate("activity_date"))
 }
 
 /// Identify traits of identified users in the order they were sent, for the merge into

@@ -1,6 +1,10 @@
 //! Running a plan: each step's query, its files under `metrics/`, its publication, in order.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,7 +15,7 @@ use crate::config::{BatchConfig, WarehouseKind};
 use crate::lakeview::{LakeView, LakeViewError};
 use crate::output::{MetricsFiles, OutputError, conform};
 use crate::plan::{Keys, Plan, plan};
-use crate::queries::{Scope, identify_traits_sql, sql};
+use crate::queries::{RANGE_EVENTS, Scope, identify_traits_sql, range_event_days, range_events_sql, sql};
 use crate::tables::Table;
 use crate::users::{MergedTraits, users_rows};
 use crate::warehouse::postgres::Postgres;
@@ -135,9 +139,26 @@ impl Batch {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
+        let shared_days = plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.keys {
+                Keys::Dates(keys) => range_event_days(s.table, keys),
+                Keys::Whole => None,
+            })
+            .fold(Dates::default(), |all, days| all.union(&days));
+        let mut shared_ready = false;
         let mut reports = Vec::new();
         for step in &plan.steps {
             bar.set_message(step.table.name());
+            let reads_range = matches!(&step.keys, Keys::Dates(keys) if range_event_days(step.table, keys).is_some());
+            if reads_range && !shared_ready {
+                // Counted in the first step that reads them (after identity_map, which they use).
+                self.materialise_range_events(&shared_days, sources)
+                    .await
+                    .map_err(|e| BatchError::Step { step: step.table.name(), source: Box::new(e) })?;
+                shared_ready = true;
+            }
             let report = self
                 .run_step(step.table, &step.keys, sources)
                 .await
@@ -154,7 +175,27 @@ impl Batch {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        self.view.ctx.deregister_table(RANGE_EVENTS).map_err(LakeViewError::from)?;
         Ok(reports)
+    }
+
+    /// Reads, stitches and deduplicates the range's events once for every step that needs them.
+    async fn materialise_range_events(&mut self, days: &Dates, sources: Option<&[String]>) -> Result<(), BatchError> {
+        self.view.register_metrics(Table::IdentityMap, self.files.has_files(Table::IdentityMap).await?).await?;
+        let scope = Scope { config: &self.config, keys: days, sources };
+        let dataframe = self.view.ctx.sql(&range_events_sql(&scope, days)).await.map_err(LakeViewError::from)?;
+        let schema = dataframe.schema().inner().clone();
+        let batches = dataframe.collect().await.map_err(LakeViewError::from)?;
+        // Spread over partitions so the steps' scans run on every core.
+        let partitions = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut spread: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
+        for (i, batch) in batches.into_iter().enumerate() {
+            spread[i % partitions].push(batch);
+        }
+        let table = MemTable::try_new(schema, spread).map_err(LakeViewError::from)?;
+        self.view.ctx.deregister_table(RANGE_EVENTS).map_err(LakeViewError::from)?;
+        self.view.ctx.register_table(RANGE_EVENTS, Arc::new(table)).map_err(LakeViewError::from)?;
+        Ok(())
     }
 
     async fn run_step(
