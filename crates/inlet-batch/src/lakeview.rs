@@ -174,7 +174,7 @@ fn string_array(array: &ArrayRef) -> Result<&StringArray, DataFusionError> {
         .ok_or_else(|| DataFusionError::Execution("json_text takes text arguments".into()))
 }
 
-pub fn field_text(json: &str, key: &str) -> Option<String> {
+fn field_text(json: &str, key: &str) -> Option<String> {
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(json) else { return None };
     match object.get(key)? {
         Value::Null => None,

@@ -116,10 +116,6 @@ impl MetricsFiles {
         MetricsFiles { store }
     }
 
-    pub fn store(&self) -> &ObjectStore {
-        &self.store
-    }
-
     /// The key dates a dated table has files for (of the given sources, or any).
     pub async fn dates(&self, table: Table, sources: Option<&[String]>) -> Result<Vec<NaiveDate>, OutputError> {
         let keys = self.store.list(&format!("{METRICS_PREFIX}/{}/", table.name())).await?;

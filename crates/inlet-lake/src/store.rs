@@ -205,9 +205,15 @@ impl ObjectStore {
     }
 }
 
-async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {
+/// The HTTPS client of every AWS SDK client Inlet builds: rustls with the `ring` provider, so
+/// no C toolchain (aws-lc) is needed.
+pub fn aws_http_client() -> aws_sdk_s3::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {
+    let http = aws_http_client();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));

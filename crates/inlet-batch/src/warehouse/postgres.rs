@@ -39,10 +39,6 @@ impl Postgres {
         Ok(Postgres { client, schema: schema.to_owned() })
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Replaces the publication's slice in one transaction; returns the rows loaded.
     pub async fn publish(&mut self, publication: &Publication<'_>) -> Result<u64, WarehouseError> {
         let rows = publication.rows;

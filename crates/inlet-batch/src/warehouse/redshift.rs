@@ -66,10 +66,8 @@ impl Redshift {
         trait_columns: &[String],
         store: ObjectStore,
     ) -> Result<Redshift, WarehouseError> {
-        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        let http =
-            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(inlet_lake::store::aws_http_client());
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
