@@ -152,15 +152,12 @@ impl Batch {
         for step in &plan.steps {
             bar.set_message(step.table.name());
             let reads_range = matches!(&step.keys, Keys::Dates(keys) if range_event_days(step.table, keys).is_some());
-            if reads_range && !shared_ready {
-                // Counted in the first step that reads them (after identity_map, which they use).
-                self.materialise_range_events(&shared_days, sources)
-                    .await
-                    .map_err(|e| BatchError::Step { step: step.table.name(), source: Box::new(e) })?;
-                shared_ready = true;
-            }
+            // The first step that reads the range's events reads them for all (after
+            // identity_map, which they need), and its time and memory include that.
+            let shared = (reads_range && !shared_ready).then_some(&shared_days);
+            shared_ready |= reads_range;
             let report = self
-                .run_step(step.table, &step.keys, sources)
+                .run_step(step.table, &step.keys, sources, shared)
                 .await
                 .map_err(|e| BatchError::Step { step: step.table.name(), source: Box::new(e) })?;
             tracing::info!(
@@ -203,9 +200,13 @@ impl Batch {
         table: Table,
         keys: &Keys,
         sources: Option<&[String]>,
+        read_range_events: Option<&Dates>,
     ) -> Result<StepReport, BatchError> {
         let started = Instant::now();
         reset_peak_rss();
+        if let Some(days) = read_range_events {
+            self.materialise_range_events(days, sources).await?;
+        }
         // Each step reads what the steps before it wrote.
         for input in [Table::IdentityMap, Table::DailyUserActivity] {
             self.view.register_metrics(input, self.files.has_files(input).await?).await?;
