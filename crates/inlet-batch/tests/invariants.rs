@@ -9,7 +9,7 @@ mod common;
 #[path = "../examples/generate_lake.rs"]
 mod generate;
 
-use common::{postgres_url, rows};
+use common::{fresh_schema, postgres_url, rows};
 use inlet_batch::config::{BatchConfig, WarehouseKind};
 use inlet_batch::{Batch, RunRequest, Table};
 
@@ -29,9 +29,7 @@ async fn generated_events_give_consistent_tables() {
     config.warehouse.kind = WarehouseKind::Postgres;
     config.warehouse.postgres_url = Some(postgres_url());
     config.warehouse.schema = "generated".into();
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    client.batch_execute("DROP SCHEMA IF EXISTS generated CASCADE").await.expect("drop");
+    let client = fresh_schema("generated").await;
 
     let mut batch = Batch::open(config).await.expect("open");
     // Through the day after the last UTC day, so every event is inside the computed days.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{event, lake_files, postgres_url, rows};
+use common::{event, fresh_schema, lake_files, postgres_url, rows};
 use inlet_batch::config::{BatchConfig, WarehouseKind};
 use inlet_batch::{Batch, RunRequest, Table};
 use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
@@ -44,9 +44,7 @@ async fn metrics_are_built_from_a_lake_on_s3() {
     config.warehouse.kind = WarehouseKind::Postgres;
     config.warehouse.postgres_url = Some(postgres_url());
     config.warehouse.schema = "on_s3".into();
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    client.batch_execute("DROP SCHEMA IF EXISTS on_s3 CASCADE").await.expect("drop");
+    let client = fresh_schema("on_s3").await;
 
     let mut batch = Batch::open(config).await.expect("open");
     let request = RunRequest {

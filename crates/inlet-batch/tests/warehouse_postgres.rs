@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{event, postgres_url, rows, write_lake};
+use common::{event, fresh_schema, postgres_url, rows, write_lake};
 use inlet_batch::config::{BatchConfig, WarehouseKind};
 use inlet_batch::{Batch, RunRequest, Table};
 use serde_json::json;
@@ -144,12 +144,6 @@ async fn run_sources(config: &BatchConfig, from: &str, to: &str, steps: &[Table]
     batch.run(&plan, request.sources.as_deref(), false).await.expect("run");
 }
 
-async fn connect() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
 /// Every table, sorted, as text: what a dashboard could see.
 async fn snapshot(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
     let mut all = Vec::new();
@@ -169,8 +163,7 @@ async fn crafted_events_give_the_hand_computed_metrics() {
     let lake = tempfile::tempdir().expect("tempdir");
     let schema = "crafted";
     let config = config(lake.path(), schema);
-    let client = connect().await;
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.expect("drop");
+    let client = fresh_schema(schema).await;
     write_lake(lake.path(), "gw1", &first_events());
     write_lake(lake.path(), "gw2", &duplicate());
 

@@ -59,6 +59,14 @@ pub fn postgres_url() -> String {
     std::env::var("PG_TEST_URL").expect("PG_TEST_URL: run through tests/run.sh, which starts PostgreSQL")
 }
 
+/// A connection to that PostgreSQL, and `schema` emptied (dropped; the batch job creates it).
+pub async fn fresh_schema(schema: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+    client
+}
+
 /// Every row of `query` as text (the simple protocol gives text), columns joined by `|`,
 /// NULL as `NULL`.
 pub async fn rows(client: &tokio_postgres::Client, query: &str) -> Vec<String> {
