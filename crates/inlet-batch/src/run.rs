@@ -177,8 +177,8 @@ impl Batch {
     }
 
     /// Reads, stitches and deduplicates the range's events once for every step that needs them.
+    /// Needs `identity_map` registered.
     async fn materialise_range_events(&mut self, days: &Dates, sources: Option<&[String]>) -> Result<(), BatchError> {
-        self.view.register_metrics(Table::IdentityMap, self.files.has_files(Table::IdentityMap).await?).await?;
         let scope = Scope { config: &self.config, keys: days, sources };
         let dataframe = self.view.ctx.sql(&range_events_sql(&scope, days)).await.map_err(LakeViewError::from)?;
         let schema = dataframe.schema().inner().clone();
@@ -204,12 +204,12 @@ impl Batch {
     ) -> Result<StepReport, BatchError> {
         let started = Instant::now();
         reset_peak_rss();
-        if let Some(days) = read_range_events {
-            self.materialise_range_events(days, sources).await?;
-        }
         // Each step reads what the steps before it wrote.
         for input in [Table::IdentityMap, Table::DailyUserActivity] {
             self.view.register_metrics(input, self.files.has_files(input).await?).await?;
+        }
+        if let Some(days) = read_range_events {
+            self.materialise_range_events(days, sources).await?;
         }
         let no_dates = Dates::default();
         let dates = match keys {
