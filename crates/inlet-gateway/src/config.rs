@@ -36,6 +36,8 @@ pub struct Config {
     pub lake: LakeConfig,
     /// Write key → source. Empty: a development source is created (see `docs/config.md`).
     pub sources: Vec<SourceConfig>,
+    /// Where events are forwarded (Amplitude, GA4); see `docs/destinations.md`.
+    pub destinations: Vec<inlet_destinations::DestinationConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -182,6 +184,7 @@ impl Default for Config {
             dedupe: DedupeConfig::default(),
             lake: LakeConfig::default(),
             sources: Vec::new(),
+            destinations: Vec::new(),
         }
     }
 }
@@ -337,6 +340,19 @@ impl Config {
             }
             if !keys.insert(&source.write_key) {
                 return invalid(format!("source {:?}: its write_key is used by another source", source.name));
+            }
+        }
+        // Without configured sources the development source is created at start.
+        let known: Vec<&str> = if self.sources.is_empty() {
+            vec![crate::dev::DEV_SOURCE]
+        } else {
+            self.sources.iter().map(|s| s.name.as_str()).collect()
+        };
+        let mut destinations = HashSet::new();
+        for destination in &self.destinations {
+            destination.validate(&known).map_err(ConfigError::Invalid)?;
+            if !destinations.insert(&destination.name) {
+                return invalid(format!("destination name {:?} appears twice", destination.name));
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod dedupe;
+pub mod destinations;
 pub mod dev;
 pub mod error;
 pub mod inflight;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
+use inlet_destinations::{ReplayFrom, ReplayRequest};
 use inlet_gateway::{AppState, Config, SystemClock, dev, serve, settings, tls};
 use inlet_wal::WalReader;
 
@@ -32,6 +33,25 @@ enum Command {
     Wal {
         #[command(subcommand)]
         command: WalCommand,
+    },
+    /// Send a time range of events to a destination again, from the lake files (default) or
+    /// from its dead letters. Prints a JSON report.
+    Replay {
+        /// The destination's name in the configuration.
+        #[arg(long)]
+        destination: String,
+        /// Start of the range (event `timestamp`): RFC 3339 or YYYY-MM-DD (UTC midnight).
+        #[arg(long, value_parser = parse_instant)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range, exclusive.
+        #[arg(long, value_parser = parse_instant)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// Only these sources (default: every source of the destination).
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// Re-send the destination's dead letters in the range instead of the lake's events.
+        #[arg(long)]
+        dead_letters: bool,
     },
     /// The lake as an external table.
     Lake {
@@ -105,11 +125,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for source in &mut config.sources {
                 source.write_key = "<hidden>".into();
             }
+            for destination in &mut config.destinations {
+                match &mut destination.vendor {
+                    inlet_destinations::VendorConfig::Amplitude { api_key, .. } => *api_key = "<hidden>".into(),
+                    inlet_destinations::VendorConfig::Ga4 { api_secret, .. } => *api_secret = "<hidden>".into(),
+                }
+            }
             let mut out = std::io::stdout();
             writeln!(out, "{config:#?}")?;
             Ok(())
         }
         Command::Wal { command: WalCommand::Dump { from } } => dump_wal(&config, from),
+        Command::Replay { destination, from, to, sources, dead_letters } => {
+            init_logging(&config);
+            let origin = if dead_letters { ReplayFrom::DeadLetters } else { ReplayFrom::Lake };
+            let request = ReplayRequest { from, to, sources, origin };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = runtime.block_on(replay(&config, &destination, &request))?;
+            writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
+            Ok(())
+        }
         Command::Lake { command: LakeCommand::Ddl { dialect, schema, table, from, to, sources } } => {
             let location = inlet_lake::LakeLocation::parse(&config.lake_url())?;
             let dialect = match dialect {
@@ -145,8 +180,11 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
         announce_dev_source(&key, &state.public_url);
     }
     let lake = inlet_gateway::lake::start(&state).await?;
+    let destinations = inlet_gateway::destinations::start(&state).await?;
     serve(Arc::clone(&state), tls, listener, shutdown_signal()).await?;
-    tracing::info!("connections drained; flushing the lake");
+    tracing::info!("connections drained; stopping destinations");
+    destinations.stop().await;
+    tracing::info!("flushing the lake");
     if let Err(error) = lake.stop().await {
         tracing::error!(
             error = format!("{error:#}"),
@@ -157,6 +195,27 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     tokio::task::block_in_place(|| state.wal.shutdown())?;
     tracing::info!(durable_lsn = state.wal.durable_lsn(), "stopped");
     Ok(())
+}
+
+async fn replay(config: &Config, name: &str, request: &ReplayRequest) -> anyhow::Result<inlet_destinations::ReplayReport> {
+    let destination = config
+        .destinations
+        .iter()
+        .find(|d| d.name == name)
+        .with_context(|| format!("no destination named {name:?} in the configuration"))?;
+    let lake = inlet_gateway::lake::lake_settings(config)?;
+    let store = inlet_lake::ObjectStore::open(lake.location.clone(), &lake.s3).await;
+    let destination = inlet_destinations::Destination::new(destination.clone());
+    Ok(inlet_destinations::replay(&destination, store, &format!("{}-replay", lake.instance_id), request).await?)
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("{text:?} is neither RFC 3339 nor YYYY-MM-DD"))
 }
 
 fn announce_dev_source(key: &str, public_url: &str) {

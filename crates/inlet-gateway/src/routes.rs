@@ -114,7 +114,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.not_ready_reason() {
-        None => Json(json!({"status": "ready"})).into_response(),
+        None => Json(json!({"status": "ready", "destinations": state.destinations_report()})).into_response(),
         Some(message) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"code": "not_ready", "message": message}))).into_response()
         }

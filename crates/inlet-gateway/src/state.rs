@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use inlet_destinations::{DestinationStatus, consumer_name};
 use inlet_segment::{Limits, Normaliser, StoredEventKey, parse_timestamp};
 use inlet_wal::{WalConfig, WalHandle, WalReader};
 
@@ -47,6 +48,29 @@ pub struct AppState {
     pub refusal_log: LogLimiter,
     /// Why the lake writer stopped, if it did (it only stops on a WAL failure or a bug).
     pub lake_failed: std::sync::OnceLock<String>,
+    /// Each configured destination's state, by name (shown in `/readyz`).
+    pub destinations: Vec<(String, Arc<DestinationStatus>)>,
+}
+
+impl AppState {
+    pub fn destination_status(&self, name: &str) -> Option<&Arc<DestinationStatus>> {
+        self.destinations.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    /// Each destination's backlog, for `/readyz`: a vendor outage shows here (and in metrics)
+    /// without failing readiness, since ingestion and the lake are unaffected.
+    pub fn destinations_report(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let entries = self.destinations.iter().map(|(name, s)| {
+            let report = serde_json::json!({
+                "backlog_events": s.backlog_events.load(Relaxed),
+                "backlog_bytes": s.backlog_bytes.load(Relaxed),
+                "over_budget": s.over_budget.load(Relaxed),
+            });
+            (name.clone(), report)
+        });
+        serde_json::Value::Object(entries.collect())
+    }
 }
 
 /// Lets one log line through per second, so repeated per-request errors cannot flood the logs.
@@ -75,7 +99,9 @@ impl AppState {
             fsync: config.fsync_policy(),
             // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
             max_record_bytes: config.limits.max_event_bytes + 64 * 1024,
-            consumers: vec![inlet_lake::LAKE_CONSUMER.to_owned()],
+            consumers: std::iter::once(inlet_lake::LAKE_CONSUMER.to_owned())
+                .chain(config.destinations.iter().map(|d| consumer_name(&d.name)))
+                .collect(),
         };
         let (wal, report) = WalHandle::start(wal_config, Some(Arc::new(WalMetrics(Arc::clone(&metrics)))))
             .with_context(|| format!("opening the write-ahead log in {}", config.wal_dir().display()))?;
@@ -93,7 +119,9 @@ impl AppState {
         seed_dedupe(&dedupe, &wal, window, clock.now())?;
         metrics.dedupe_entries.set(dedupe.len() as i64);
         let inflight = InflightBudget::new(config.limits.max_inflight_bytes, metrics.inflight_bytes.clone());
+        let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
         Ok(AppState {
+            destinations,
             public_url: config.public_url(),
             normaliser: Normaliser::new(Limits {
                 max_event_bytes: config.limits.max_event_bytes,
@@ -125,6 +153,9 @@ impl AppState {
         }
         if let Some(error) = self.lake_failed.get() {
             return Some(format!("lake writer stopped: {error}"));
+        }
+        if let Some((name, status)) = self.destinations.iter().find(|(_, s)| s.failed.get().is_some()) {
+            return Some(format!("destination {name} stopped: {}", status.failed.get().map_or("", String::as_str)));
         }
         if !self.inflight.has_room_for(self.config.limits.max_request_bytes) {
             return Some("in-flight request budget exhausted".into());

@@ -37,6 +37,7 @@ pub mod ddl;
 pub mod layout;
 pub mod metrics;
 pub mod parquet_file;
+pub mod read;
 pub mod schema;
 pub mod store;
 pub mod writer;

@@ -10,7 +10,7 @@ use inlet_segment::{StoredEvent, parse_timestamp};
 use serde_json::{Map, Value};
 
 /// Top-level string columns taken as they are from the event.
-const ID_COLUMNS: [(&str, &str); 9] = [
+pub(crate) const ID_COLUMNS: [(&str, &str); 9] = [
     ("message_id", "messageId"),
     ("type", "type"),
     ("event", "event"),
@@ -23,7 +23,7 @@ const ID_COLUMNS: [(&str, &str); 9] = [
 ];
 
 /// Timestamp columns (UTC, microseconds).
-const TIME_COLUMNS: [(&str, &str); 4] = [
+pub(crate) const TIME_COLUMNS: [(&str, &str); 4] = [
     ("timestamp", "timestamp"),
     ("original_timestamp", "originalTimestamp"),
     ("sent_at", "sentAt"),
@@ -65,7 +65,7 @@ pub const CONTEXT_COLUMNS: [(&str, &[&str]); 27] = [
 const INTEGER_CONTEXT_COLUMNS: [&str; 2] = ["context_screen_width", "context_screen_height"];
 
 /// Objects kept whole, as JSON text, so nothing the client sent is lost.
-const JSON_COLUMNS: [&str; 4] = ["context", "properties", "traits", "integrations"];
+pub(crate) const JSON_COLUMNS: [&str; 4] = ["context", "properties", "traits", "integrations"];
 
 /// Top-level fields with a column of their own; anything else lands in `extra`.
 const MAPPED_FIELDS: [&str; 17] = [

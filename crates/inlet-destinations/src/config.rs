@@ -1,0 +1,162 @@
+//! Destination configuration: one `[[destinations]]` table per vendor account, read by the
+//! gateway with the rest of its configuration (documented in `docs/config.md`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::retry::RetryPolicy;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Names the WAL cursor, the metrics label and the dead-letter folder; lowercase letters,
+    /// digits, `-`, `_`. Renaming a destination starts it afresh at the oldest retained record.
+    pub name: String,
+    #[serde(flatten)]
+    pub vendor: VendorConfig,
+    /// Sources whose events go to this destination (at least one).
+    pub sources: Vec<String>,
+    /// Segment message types to send. Default: the vendor's (see `docs/destinations.md`).
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    /// Full URL of the vendor endpoint (EU region, `/batch`, tests). Default: the vendor's US one.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VendorConfig {
+    Amplitude {
+        api_key: String,
+        /// Shortest `user_id` / `device_id` Amplitude accepts (sent as `options.min_id_length`).
+        #[serde(default = "default_min_id_length")]
+        min_id_length: usize,
+    },
+    Ga4 {
+        measurement_id: String,
+        api_secret: String,
+        /// Which Segment id becomes GA4's `client_id` (the other is the fallback).
+        #[serde(default)]
+        client_id: ClientIdFrom,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientIdFrom {
+    #[default]
+    AnonymousId,
+    UserId,
+}
+
+fn default_min_id_length() -> usize {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// After this long without success an event goes to the dead letters (Segment: 4 hours).
+    pub deadline_secs: u64,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub backoff_base_ms: u64,
+    /// Longest delay between two attempts.
+    pub backoff_max_secs: u64,
+    /// One request's time limit.
+    pub request_timeout_secs: u64,
+    /// Events held in memory for delivery; the rest of the backlog waits in the WAL.
+    pub max_in_flight_events: usize,
+    /// WAL bytes this destination may keep on disk; beyond it the oldest undelivered events
+    /// are moved to the dead letters (reason `backlog_over_budget`) so ingestion never stops.
+    pub max_backlog_bytes: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> DeliveryConfig {
+        DeliveryConfig {
+            deadline_secs: 4 * 3600,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 600,
+            request_timeout_secs: 30,
+            max_in_flight_events: 20_000,
+            max_backlog_bytes: 2 << 30,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_millis(self.backoff_base_ms),
+            max: Duration::from_secs(self.backoff_max_secs),
+            deadline: Duration::from_secs(self.deadline_secs),
+        }
+    }
+}
+
+/// The message types a vendor receives unless configured otherwise. Amplitude keeps `group`
+/// and `alias` out (it has separate Group and Usermap APIs); GA4 has no identify call.
+pub fn default_types(vendor: &VendorConfig) -> Vec<String> {
+    let types: &[&str] = match vendor {
+        VendorConfig::Amplitude { .. } => &["track", "page", "screen", "identify"],
+        VendorConfig::Ga4 { .. } => &["track", "page", "screen"],
+    };
+    types.iter().map(|t| (*t).to_owned()).collect()
+}
+
+impl DestinationConfig {
+    /// Checks what types cannot; the message names the key.
+    pub fn validate(&self, known_sources: &[&str]) -> Result<(), String> {
+        let at = |key: &str| format!("destinations[{}].{key}", self.name);
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!("destination name {:?}: use 1-64 lowercase letters, digits, '-', '_'", self.name));
+        }
+        if self.sources.is_empty() {
+            return Err(format!("{}: name at least one source", at("sources")));
+        }
+        for source in &self.sources {
+            if !known_sources.contains(&source.as_str()) {
+                return Err(format!("{}: no source named {source:?}", at("sources")));
+            }
+        }
+        if let Some(types) = &self.types {
+            for t in types {
+                if inlet_segment::MessageType::parse(t).is_none() {
+                    return Err(format!("{}: {t:?} is not a Segment message type", at("types")));
+                }
+            }
+        }
+        if let Some(endpoint) = &self.endpoint
+            && reqwest::Url::parse(endpoint).is_err()
+        {
+            return Err(format!("{}: {endpoint:?} is not a URL", at("endpoint")));
+        }
+        match &self.vendor {
+            VendorConfig::Amplitude { api_key, min_id_length } => {
+                if api_key.is_empty() {
+                    return Err(format!("{}: must not be empty", at("api_key")));
+                }
+                if *min_id_length == 0 {
+                    return Err(format!("{}: must be at least 1", at("min_id_length")));
+                }
+            }
+            VendorConfig::Ga4 { measurement_id, api_secret, .. } => {
+                if measurement_id.is_empty() || api_secret.is_empty() {
+                    return Err(format!("{}: measurement_id and api_secret are required", at("kind")));
+                }
+            }
+        }
+        let d = &self.delivery;
+        if d.backoff_base_ms == 0 || d.request_timeout_secs == 0 || d.max_in_flight_events == 0 {
+            return Err(format!("{}: backoff_base_ms, request_timeout_secs and max_in_flight_events must be positive", at("delivery")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! Live delivery: one task per destination, fed from the WAL through its own cursor.
+//!
+//! ## Invariants
+//! - **Nothing acknowledged is skipped.** The destination's WAL consumer (`destination:{name}`)
+//!   is confirmed only up to its oldest unresolved record: every record below the cursor was
+//!   delivered, dead-lettered (stored first), or is not for this destination. The WAL keeps
+//!   every segment until the lake and every destination are past it.
+//! - **A restart resumes exactly where delivery was.** Events resolve out of order (a throttled
+//!   event is held while later ones flow), so the positions resolved beyond the cursor are
+//!   saved too, in `{data_dir}/destinations/{name}.json`:
+//!   `{"cursor": N, "resolved": [[from, to), …]}` (replaced atomically: temporary file, fsync,
+//!   rename, directory fsync) after every round that resolved anything, before the WAL cursor
+//!   moves. On start, resolved positions are not sent again. The only repeat left is an event
+//!   whose request succeeded just before a crash, ahead of the save: Amplitude drops it by
+//!   `insert_id`; GA4 has no such key, so it can count twice.
+//! - **A slow destination holds only itself back.** Each destination has its own task, cursor
+//!   and HTTP client; the lake and ingestion never wait for it. Its backlog (WAL bytes behind
+//!   its cursor) is bounded by `delivery.max_backlog_bytes`: over it, the oldest undelivered
+//!   events are moved to the dead letters (`backlog_over_budget`, replayable) so the WAL can
+//!   delete segments and ingestion never stops for a vendor outage. The state is in metrics
+//!   and in the body of `/readyz`.
+//! - **At most `max_in_flight_events` events are in memory**, and reading never runs more than
+//!   four times that ahead of the cursor (which bounds the saved `resolved` list).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use inlet_segment::{StoredEvent, parse_timestamp};
+use inlet_wal::{WalHandle, WalReader};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::dead_letters::{DeadLetter, DeadLetterStore};
+use crate::metrics::DestinationMetrics;
+use crate::outbox::{Fate, Outbox, Resolved};
+
+/// How often an idle destination looks for new records.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Dead-letter writes that fail are retried this often (the lake store is down).
+const STORE_RETRY: Duration = Duration::from_secs(2);
+/// Shedding stops once the backlog is back under this share of the budget.
+const SHED_UNTIL_PERCENT: u64 = 90;
+
+/// The WAL consumer name of a destination.
+pub fn consumer_name(destination: &str) -> String {
+    format!("destination:{destination}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] inlet_wal::WalError),
+    #[error("destination state {path}: {source}")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("the WAL reader task failed: {0}")]
+    Task(String),
+}
+
+/// What `/readyz` and operators see of a running destination.
+#[derive(Debug, Default)]
+pub struct DestinationStatus {
+    pub backlog_events: AtomicU64,
+    pub backlog_bytes: AtomicU64,
+    pub over_budget: AtomicBool,
+    /// Why the task stopped, if it did.
+    pub failed: OnceLock<String>,
+}
+
+/// Persisted resolution state; see the module documentation.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SavedState {
+    cursor: u64,
+    resolved: Vec<(u64, u64)>,
+}
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub name: String,
+    consumer: String,
+    sources: Vec<String>,
+    outbox: Outbox,
+    wal: Arc<WalHandle>,
+    dead_letters: DeadLetterStore,
+    metrics: DestinationMetrics,
+    status: Arc<DestinationStatus>,
+    state_path: PathBuf,
+    cursor: u64,
+    read_lsn: u64,
+    /// Positions in `cursor..read_lsn` delivered or dead-lettered (not merely waiting).
+    resolved_above: BTreeSet<u64>,
+    max_in_flight: usize,
+    max_backlog_bytes: u64,
+    shedding: bool,
+    /// Waiting events given up on by the budget, to settle in the next round.
+    pending_shed: Vec<Resolved>,
+}
+
+#[derive(Debug)]
+pub struct DeliveryParts {
+    pub name: String,
+    pub sources: Vec<String>,
+    pub outbox: Outbox,
+    pub wal: Arc<WalHandle>,
+    pub dead_letters: DeadLetterStore,
+    pub metrics: DestinationMetrics,
+    pub status: Arc<DestinationStatus>,
+    pub state_dir: PathBuf,
+    pub max_in_flight: usize,
+    pub max_backlog_bytes: u64,
+}
+
+impl Delivery {
+    /// Loads the saved state and lines it up with the WAL cursor.
+    pub async fn open(parts: DeliveryParts) -> Result<Delivery, DeliveryError> {
+        let consumer = consumer_name(&parts.name);
+        let state_path = parts.state_dir.join(format!("{}.json", parts.name));
+        let saved = load_state(&state_path)?;
+        let wal_cursor = parts.wal.cursor(&consumer).unwrap_or_else(|| parts.wal.oldest_lsn());
+        let cursor = wal_cursor.max(saved.cursor).max(parts.wal.oldest_lsn());
+        let resolved_above: BTreeSet<u64> =
+            saved.resolved.iter().flat_map(|&(from, to)| from..to).filter(|lsn| *lsn >= cursor).collect();
+        if cursor > wal_cursor {
+            parts.wal.confirm(&consumer, cursor).await?;
+        }
+        tracing::info!(destination = %parts.name, cursor, resolved_ahead = resolved_above.len(), "destination starting");
+        Ok(Delivery {
+            name: parts.name,
+            consumer,
+            sources: parts.sources,
+            outbox: parts.outbox,
+            wal: parts.wal,
+            dead_letters: parts.dead_letters,
+            metrics: parts.metrics,
+            status: parts.status,
+            state_path,
+            cursor,
+            read_lsn: cursor,
+            resolved_above,
+            max_in_flight: parts.max_in_flight,
+            max_backlog_bytes: parts.max_backlog_bytes,
+            shedding: false,
+            pending_shed: Vec::new(),
+        })
+    }
+
+    /// Delivers until `shutdown` turns true. Events in flight at shutdown stay in the WAL.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), DeliveryError> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            self.check_budget();
+            let mut resolved = std::mem::take(&mut self.pending_shed);
+            resolved.extend(self.refill().await?);
+            let round = tokio::select! {
+                round = self.outbox.send_due() => round,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            resolved.extend(round);
+            if !resolved.is_empty() {
+                tokio::select! {
+                    result = self.settle(resolved) => result?,
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            self.publish_status();
+            let caught_up = self.read_lsn >= self.wal.durable_lsn() || self.read_window_full();
+            let due_now = self.outbox.next_due().is_some_and(|due| due <= Instant::now());
+            if due_now || (!caught_up && !self.read_window_full()) {
+                continue;
+            }
+            let wake = self.outbox.next_due().map_or(Instant::now() + POLL_INTERVAL, |due| due.min(Instant::now() + POLL_INTERVAL));
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn read_window_full(&self) -> bool {
+        self.outbox.len() >= self.max_in_flight || self.read_lsn - self.cursor >= 4 * self.max_in_flight as u64
+    }
+
+    /// Reads the next records into the outbox (or straight to the dead letters while shedding);
+    /// returns those whose fate is decided without sending.
+    async fn refill(&mut self) -> Result<Vec<Resolved>, DeliveryError> {
+        let durable = self.wal.durable_lsn();
+        if self.read_lsn >= durable || (!self.shedding && self.read_window_full()) {
+            return Ok(Vec::new());
+        }
+        let room = if self.shedding { self.max_in_flight } else { self.max_in_flight - self.outbox.len() };
+        let upto = durable.min(self.read_lsn + room as u64).min(self.cursor + 4 * self.max_in_flight as u64).max(self.read_lsn + 1);
+        let (dir, from, max) = (self.wal.config().dir.clone(), self.read_lsn, self.wal.config().max_record_bytes);
+        let records = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u8>)>, inlet_wal::WalError> {
+            WalReader::open(&dir, from, upto, max)?.map(|r| r.map(|r| (r.lsn, r.payload.to_vec()))).collect()
+        })
+        .await
+        .map_err(|e| DeliveryError::Task(e.to_string()))??;
+        let mut resolved = Vec::new();
+        for (lsn, payload) in records {
+            self.read_lsn = lsn + 1;
+            if self.resolved_above.contains(&lsn) {
+                continue;
+            }
+            let stored = match StoredEvent::decode(&payload) {
+                Ok(stored) => Arc::new(stored),
+                Err(error) => {
+                    tracing::error!(destination = %self.name, lsn, %error, "skipping a WAL record that is not a stored event");
+                    continue;
+                }
+            };
+            if !self.sources.contains(&stored.source) {
+                continue;
+            }
+            if self.shedding {
+                resolved.push(crate::outbox::shed_one(lsn, stored, "backlog_over_budget", &self.shed_detail()));
+                continue;
+            }
+            resolved.extend(self.outbox.push(lsn, stored));
+        }
+        Ok(resolved)
+    }
+
+    fn shed_detail(&self) -> String {
+        format!("the destination's backlog passed max_backlog_bytes ({} bytes)", self.max_backlog_bytes)
+    }
+
+    /// Estimates the WAL bytes held for this destination and starts or stops shedding.
+    fn check_budget(&mut self) {
+        let durable = self.wal.durable_lsn();
+        let span = durable.saturating_sub(self.wal.oldest_lsn()).max(1);
+        let behind = durable.saturating_sub(self.cursor);
+        let bytes = (self.wal.disk_bytes() as u128 * behind as u128 / span as u128) as u64;
+        self.metrics.backlog_bytes.set(bytes as i64);
+        self.status.backlog_bytes.store(bytes, Ordering::Relaxed);
+        let over = bytes > self.max_backlog_bytes;
+        if over && !self.shedding {
+            tracing::warn!(destination = %self.name, backlog_bytes = bytes, budget = self.max_backlog_bytes, "backlog over budget: dead-lettering the oldest events");
+            self.shedding = true;
+        } else if self.shedding && bytes * 100 <= self.max_backlog_bytes * SHED_UNTIL_PERCENT {
+            tracing::info!(destination = %self.name, backlog_bytes = bytes, "backlog back under budget");
+            self.shedding = false;
+        }
+        if self.shedding && !self.outbox.is_empty() {
+            let detail = self.shed_detail();
+            // Shed from the oldest: the waiting events go first, then records as they are read.
+            let shed = self.outbox.shed("backlog_over_budget", &detail);
+            self.pending_shed.extend(shed);
+        }
+        self.metrics.over_budget.set(i64::from(self.shedding));
+        self.status.over_budget.store(self.shedding, Ordering::Relaxed);
+    }
+
+    /// Stores dead letters, records what resolved, saves the state and moves the WAL cursor.
+    async fn settle(&mut self, resolved: Vec<Resolved>) -> Result<(), DeliveryError> {
+        let letters: Vec<DeadLetter> = resolved
+            .iter()
+            .filter_map(|r| match &r.fate {
+                Fate::DeadLettered(why) => Some(DeadLetter::new(&self.name, r, why, Some(r.key))),
+                _ => None,
+            })
+            .collect();
+        if !letters.is_empty() {
+            while let Err(error) = self.dead_letters.write(&letters).await {
+                tracing::warn!(destination = %self.name, %error, "storing dead letters failed; retrying");
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+            for letter in &letters {
+                self.metrics.dead_lettered(&letter.reason);
+            }
+            tracing::warn!(destination = %self.name, events = letters.len(), reason = %letters[0].reason, "events dead-lettered");
+        }
+        for r in &resolved {
+            self.resolved_above.insert(r.key);
+        }
+        let cursor = self.outbox.min_key().unwrap_or(self.read_lsn).min(self.read_lsn);
+        self.resolved_above = self.resolved_above.split_off(&cursor);
+        let state = SavedState { cursor, resolved: ranges(&self.resolved_above) };
+        let path = self.state_path.clone();
+        tokio::task::spawn_blocking(move || save_state(&path, &state))
+            .await
+            .map_err(|e| DeliveryError::Task(e.to_string()))??;
+        if cursor > self.cursor {
+            self.wal.confirm(&self.consumer, cursor).await?;
+            self.cursor = cursor;
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let durable = self.wal.durable_lsn();
+        let waiting = durable.saturating_sub(self.cursor).saturating_sub(self.resolved_above.len() as u64);
+        self.metrics.backlog_events.set(waiting as i64);
+        self.metrics.cursor.set(self.cursor as i64);
+        self.status.backlog_events.store(waiting, Ordering::Relaxed);
+        let lag = self
+            .outbox
+            .oldest()
+            .and_then(|e| e.event.get("receivedAt").and_then(serde_json::Value::as_str).and_then(parse_timestamp))
+            .map_or(0.0, |received| (chrono::Utc::now() - received).num_milliseconds().max(0) as f64 / 1000.0);
+        self.metrics.lag.set(lag);
+    }
+}
+
+/// Sorted positions as half-open ranges.
+fn ranges(positions: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &p in positions {
+        match out.last_mut() {
+            Some((_, to)) if *to == p => *to += 1,
+            _ => out.push((p, p + 1)),
+        }
+    }
+    out
+}
+
+fn load_state(path: &Path) -> Result<SavedState, DeliveryError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeliveryError::State {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedState::default()),
+        Err(source) => Err(DeliveryError::State { path: path.to_owned(), source }),
+    }
+}
+
+fn save_state(path: &Path, state: &SavedState) -> Result<(), DeliveryError> {
+    use std::io::Write;
+    let error = |source| DeliveryError::State { path: path.to_owned(), source };
+    let dir = path.parent().expect("state files live in a directory");
+    std::fs::create_dir_all(dir).map_err(error)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(error)?;
+    file.write_all(&serde_json::to_vec(state).expect("state serialises")).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    std::fs::rename(&tmp, path).map_err(error)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_compress_positions() {
+        let set: BTreeSet<u64> = [3, 4, 5, 9, 11, 12].into_iter().collect();
+        assert_eq!(ranges(&set), vec![(3, 6), (9, 10), (11, 13)]);
+        assert!(ranges(&BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn state_round_trips_atomically() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("d").join("amp.json");
+        assert_eq!(load_state(&path).expect("missing is empty"), SavedState::default());
+        let state = SavedState { cursor: 7, resolved: vec![(9, 12)] };
+        save_state(&path, &state).expect("saves");
+        assert_eq!(load_state(&path).expect("loads"), state);
+        std::fs::write(&path, b"{not json").expect("write");
+        assert!(load_state(&path).is_err(), "a damaged state file refuses the start");
+    }
+}
