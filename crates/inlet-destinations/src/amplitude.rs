@@ -107,12 +107,7 @@ impl Amplitude {
         if kind == "identify" {
             out.insert("user_properties".into(), json!({"$set": traits.cloned().unwrap_or_else(|| json!({}))}));
         } else {
-            let mut properties = e.get("properties").filter(|p| p.is_object()).cloned().unwrap_or_else(|| json!({}));
-            if kind != "track"
-                && let (Some(name), Some(map)) = (&name, properties.as_object_mut())
-            {
-                map.entry("name").or_insert_with(|| json!(name));
-            }
+            let properties = e.get("properties").filter(|p| p.is_object()).cloned().unwrap_or_else(|| json!({}));
             out.insert("event_properties".into(), properties);
             if let Some(traits) = traits {
                 out.insert("user_properties".into(), traits.clone());

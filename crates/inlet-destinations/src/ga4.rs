@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use inlet_segment::{StoredEvent, parse_timestamp};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -141,7 +141,7 @@ pub struct Ga4 {
 }
 
 impl Ga4 {
-    pub fn map(&self, stored: &StoredEvent) -> Mapped {
+    pub fn map(&self, stored: &StoredEvent, now: DateTime<Utc>) -> Mapped {
         let e = &stored.event;
         let kind = e.get("type").and_then(Value::as_str).unwrap_or_default();
         if !self.types.iter().any(|t| t == kind) {
@@ -159,7 +159,7 @@ impl Ga4 {
         let Some(time) = e.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp) else {
             return Mapped::Invalid { reason: "invalid_timestamp", detail: "the stored event has no timestamp".into() };
         };
-        if (Utc::now() - time).to_std().is_ok_and(|age| age > MAX_BACKDATE) {
+        if (now - time).to_std().is_ok_and(|age| age > MAX_BACKDATE) {
             return Mapped::Invalid {
                 reason: "timestamp_too_old",
                 detail: format!("{time} is more than 72 hours ago; GA4 refuses older events"),

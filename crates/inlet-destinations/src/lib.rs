@@ -61,6 +61,11 @@ impl Destination {
         Destination { config, vendor }
     }
 
+    /// Maps one event as delivery would (golden tests, debugging).
+    pub fn map(&self, stored: &inlet_segment::StoredEvent, now: chrono::DateTime<chrono::Utc>) -> vendor::Mapped {
+        self.vendor.map(stored, now)
+    }
+
     /// A fresh delivery engine for this destination.
     pub fn outbox(&self, metrics: DestinationMetrics) -> Outbox {
         let http = outbox::http_client(Duration::from_secs(self.config.delivery.request_timeout_secs));

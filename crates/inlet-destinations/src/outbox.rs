@@ -92,7 +92,7 @@ impl Outbox {
 
     /// Accepts an event; returns its fate at once when mapping decides it (skipped, invalid).
     pub fn push(&mut self, key: u64, stored: Arc<StoredEvent>) -> Option<Resolved> {
-        match self.vendor.map(&stored) {
+        match self.vendor.map(&stored, Utc::now()) {
             Mapped::Skip => Some(Resolved { key, stored, fate: Fate::Skipped }),
             Mapped::Invalid { reason, detail } => Some(Resolved {
                 key,

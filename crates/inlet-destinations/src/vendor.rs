@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use inlet_segment::StoredEvent;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -72,10 +73,11 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    pub fn map(&self, stored: &StoredEvent) -> Mapped {
+    /// Maps one event; `now` decides what is too old for the vendor.
+    pub fn map(&self, stored: &StoredEvent, now: DateTime<Utc>) -> Mapped {
         match self {
             Vendor::Amplitude(v) => v.map(stored),
-            Vendor::Ga4(v) => v.map(stored),
+            Vendor::Ga4(v) => v.map(stored, now),
         }
     }
 

@@ -175,6 +175,12 @@ fn process(state: &AmplitudeReceiver, body: &[u8], max_bytes: usize, fault: Opti
             }),
         );
     }
+    if let Some(Fault::InvalidEvents(indexes)) = fault {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"code": 400, "error": "Request contains invalid events", "events_with_invalid_fields": {"event_properties": indexes}}),
+        );
+    }
     if let Some(Fault::Throttle { count, retry_after_secs }) = fault {
         let throttled: Vec<usize> = (0..(*count).min(events.len())).collect();
         let body = json!({"code": 429, "error": "Too many requests for some devices and users", "eps_threshold": 30, "throttled_events": throttled});

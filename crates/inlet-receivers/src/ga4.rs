@@ -138,7 +138,7 @@ async fn collect(State(state): State<Arc<Ga4Receiver>>, Query(query): Query<Hash
             record(&state, &query, &body);
             return StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
         }
-        Some(Fault::Throttle { .. }) | None => {}
+        Some(Fault::Throttle { .. } | Fault::InvalidEvents(_)) | None => {}
     }
     record(&state, &query, &body);
     StatusCode::NO_CONTENT.into_response()

@@ -28,6 +28,8 @@ pub enum Fault {
     IngestThenStatus(u16),
     /// Amplitude 429: the first `count` events of the request are throttled, none ingested.
     Throttle { count: usize, retry_after_secs: Option<u64> },
+    /// Amplitude 400 naming these events (by index) as having invalid fields; none ingested.
+    InvalidEvents(Vec<usize>),
     /// Sleep this long, then answer 503 without ingesting (longer than the client's timeout:
     /// a request lost on the way, seen by the client as a timeout).
     Hang(Duration),
