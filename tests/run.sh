@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs (the official Segment SDKs
 # from npm and PyPI, pyarrow, and Garage, a real S3 server, built from crates.io once), then
 # runs every layer: unit and property tests, the golden corpus, the bad-input table, the SIGKILL
-# crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end, and the
+# crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end, delivery
+# to Amplitude and GA4 (contract-enforcing local receivers) across faults and SIGKILL, and the
 # batch job's metrics published to a real PostgreSQL.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,6 +56,14 @@ step "unmodified Segment SDKs → gateway → WAL and lake on S3 (read back with
 export SDK_RESULTS_DIR="$garage_dir/sdk-results"
 mkdir -p "$SDK_RESULTS_DIR"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
+
+step "destinations: analytics-node → gateway (SIGKILLed) → Amplitude and GA4 receivers with faults; dead letters; replay"
+destinations_log="$garage_dir/destinations-tests.log"
+if ! cargo test --workspace --locked --test destinations -- --ignored --nocapture > "$destinations_log" 2>&1; then
+  cat "$destinations_log"
+  exit 1
+fi
+grep -E '^(destinations e2e|test result)' "$destinations_log"
 
 step "lake on S3 (Garage): SDK events read back with arrow-rs; outage, cut multipart upload, SIGKILL mid-flush"
 # `--workspace` (not `-p`) so dependency features unify as in the build above: nothing recompiles.

@@ -66,7 +66,8 @@ impl Amplitude {
             return Mapped::Skip;
         }
         let user_id = self.usable_id(text(e.get("userId")));
-        let device_id = self.usable_id(text(at(e, &["context", "device", "id"])).or_else(|| text(e.get("anonymousId"))))
+        let device_id = self
+            .usable_id(text(at(e, &["context", "device", "id"])).or_else(|| text(e.get("anonymousId"))))
             .or_else(|| self.usable_id(text(e.get("anonymousId"))));
         if user_id.is_none() && device_id.is_none() {
             return Mapped::Invalid {
@@ -86,7 +87,10 @@ impl Amplitude {
             other => other.to_owned(),
         };
         if event_type.is_empty() {
-            return Mapped::Invalid { reason: "missing_event_name", detail: "a track call without an event name".into() };
+            return Mapped::Invalid {
+                reason: "missing_event_name",
+                detail: "a track call without an event name".into(),
+            };
         }
         let Some(time) = e.get("timestamp").and_then(Value::as_str).and_then(parse_timestamp) else {
             return Mapped::Invalid { reason: "invalid_timestamp", detail: "the stored event has no timestamp".into() };
@@ -128,7 +132,10 @@ impl Amplitude {
     fn context_fields(&self, e: &Map<String, Value>, out: &mut Map<String, Value>) {
         let library = text(at(e, &["context", "library", "name"]));
         let platform = text(at(e, &["context", "device", "type"])).or_else(|| {
-            library.as_deref().filter(|l| l.starts_with("analytics.js") || l.starts_with("analytics-next")).map(|_| "Web".into())
+            library
+                .as_deref()
+                .filter(|l| l.starts_with("analytics.js") || l.starts_with("analytics-next"))
+                .map(|_| "Web".into())
         });
         let fields: [(&str, Option<String>); 14] = [
             ("platform", platform),

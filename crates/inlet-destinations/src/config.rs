@@ -156,7 +156,10 @@ impl DestinationConfig {
         }
         let d = &self.delivery;
         if d.backoff_base_ms == 0 || d.request_timeout_secs == 0 || d.max_in_flight_events == 0 {
-            return Err(format!("{}: backoff_base_ms, request_timeout_secs and max_in_flight_events must be positive", at("delivery")));
+            return Err(format!(
+                "{}: backoff_base_ms, request_timeout_secs and max_in_flight_events must be positive",
+                at("delivery")
+            ));
         }
         Ok(())
     }
@@ -172,16 +175,21 @@ mod tests {
 
     #[test]
     fn reads_both_vendors_and_refuses_unknown_keys() {
-        let amplitude = parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]").expect("amplitude");
+        let amplitude =
+            parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]").expect("amplitude");
         assert_eq!(amplitude.vendor, VendorConfig::Amplitude { api_key: "k".into(), min_id_length: 5 });
         assert!(amplitude.validate(&["web"]).is_ok());
         assert!(amplitude.validate(&["app"]).expect_err("unknown source").contains("sources"));
         let ga4 = parse("name = \"ga\"\nkind = \"ga4\"\nmeasurement_id = \"G-1\"\napi_secret = \"s\"\nsources = [\"web\"]\nclient_id = \"user_id\"\n[delivery]\ndeadline_secs = 60").expect("ga4");
         assert_eq!(ga4.delivery.deadline_secs, 60);
         assert!(matches!(ga4.vendor, VendorConfig::Ga4 { client_id: ClientIdFrom::UserId, .. }));
-        assert!(parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]\napi_keyy = 1").is_err());
+        assert!(
+            parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]\napi_keyy = 1").is_err()
+        );
         assert!(parse("name = \"x\"\nkind = \"mixpanel\"\nsources = [\"web\"]").is_err());
-        let bad_type = parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]\ntypes = [\"trak\"]").expect("parses");
+        let bad_type =
+            parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]\ntypes = [\"trak\"]")
+                .expect("parses");
         assert!(bad_type.validate(&["web"]).expect_err("bad type").contains("types"));
     }
 }

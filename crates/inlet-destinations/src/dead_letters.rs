@@ -100,9 +100,7 @@ impl DeadLetterStore {
     /// Every dead letter stored on or after `since` (UTC day granularity), oldest file first.
     pub async fn read_since(&self, since: NaiveDate) -> Result<Vec<DeadLetter>, StoreError> {
         let mut keys = self.store.list(&self.folder()).await?;
-        keys.retain(|key| {
-            day_of(key).is_some_and(|day| day >= since) && key.ends_with(".jsonl")
-        });
+        keys.retain(|key| day_of(key).is_some_and(|day| day >= since) && key.ends_with(".jsonl"));
         keys.sort();
         let mut letters = Vec::new();
         for key in keys {

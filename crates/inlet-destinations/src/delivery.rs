@@ -173,7 +173,10 @@ impl Delivery {
             if due_now || (!caught_up && !self.read_window_full()) {
                 continue;
             }
-            let wake = self.outbox.next_due().map_or(Instant::now() + POLL_INTERVAL, |due| due.min(Instant::now() + POLL_INTERVAL));
+            let wake = self
+                .outbox
+                .next_due()
+                .map_or(Instant::now() + POLL_INTERVAL, |due| due.min(Instant::now() + POLL_INTERVAL));
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.changed() => {}
@@ -193,7 +196,10 @@ impl Delivery {
             return Ok(Vec::new());
         }
         let room = if self.shedding { self.max_in_flight } else { self.max_in_flight - self.outbox.len() };
-        let upto = durable.min(self.read_lsn + room as u64).min(self.cursor + 4 * self.max_in_flight as u64).max(self.read_lsn + 1);
+        let upto = durable
+            .min(self.read_lsn + room as u64)
+            .min(self.cursor + 4 * self.max_in_flight as u64)
+            .max(self.read_lsn + 1);
         let (dir, from, max) = (self.wal.config().dir.clone(), self.read_lsn, self.wal.config().max_record_bytes);
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u8>)>, inlet_wal::WalError> {
             WalReader::open(&dir, from, upto, max)?.map(|r| r.map(|r| (r.lsn, r.payload.to_vec()))).collect()

@@ -223,9 +223,14 @@ impl Ga4 {
                 body.insert(key.into(), value.clone());
             }
         }
-        body.insert("events".into(), Value::Array(payloads.iter().filter_map(|p| p.body.get("event").cloned()).collect()));
+        body.insert(
+            "events".into(),
+            Value::Array(payloads.iter().filter_map(|p| p.body.get("event").cloned()).collect()),
+        );
         let mut url = reqwest::Url::parse(&self.endpoint).expect("validated at configuration");
-        url.query_pairs_mut().append_pair("measurement_id", &self.measurement_id).append_pair("api_secret", &self.api_secret);
+        url.query_pairs_mut()
+            .append_pair("measurement_id", &self.measurement_id)
+            .append_pair("api_secret", &self.api_secret);
         Request {
             url: url.into(),
             content_type: "application/json",
@@ -238,7 +243,13 @@ fn params_too_many(event: &Value) -> bool {
     event["params"].as_object().is_some_and(|p| p.len() > MAX_PARAMS)
 }
 
-fn event_and_params(kind: &str, e: &Map<String, Value>) -> Result<(String, Map<String, Value>), (&'static str, String)> {
+/// Why an event cannot be sent: a reason code and a sentence.
+type Refusal = (&'static str, String);
+
+fn event_and_params(
+    kind: &str,
+    e: &Map<String, Value>,
+) -> Result<(String, Map<String, Value>), Refusal> {
     let mut params = Map::new();
     let mut put = |key: &str, value: Option<&Value>| {
         if let Some(value) = value.and_then(|v| scalar(v, MAX_PARAM_VALUE_CHARS)) {
@@ -248,10 +259,15 @@ fn event_and_params(kind: &str, e: &Map<String, Value>) -> Result<(String, Map<S
     let name = match kind {
         "page" => {
             put("page_location", at(e, &["context", "page", "url"]).or_else(|| at(e, &["properties", "url"])));
-            put("page_referrer", at(e, &["context", "page", "referrer"]).or_else(|| at(e, &["properties", "referrer"])));
+            put(
+                "page_referrer",
+                at(e, &["context", "page", "referrer"]).or_else(|| at(e, &["properties", "referrer"])),
+            );
             put(
                 "page_title",
-                at(e, &["context", "page", "title"]).or_else(|| at(e, &["properties", "title"])).or_else(|| e.get("name")),
+                at(e, &["context", "page", "title"])
+                    .or_else(|| at(e, &["properties", "title"]))
+                    .or_else(|| e.get("name")),
             );
             "page_view".to_owned()
         }
@@ -276,7 +292,10 @@ fn event_and_params(kind: &str, e: &Map<String, Value>) -> Result<(String, Map<S
                 }
                 None => {
                     let name = valid_name(&event, MAX_NAME_CHARS).ok_or_else(|| {
-                        ("invalid_name", format!("event name {event:?} cannot be made a GA4 name (it must start with a letter)"))
+                        (
+                            "invalid_name",
+                            format!("event name {event:?} cannot be made a GA4 name (it must start with a letter)"),
+                        )
                     })?;
                     if RESERVED_EVENT_NAMES.contains(&name.as_str()) {
                         return Err(("reserved_name", format!("{name:?} is reserved by GA4")));

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The metric families, registered once.
 #[derive(Debug, Clone)]
@@ -46,7 +48,11 @@ impl DestinationMetricFamilies {
             register(registry, IntGaugeVec::new(Opts::new(name, help), &["destination"]).expect("valid metric"))
         };
         DestinationMetricFamilies {
-            delivered: counter("inlet_destination_delivered_events_total", "Events the destination accepted.", &["destination"]),
+            delivered: counter(
+                "inlet_destination_delivered_events_total",
+                "Events the destination accepted.",
+                &["destination"],
+            ),
             retried: counter(
                 "inlet_destination_retried_events_total",
                 "Failed delivery attempts of events that will be tried again.",
@@ -60,14 +66,23 @@ impl DestinationMetricFamilies {
             requests: register(
                 registry,
                 HistogramVec::new(
-                    HistogramOpts::new("inlet_destination_request_duration_seconds", "Requests to destinations, by outcome.")
-                        .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    HistogramOpts::new(
+                        "inlet_destination_request_duration_seconds",
+                        "Requests to destinations, by outcome.",
+                    )
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
                     &["destination", "status_class"],
                 )
                 .expect("valid metric"),
             ),
-            backlog_events: gauge("inlet_destination_backlog_events", "Acknowledged events not yet delivered or dead-lettered."),
-            backlog_bytes: gauge("inlet_destination_backlog_bytes", "WAL bytes held on disk for this destination (estimate)."),
+            backlog_events: gauge(
+                "inlet_destination_backlog_events",
+                "Acknowledged events not yet delivered or dead-lettered.",
+            ),
+            backlog_bytes: gauge(
+                "inlet_destination_backlog_bytes",
+                "WAL bytes held on disk for this destination (estimate).",
+            ),
             over_budget: gauge(
                 "inlet_destination_backlog_over_budget",
                 "1 while the backlog is over max_backlog_bytes and the oldest events are being dead-lettered.",
@@ -75,12 +90,18 @@ impl DestinationMetricFamilies {
             lag: register(
                 registry,
                 GaugeVec::new(
-                    Opts::new("inlet_destination_lag_seconds", "Age (since receipt) of the oldest event not yet delivered."),
+                    Opts::new(
+                        "inlet_destination_lag_seconds",
+                        "Age (since receipt) of the oldest event not yet delivered.",
+                    ),
                     &["destination"],
                 )
                 .expect("valid metric"),
             ),
-            cursor: gauge("inlet_destination_cursor_lsn", "Every WAL record below this LSN is resolved for the destination."),
+            cursor: gauge(
+                "inlet_destination_cursor_lsn",
+                "Every WAL record below this LSN is resolved for the destination.",
+            ),
         }
     }
 

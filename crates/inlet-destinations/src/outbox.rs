@@ -143,7 +143,8 @@ impl Outbox {
         let now = Instant::now();
         let wall = Utc::now();
         let mut resolved = Vec::new();
-        let (due, waiting): (Vec<Item>, Vec<Item>) = std::mem::take(&mut self.items).into_iter().partition(|i| i.not_before <= now);
+        let (due, waiting): (Vec<Item>, Vec<Item>) =
+            std::mem::take(&mut self.items).into_iter().partition(|i| i.not_before <= now);
         self.items = waiting;
         let mut due_items = Vec::with_capacity(due.len());
         for item in due {
@@ -163,7 +164,8 @@ impl Outbox {
             let requests = pack(&payloads, self.vendor.limits());
             let mut slots: Vec<Option<Item>> = batch.into_iter().map(Some).collect();
             for members in requests {
-                let items: Vec<Item> = members.iter().map(|&i| slots[i].take().expect("each index packed once")).collect();
+                let items: Vec<Item> =
+                    members.iter().map(|&i| slots[i].take().expect("each index packed once")).collect();
                 let (outcomes, failure) = self.send(&items).await;
                 let mut split = Vec::new();
                 for (mut item, outcome) in items.into_iter().zip(outcomes) {
@@ -200,7 +202,11 @@ impl Outbox {
                     0 => {}
                     1 => {
                         let item = split.pop().expect("one");
-                        resolved.push(dead_letter(item, "too_large", "a single event over the request size limit".into()));
+                        resolved.push(dead_letter(
+                            item,
+                            "too_large",
+                            "a single event over the request size limit".into(),
+                        ));
                     }
                     n => {
                         let second = split.split_off(n / 2);
@@ -254,7 +260,8 @@ impl Outbox {
         self.metrics.observe_request(status_class(status.as_u16()), started.elapsed());
         let mut outcomes = self.vendor.interpret(status, &headers, &body, items.len());
         outcomes.resize(items.len(), Outcome::Retry { after: None });
-        let failure = (!status.is_success()).then(|| Failure { status: Some(status.as_u16()), response: truncate(body) });
+        let failure =
+            (!status.is_success()).then(|| Failure { status: Some(status.as_u16()), response: truncate(body) });
         if let Some(failure) = &failure {
             tracing::debug!(status = failure.status, events = items.len(), "destination refused a request");
         }

@@ -89,10 +89,16 @@ pub async fn replay(
     let mut seen = HashSet::new();
     let in_range = |e: &StoredEvent| {
         sources.contains(&e.source)
-            && e.event.get("timestamp").and_then(|t| t.as_str()).and_then(parse_timestamp).is_some_and(|t| t >= request.from && t < request.to)
+            && e.event
+                .get("timestamp")
+                .and_then(|t| t.as_str())
+                .and_then(parse_timestamp)
+                .is_some_and(|t| t >= request.from && t < request.to)
     };
-    let events: Vec<StoredEvent> =
-        events.into_iter().filter(|e| in_range(e) && seen.insert(e.message_id().unwrap_or_default().to_owned())).collect();
+    let events: Vec<StoredEvent> = events
+        .into_iter()
+        .filter(|e| in_range(e) && seen.insert(e.message_id().unwrap_or_default().to_owned()))
+        .collect();
     let mut report = ReplayReport { events: events.len() as u64, ..ReplayReport::default() };
     let metrics = DestinationMetrics::unregistered(&destination.config.name);
     let mut outbox = destination.outbox(metrics);
@@ -133,9 +139,15 @@ async fn lake_events(
 ) -> Result<Vec<StoredEvent>, ReplayError> {
     let mut events = Vec::new();
     for source in sources {
-        let mut hour = from.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(from);
+        let mut hour =
+            from.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(from);
         while hour < to {
-            let prefix = format!("{}/source={source}/dt={}/hour={}/", inlet_lake::layout::EVENTS_PREFIX, hour.format("%Y-%m-%d"), hour.format("%H"));
+            let prefix = format!(
+                "{}/source={source}/dt={}/hour={}/",
+                inlet_lake::layout::EVENTS_PREFIX,
+                hour.format("%Y-%m-%d"),
+                hour.format("%H")
+            );
             for key in store.list(&prefix).await? {
                 if !key.ends_with(".parquet") {
                     continue;

@@ -25,7 +25,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(600), deadline: Duration::from_secs(4 * 3600) }
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            deadline: Duration::from_secs(4 * 3600),
+        }
     }
 }
 
@@ -87,7 +91,11 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_under_an_exponential_ceiling() {
-        let policy = RetryPolicy { base: Duration::from_millis(100), max: Duration::from_secs(1), deadline: Duration::from_secs(60) };
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            deadline: Duration::from_secs(60),
+        };
         for _ in 0..200 {
             assert!(policy.backoff(1, None) <= Duration::from_millis(100));
             assert!(policy.backoff(3, None) <= Duration::from_millis(400));

@@ -19,7 +19,10 @@ pub enum Mapped {
     /// Not for this destination (a message type it does not receive).
     Skip,
     /// Can never be made valid for the vendor: goes straight to the dead letters.
-    Invalid { reason: &'static str, detail: String },
+    Invalid {
+        reason: &'static str,
+        detail: String,
+    },
     Ready(Payload),
 }
 
@@ -46,7 +49,9 @@ impl Payload {
 pub enum Outcome {
     Delivered,
     /// Try again after the policy's backoff (at least `after`, when given).
-    Retry { after: Option<Duration> },
+    Retry {
+        after: Option<Duration>,
+    },
     /// Send again at once, without counting a failed attempt (the rest of a partly refused
     /// request).
     Resend,
@@ -54,7 +59,9 @@ pub enum Outcome {
     Hold(Duration),
     /// The request was too large: send the events again in smaller requests.
     Split,
-    DeadLetter { reason: &'static str },
+    DeadLetter {
+        reason: &'static str,
+    },
 }
 
 /// An HTTP request for a vendor.

@@ -100,7 +100,10 @@ async fn amplitude_batches_within_limits_and_survives_every_fault() {
     assert_eq!(delivered(&resolved), 4500, "{:?}", dead_reasons(&resolved));
     let got = r.amplitude.events();
     assert_eq!(got.len(), 4500, "each insert_id ingested once");
-    assert!(r.amplitude.duplicates() >= 2000, "the batch ingested before its 500 was sent again and dropped by insert_id");
+    assert!(
+        r.amplitude.duplicates() >= 2000,
+        "the batch ingested before its 500 was sent again and dropped by insert_id"
+    );
     assert!(r.amplitude.max_batch() <= 2000, "at most 2,000 events per request");
     assert_eq!(r.amplitude.faults.pending(), 0, "every fault was met");
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
 use inlet_destinations::{ReplayFrom, ReplayRequest};
+use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
 use inlet_gateway::{AppState, Config, SystemClock, dev, serve, settings, tls};
 use inlet_wal::WalReader;
 
@@ -197,7 +197,11 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     Ok(())
 }
 
-async fn replay(config: &Config, name: &str, request: &ReplayRequest) -> anyhow::Result<inlet_destinations::ReplayReport> {
+async fn replay(
+    config: &Config,
+    name: &str,
+    request: &ReplayRequest,
+) -> anyhow::Result<inlet_destinations::ReplayReport> {
     let destination = config
         .destinations
         .iter()

@@ -32,7 +32,9 @@ fn batch_events(batch: &RecordBatch) -> Vec<StoredEvent> {
     let json: Vec<_> = JSON_COLUMNS.iter().map(|column| (*column, strings(column))).collect();
     let times: Vec<_> = TIME_COLUMNS
         .iter()
-        .map(|(column, field)| (*field, batch.column_by_name(column).map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())))
+        .map(|(column, field)| {
+            (*field, batch.column_by_name(column).map(|c| c.as_primitive::<TimestampMicrosecondType>().clone()))
+        })
         .collect();
     let source = strings("source");
     let extra = strings("extra");
@@ -63,7 +65,8 @@ fn batch_events(batch: &RecordBatch) -> Vec<StoredEvent> {
             {
                 event.extend(fields);
             }
-            let source = source.as_ref().filter(|c| c.is_valid(row)).map_or_else(String::new, |c| c.value(row).to_owned());
+            let source =
+                source.as_ref().filter(|c| c.is_valid(row)).map_or_else(String::new, |c| c.value(row).to_owned());
             StoredEvent { source, event }
         })
         .collect()

@@ -111,7 +111,12 @@ fn error(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn upload(State(state): State<Arc<AmplitudeReceiver>>, _headers: HeaderMap, body: Bytes, max_bytes: usize) -> Response {
+async fn upload(
+    State(state): State<Arc<AmplitudeReceiver>>,
+    _headers: HeaderMap,
+    body: Bytes,
+    max_bytes: usize,
+) -> Response {
     let fault = state.faults.next();
     {
         let mut inner = lock(&state.inner);
@@ -144,10 +149,16 @@ fn process(state: &AmplitudeReceiver, body: &[u8], max_bytes: usize, fault: Opti
         return error(StatusCode::BAD_REQUEST, json!({"code": 400, "error": "Invalid JSON request body"}));
     };
     if request.get("api_key").and_then(Value::as_str) != Some(state.api_key.as_str()) {
-        return error(StatusCode::BAD_REQUEST, json!({"code": 400, "error": "Invalid API key", "missing_field": "api_key"}));
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"code": 400, "error": "Invalid API key", "missing_field": "api_key"}),
+        );
     }
     let Some(events) = request.get("events").and_then(Value::as_array).filter(|e| !e.is_empty()) else {
-        return error(StatusCode::BAD_REQUEST, json!({"code": 400, "error": "Request missing required field", "missing_field": "events"}));
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"code": 400, "error": "Request missing required field", "missing_field": "events"}),
+        );
     };
     if events.len() > 2000 {
         return error(StatusCode::PAYLOAD_TOO_LARGE, json!({"code": 413, "error": "Too many events"}));
@@ -156,7 +167,8 @@ fn process(state: &AmplitudeReceiver, body: &[u8], max_bytes: usize, fault: Opti
         let mut inner = lock(&state.inner);
         inner.max_batch = inner.max_batch.max(events.len());
     }
-    let min_id_length = request.get("options").and_then(|o| o.get("min_id_length")).and_then(Value::as_u64).unwrap_or(5) as usize;
+    let min_id_length =
+        request.get("options").and_then(|o| o.get("min_id_length")).and_then(Value::as_u64).unwrap_or(5) as usize;
     let mut invalid: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut missing: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut id_lengths: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -196,7 +208,13 @@ fn process(state: &AmplitudeReceiver, body: &[u8], max_bytes: usize, fault: Opti
         return error(status, json!({"code": code, "error": "injected fault after ingestion"}));
     }
     let size = body.len();
-    (StatusCode::OK, axum::Json(json!({"code": 200, "events_ingested": events.len(), "payload_size_bytes": size, "server_upload_time": 1}))).into_response()
+    (
+        StatusCode::OK,
+        axum::Json(
+            json!({"code": 200, "events_ingested": events.len(), "payload_size_bytes": size, "server_upload_time": 1}),
+        ),
+    )
+        .into_response()
 }
 
 fn check_event<'a>(
@@ -211,7 +229,7 @@ fn check_event<'a>(
         invalid.entry("event").or_default().push(index);
         return;
     };
-    if !event.get("event_type").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+    if event.get("event_type").and_then(Value::as_str).is_none_or(str::is_empty) {
         missing.entry("event_type").or_default().push(index);
     }
     let mut has_id = false;

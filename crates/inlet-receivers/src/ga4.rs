@@ -95,7 +95,11 @@ struct Inner {
 
 impl Ga4Receiver {
     pub fn new(measurement_id: &str, api_secret: &str) -> Ga4Receiver {
-        Ga4Receiver { measurement_id: measurement_id.to_owned(), api_secret: api_secret.to_owned(), ..Ga4Receiver::default() }
+        Ga4Receiver {
+            measurement_id: measurement_id.to_owned(),
+            api_secret: api_secret.to_owned(),
+            ..Ga4Receiver::default()
+        }
     }
 
     pub fn events(&self) -> Vec<ReceivedEvent> {
@@ -120,15 +124,25 @@ pub fn router(state: Arc<Ga4Receiver>) -> Router {
     Router::new().route("/mp/collect", post(collect)).route("/debug/mp/collect", post(debug)).with_state(state)
 }
 
-async fn debug(State(state): State<Arc<Ga4Receiver>>, Query(query): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn debug(
+    State(state): State<Arc<Ga4Receiver>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
     let (_, messages) = validate(&state, &query, &body);
     axum::Json(json!({"validationMessages": messages})).into_response()
 }
 
-async fn collect(State(state): State<Arc<Ga4Receiver>>, Query(query): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn collect(
+    State(state): State<Arc<Ga4Receiver>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
     lock(&state.inner).requests += 1;
     match state.faults.next() {
-        Some(Fault::Status(code)) => return StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response(),
+        Some(Fault::Status(code)) => {
+            return StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+        }
         Some(Fault::Hang(delay)) => {
             tokio::time::sleep(delay).await;
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -160,7 +174,10 @@ fn record(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) {
             user_properties: payload.get("user_properties").and_then(Value::as_object).cloned().unwrap_or_default(),
             name: event["name"].as_str().unwrap_or_default().to_owned(),
             params: event.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
-            timestamp_micros: event.get("timestamp_micros").or_else(|| payload.get("timestamp_micros")).and_then(Value::as_i64),
+            timestamp_micros: event
+                .get("timestamp_micros")
+                .or_else(|| payload.get("timestamp_micros"))
+                .and_then(Value::as_i64),
         });
     }
 }
@@ -209,11 +226,11 @@ fn validate(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) -
             return (Value::Null, out);
         }
     };
-    if !payload.get("client_id").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+    if payload.get("client_id").and_then(Value::as_str).is_none_or(str::is_empty) {
         out.push(message("client_id", "client_id is required", "VALUE_REQUIRED"));
     }
     if let Some(user_id) = payload.get("user_id")
-        && !user_id.as_str().is_some_and(|u| u.chars().count() <= 256)
+        && user_id.as_str().is_none_or(|u| u.chars().count() > 256)
     {
         out.push(message("user_id", "user_id must be a string of at most 256 characters", "VALUE_INVALID"));
     }
@@ -222,7 +239,11 @@ fn validate(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) -
         if let Some(value) = value {
             match value.as_i64() {
                 Some(t) if t > 1_000_000_000_000_000 && now_micros - t <= MAX_BACKDATE.as_micros() as i64 => {}
-                Some(_) => out.push(message(field, "timestamp_micros must be microseconds within the last 72 hours", "VALUE_OUT_OF_BOUNDS")),
+                Some(_) => out.push(message(
+                    field,
+                    "timestamp_micros must be microseconds within the last 72 hours",
+                    "VALUE_OUT_OF_BOUNDS",
+                )),
                 None => out.push(message(field, "timestamp_micros must be an integer", "VALUE_INVALID")),
             }
         }
@@ -242,7 +263,11 @@ fn validate(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) -
                     }
                     match prop.get("value") {
                         Some(v) if (v.is_string() || v.is_number()) && text_len(v) <= 36 => {}
-                        _ => out.push(message(&field, "value must be a string or number of at most 36 characters", "VALUE_INVALID")),
+                        _ => out.push(message(
+                            &field,
+                            "value must be a string or number of at most 36 characters",
+                            "VALUE_INVALID",
+                        )),
                     }
                 }
             }

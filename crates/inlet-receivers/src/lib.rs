@@ -82,7 +82,12 @@ impl Receivers {
         Receivers::start_on("127.0.0.1:0", api_key, measurement_id, api_secret).await
     }
 
-    pub async fn start_on(addr: &str, api_key: &str, measurement_id: &str, api_secret: &str) -> std::io::Result<Receivers> {
+    pub async fn start_on(
+        addr: &str,
+        api_key: &str,
+        measurement_id: &str,
+        api_secret: &str,
+    ) -> std::io::Result<Receivers> {
         let amplitude = Arc::new(amplitude::AmplitudeReceiver::new(api_key));
         let ga4 = Arc::new(ga4::Ga4Receiver::new(measurement_id, api_secret));
         let app = Router::new().merge(amplitude::router(Arc::clone(&amplitude))).merge(ga4::router(Arc::clone(&ga4)));
