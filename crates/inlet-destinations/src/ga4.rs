@@ -246,10 +246,7 @@ fn params_too_many(event: &Value) -> bool {
 /// Why an event cannot be sent: a reason code and a sentence.
 type Refusal = (&'static str, String);
 
-fn event_and_params(
-    kind: &str,
-    e: &Map<String, Value>,
-) -> Result<(String, Map<String, Value>), Refusal> {
+fn event_and_params(kind: &str, e: &Map<String, Value>) -> Result<(String, Map<String, Value>), Refusal> {
     let mut params = Map::new();
     let mut put = |key: &str, value: Option<&Value>| {
         if let Some(value) = value.and_then(|v| scalar(v, MAX_PARAM_VALUE_CHARS)) {
