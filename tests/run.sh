@@ -13,6 +13,19 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/inlet"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 mkdir -p "$cache"
 step() { printf '\n==> %s\n' "$*"; }
+# Runs one `#[ignore]`d integration test target; prints only its summary lines (PATTERN), or its
+# whole log when it fails. `--workspace` (not `-p`) so dependency features unify as in the build:
+# nothing recompiles.
+ignored_test() {
+  local target="$1" pattern="$2" log
+  log="$(mktemp)"
+  if ! cargo test --workspace --locked --test "$target" -- --ignored --nocapture > "$log" 2>&1; then
+    cat "$log"
+    exit 1
+  fi
+  grep -E "$pattern" "$log"
+  rm -f "$log"
+}
 
 step "node dependencies (official @segment/analytics-node)"
 if ! command -v npm > /dev/null; then
@@ -58,21 +71,10 @@ mkdir -p "$SDK_RESULTS_DIR"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
 
 step "destinations: analytics-node → gateway (SIGKILLed) → Amplitude and GA4 receivers with faults; dead letters; replay"
-destinations_log="$garage_dir/destinations-tests.log"
-if ! cargo test --workspace --locked --test destinations -- --ignored --nocapture > "$destinations_log" 2>&1; then
-  cat "$destinations_log"
-  exit 1
-fi
-grep -E '^(destinations e2e|test result)' "$destinations_log"
+ignored_test destinations '^(destinations e2e|test result)'
 
 step "lake on S3 (Garage): SDK events read back with arrow-rs; outage, cut multipart upload, SIGKILL mid-flush"
-# `--workspace` (not `-p`) so dependency features unify as in the build above: nothing recompiles.
-garage_log="$garage_dir/garage-tests.log"
-if ! cargo test --workspace --locked --test garage -- --ignored --nocapture > "$garage_log" 2>&1; then
-  cat "$garage_log"
-  exit 1
-fi
-grep -E '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)' "$garage_log"
+ignored_test garage '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)'
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored

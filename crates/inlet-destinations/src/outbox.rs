@@ -236,7 +236,7 @@ impl Outbox {
             Ok(response) => response,
             Err(error) => {
                 self.metrics.observe_request("error", started.elapsed());
-                let failure = Failure { status: None, response: error_chain(&error) };
+                let failure = Failure { status: None, response: inlet_lake::store::error_text(&error) };
                 let outcome = if RetryPolicy::is_retriable_error(&error) {
                     Outcome::Retry { after: None }
                 } else {
@@ -253,7 +253,8 @@ impl Outbox {
             Err(error) => {
                 // The answer was cut: whatever the status said, we cannot know what was kept.
                 self.metrics.observe_request("error", started.elapsed());
-                let failure = Failure { status: Some(status.as_u16()), response: error_chain(&error) };
+                let failure =
+                    Failure { status: Some(status.as_u16()), response: inlet_lake::store::error_text(&error) };
                 return (vec![Outcome::Retry { after: None }; items.len()], Some(failure));
             }
         };
@@ -316,17 +317,6 @@ fn truncate(mut body: String) -> String {
         body.truncate(end);
     }
     body
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A client for one destination: its request timeout, no idle pool surprises.

@@ -285,7 +285,8 @@ fn failed(operation: &'static str, key: &str, message: String) -> StoreError {
     StoreError::Failed { operation, key: key.to_owned(), message }
 }
 
-fn error_text<E: std::error::Error>(error: &E) -> String {
+/// An error with its chain of causes, `: `-separated (SDK errors hide the useful part in a cause).
+pub fn error_text<E: std::error::Error>(error: &E) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
