@@ -161,11 +161,10 @@ impl Delivery {
                 _ = shutdown.changed() => return Ok(()),
             };
             resolved.extend(round);
+            // Not cancelled by shutdown: a dead letter stored without its cursor saved would
+            // be dead-lettered again at the next start.
             if !resolved.is_empty() {
-                tokio::select! {
-                    result = self.settle(resolved) => result?,
-                    _ = shutdown.changed() => return Ok(()),
-                }
+                self.settle(resolved, &shutdown).await?;
             }
             self.publish_status();
             let caught_up = self.read_lsn >= self.wal.durable_lsn() || self.read_window_full();
@@ -262,7 +261,9 @@ impl Delivery {
     }
 
     /// Stores dead letters, records what resolved, saves the state and moves the WAL cursor.
-    async fn settle(&mut self, resolved: Vec<Resolved>) -> Result<(), DeliveryError> {
+    /// While the lake store is down at shutdown, gives up without moving the cursor (the
+    /// events stay in the WAL).
+    async fn settle(&mut self, resolved: Vec<Resolved>, shutdown: &watch::Receiver<bool>) -> Result<(), DeliveryError> {
         let letters: Vec<DeadLetter> = resolved
             .iter()
             .filter_map(|r| match &r.fate {
@@ -272,6 +273,9 @@ impl Delivery {
             .collect();
         if !letters.is_empty() {
             while let Err(error) = self.dead_letters.write(&letters).await {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
                 tracing::warn!(destination = %self.name, %error, "storing dead letters failed; retrying");
                 tokio::time::sleep(STORE_RETRY).await;
             }
