@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what it needs (the official Segment SDKs
 # from npm and PyPI, pyarrow, and Garage, a real S3 server, built from crates.io once), then
 # runs every layer: unit and property tests, the golden corpus, the bad-input table, the SIGKILL
-# crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end, delivery
+# crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end (the
+# server SDKs, and in Debian's Chromium sdk-js and analytics-next), delivery
 # to Amplitude and GA4 (contract-enforcing local receivers) across faults and SIGKILL, and the
 # batch job's metrics published to a real PostgreSQL.
 set -euo pipefail
@@ -27,11 +28,22 @@ ignored_test() {
   rm -f "$log"
 }
 
-step "node dependencies (official @segment/analytics-node)"
+step "node dependencies (official @segment/analytics-node and @segment/analytics-next, playwright-core, sdk-js's build tools)"
 if ! command -v npm > /dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm
 fi
-npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
+for package in tests/sdk tests/browser sdk-js; do
+  npm ci --prefix "$package" --no-audit --no-fund --loglevel=error
+done
+
+step "Debian's Chromium (driven headless by playwright-core)"
+if ! command -v chromium > /dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+fi
+chromium --version
+
+step "sdk-js: type check, build (ESM, CJS, script tag, snippet), unit tests, size budget"
+npm --prefix sdk-js test
 
 step "python dependencies (official segment-analytics-python, pyarrow)"
 venv="$cache/venv"
@@ -69,6 +81,9 @@ step "unmodified Segment SDKs → gateway → WAL and lake on S3 (read back with
 export SDK_RESULTS_DIR="$garage_dir/sdk-results"
 mkdir -p "$SDK_RESULTS_DIR"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash tests/sdk/run.sh
+
+step "real browser: sdk-js and unmodified analytics-next in Chromium → gateway (offline/reload, page hide, Retry-After)"
+GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" node --test --test-reporter=spec tests/browser/browser.test.mjs
 
 step "destinations: analytics-node → gateway (SIGKILLed) → Amplitude and GA4 receivers with faults; dead letters; replay"
 ignored_test destinations '^(destinations e2e|test result)'

@@ -182,7 +182,8 @@ export class Analytics {
   /** Sends what is queued now (one request at a time); resolves when that attempt is over. */
   async flush(): Promise<void> {
     const queue = this.queue;
-    if (!queue || this.sending || this.isOptedOut()) return;
+    // Offline, the `online` event resumes sending; requests now would only fail.
+    if (!queue || this.sending || this.isOptedOut() || navigator.onLine === false) return;
     const waiting = queue.messages().filter((m) => !this.inFlight.has(m.messageId));
     if (!waiting.length) return;
     this.sending = true;
@@ -305,7 +306,7 @@ export class Analytics {
    * repeat by messageId). Within the browser's keepalive budget; the rest waits for next visit.
    */
   private sendOnHide(): void {
-    if (!this.queue || this.isOptedOut()) return;
+    if (!this.queue || this.isOptedOut() || navigator.onLine === false) return;
     const messages = this.queue.messages().filter((m) => !this.sentOnHide.has(m.messageId));
     const canKeepalive = typeof Request !== 'undefined' && 'keepalive' in Request.prototype;
     let budget = KEEPALIVE_BUDGET_BYTES;

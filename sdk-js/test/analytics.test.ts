@@ -195,6 +195,25 @@ test('events queued while the gateway is unreachable survive a reload and are se
   assert.equal(sentIds().length, 4, 'each sent once');
 });
 
+test('offline, nothing is attempted; the online event sends at once, backoff forgotten', async () => {
+  const analytics = new Analytics().load('key-1', { apiHost: HOST });
+  browser.respond = () => 'network-error';
+  await analytics.track('A');
+  await advance(1000);
+  await advance(2000);
+  const attempts = browser.requests.length;
+  assert.ok(attempts >= 1);
+  (navigator as { onLine: boolean }).onLine = false;
+  await analytics.track('B');
+  await advance(600_000);
+  assert.equal(browser.requests.length, attempts, 'no request while offline');
+  (navigator as { onLine: boolean }).onLine = true;
+  browser.respond = () => ({ status: 200 });
+  dispatchEvent(new Event('online'));
+  await advance(0);
+  assert.deepEqual(browser.requests.at(-1)!.body.batch.map((m) => m.event), ['A', 'B']);
+});
+
 test('hiding the page sends everything queued with keepalive, including what is in flight', async () => {
   const analytics = new Analytics().load('key-1', { apiHost: HOST, flushAt: 1, flushInterval: 60_000 });
   let answerFirst: (answer: { status: number }) => void = () => {};
