@@ -271,6 +271,20 @@ test('analytics-next (unmodified): settings from the gateway, standard mode post
   });
 });
 
+test('analytics.js script-tag build (unmodified, self-hosted) behind a Segment-style snippet with _cdn = the gateway', async () => {
+  const context = await browser.newContext();
+  const requests = watchGateway(context);
+  const page = await context.newPage();
+  const before = await gateway.accepted();
+  await page.goto(`${site.url}/segment-snippet.html`);
+  await page.waitForFunction(() => !Array.isArray(window.analytics) && typeof window.analytics.track === 'function');
+  await tracked(page, 'ajs-standalone', 2);
+  await waitFor('the page call and 2 events', grown(before, 3));
+  assert.deepEqual([...new Set(requests.map((r) => r.path))].sort(), ['/v1/p', '/v1/t']);
+  await context.close();
+  expectOnce('ajs-standalone', 2);
+});
+
 const batching = (timeout) => ({
   load: { integrations: { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout } } } } },
 });

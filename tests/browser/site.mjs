@@ -4,6 +4,9 @@
 //   /inlet.min.js    sdk-js's script-tag build (`?delay=ms` holds it back, so calls queue)
 //   /ajs.html        the unmodified @segment/analytics-next, loaded with cdnURL = the gateway
 //   /ajs.js          that npm package bundled for the browser with esbuild, as an app would
+//   /segment-snippet.html  a page keeping a Segment-style snippet (calls queued on an array,
+//                    `_cdn` set to the gateway) that loads the package's own script-tag build,
+//                    self-hosted as /js/analytics.min.js
 // `respond(url)` gives the same bytes without the network, for pages loaded while offline.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -49,9 +52,38 @@ function analyticsNextPage(gatewayUrl, writeKey, options) {
 </head><body><h1>analytics-next page</h1></body></html>`;
 }
 
+// What Segment's snippet does, written for this test: queue calls as [method, ...args] on
+// `window.analytics`, then load the script; `_cdn` is the one line a site adds for Inlet.
+function segmentSnippetPage(gatewayUrl, writeKey) {
+  return `<!doctype html><html><head><title>Segment snippet page</title><script>
+(function () {
+  var analytics = (window.analytics = []);
+  ['track', 'page', 'identify', 'group', 'alias', 'reset', 'ready'].forEach(function (method) {
+    analytics[method] = function () {
+      analytics.push([method].concat([].slice.call(arguments)));
+      return analytics;
+    };
+  });
+  analytics.load = function (key, options) {
+    var script = document.createElement('script');
+    script.async = true;
+    script.src = '/js/analytics.min.js';
+    document.head.appendChild(script);
+    analytics._loadOptions = options;
+  };
+  analytics._writeKey = ${JSON.stringify(writeKey)};
+  analytics._cdn = ${JSON.stringify(gatewayUrl)};
+  analytics.SNIPPET_VERSION = '5.2.1';
+  analytics.load(${JSON.stringify(writeKey)});
+  analytics.page();
+})();
+</script></head><body><h1>Segment snippet page</h1></body></html>`;
+}
+
 export async function startSite(gatewayUrl, writeKey) {
   const analyticsNext = await bundleAnalyticsNext();
   const script = readFileSync(new URL('inlet.min.js', sdkDist), 'utf8');
+  const standalone = readFileSync(new URL('./node_modules/@segment/analytics-next/dist/umd/standalone.js', import.meta.url), 'utf8');
 
   /** `{status, type, body, delay}` for a URL of the site. */
   function respond(url) {
@@ -66,6 +98,10 @@ export async function startSite(gatewayUrl, writeKey) {
         return { type: 'text/html', body: analyticsNextPage(gatewayUrl, writeKey, options) };
       case '/ajs.js':
         return { type: 'text/javascript', body: analyticsNext };
+      case '/segment-snippet.html':
+        return { type: 'text/html', body: segmentSnippetPage(gatewayUrl, writeKey) };
+      case '/js/analytics.min.js':
+        return { type: 'text/javascript', body: standalone };
       case '/elsewhere.html':
         return { type: 'text/html', body: '<!doctype html><title>elsewhere</title>' };
       default:
