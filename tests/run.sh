@@ -40,7 +40,7 @@ step "Debian's Chromium (driven headless by playwright-core)"
 if ! command -v chromium > /dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
 fi
-chromium --version
+chromium --version 2> /dev/null
 
 step "sdk-js: type check, build (ESM, CJS, script tag, snippet), unit tests, size budget"
 npm --prefix sdk-js test
