@@ -74,6 +74,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --all-targets --locked
 
+step "deploy/redshift: the checked-in DDL is what the binaries print"
+INLET_BIN="$CARGO_TARGET_DIR/debug/inlet" INLET_BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
+  bash deploy/redshift/generate.sh --check
+
 step "unit, property, golden, bad-input, crash, HTTP and lake tests"
 cargo test --workspace --locked
 

@@ -22,6 +22,7 @@
 //! the files and in the warehouse (one transaction), so re-runs, retries and backfills are safe.
 
 pub mod calendar;
+pub mod completeness;
 pub mod config;
 pub mod lakeview;
 pub mod output;

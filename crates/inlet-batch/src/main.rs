@@ -58,6 +58,13 @@ enum Command {
     },
     /// Lists the steps and what each reads.
     Steps,
+    /// Whether the lake holds every event of a reporting day: prints the gateways' watermarks
+    /// as JSON; exits 0 when complete, 3 when not yet (for schedulers' sensors).
+    LakeStatus {
+        /// The reporting day (YYYY-MM-DD, reporting time zone).
+        #[arg(long)]
+        date: NaiveDate,
+    },
     /// Prints the warehouse DDL of the metrics tables.
     Ddl {
         #[arg(long, value_enum, default_value = "redshift")]
@@ -81,7 +88,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("inlet-batch: {error:#}");
             ExitCode::FAILURE
@@ -89,8 +96,11 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `lake-status`: the day is not complete yet (a sensor pokes again); 1 stays "failed".
+const NOT_YET: u8 = 3;
+
 #[allow(clippy::print_stdout)]
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = BatchConfig::load(cli.config.as_deref())?;
     if let Some(lake) = cli.lake {
         config.lake_url = lake;
@@ -104,6 +114,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     config.validate()?;
     match cli.command {
+        Command::LakeStatus { date } => {
+            let store = inlet_batch::run::open_store(&config).await?;
+            let status = inlet_batch::completeness::day_status(&store, date, config.tz()).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(if status.complete { ExitCode::SUCCESS } else { ExitCode::from(NOT_YET) });
+        }
         Command::Steps => {
             for table in Table::ALL {
                 let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
@@ -147,11 +163,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plan = batch.plan(&request).await?;
             if dry_run {
                 print!("{plan}");
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             let reports = batch.run(&plan, request.sources.as_deref(), !quiet).await?;
             print!("{}", inlet_batch::run::summary(&reports));
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,18 @@ enum Warehouse {
     Redshift(Box<Redshift>),
 }
 
+/// The lake's object store as the configuration describes it (local directory or S3).
+pub async fn open_store(config: &BatchConfig) -> Result<ObjectStore, BatchError> {
+    let location = LakeLocation::parse(&config.lake_url).map_err(|e| BatchError::Request(e.to_string()))?;
+    let settings = S3Settings {
+        endpoint: config.s3.endpoint.clone(),
+        region: config.s3.region.clone(),
+        force_path_style: config.s3.force_path_style,
+        ..S3Settings::default()
+    };
+    Ok(ObjectStore::open(location, &settings).await)
+}
+
 /// The batch job over one lake and warehouse.
 #[derive(Debug)]
 pub struct Batch {
@@ -88,14 +100,7 @@ pub struct Batch {
 impl Batch {
     pub async fn open(config: BatchConfig) -> Result<Batch, BatchError> {
         config.validate()?;
-        let location = LakeLocation::parse(&config.lake_url).map_err(|e| BatchError::Request(e.to_string()))?;
-        let settings = S3Settings {
-            endpoint: config.s3.endpoint.clone(),
-            region: config.s3.region.clone(),
-            force_path_style: config.s3.force_path_style,
-            ..S3Settings::default()
-        };
-        let store = ObjectStore::open(location, &settings).await;
+        let store = open_store(&config).await?;
         let view = LakeView::open(&config)?;
         view.register_events().await?;
         let warehouse_config = &config.warehouse;

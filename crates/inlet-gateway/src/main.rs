@@ -67,8 +67,9 @@ enum LakeCommand {
     Ddl {
         #[arg(long, value_enum, default_value = "spectrum")]
         dialect: DdlDialect,
-        /// External schema (Spectrum) or database (Athena).
-        #[arg(long, default_value = "inlet")]
+        /// External schema (Spectrum) or database (Athena). Not `inlet`: that is the metrics
+        /// tables' schema, and Redshift cannot have a local and an external schema of one name.
+        #[arg(long, default_value = "inlet_lake")]
         schema: String,
         #[arg(long, default_value = "events")]
         table: String,
@@ -81,6 +82,15 @@ enum LakeCommand {
         /// Sources to add partitions for (default: the configured ones).
         #[arg(long = "source")]
         sources: Vec<String>,
+        /// Spectrum: also print `CREATE EXTERNAL SCHEMA` with this IAM role.
+        #[arg(long)]
+        iam_role: Option<String>,
+        /// Spectrum: the Glue database behind the external schema (default: the schema's name).
+        #[arg(long)]
+        glue_database: Option<String>,
+        /// Only the partition statements (for a daily job adding the new day's partitions).
+        #[arg(long, requires = "from")]
+        partitions_only: bool,
     },
 }
 
@@ -145,14 +155,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
             Ok(())
         }
-        Command::Lake { command: LakeCommand::Ddl { dialect, schema, table, from, to, sources } } => {
+        Command::Lake {
+            command:
+                LakeCommand::Ddl { dialect, schema, table, from, to, sources, iam_role, glue_database, partitions_only },
+        } => {
             let location = inlet_lake::LakeLocation::parse(&config.lake_url())?;
             let dialect = match dialect {
                 DdlDialect::Spectrum => inlet_lake::ddl::Dialect::Spectrum,
                 DdlDialect::Athena => inlet_lake::ddl::Dialect::Athena,
             };
             let mut out = std::io::stdout();
-            write!(out, "{}", inlet_lake::ddl::create_table(&location, &schema, &table, dialect))?;
+            if let Some(role) = iam_role.filter(|_| !partitions_only) {
+                anyhow::ensure!(dialect == inlet_lake::ddl::Dialect::Spectrum, "--iam-role is for --dialect spectrum");
+                let database = glue_database.as_deref().unwrap_or(&schema);
+                writeln!(out, "{}", inlet_lake::ddl::create_external_schema(&schema, database, &role))?;
+            }
+            if !partitions_only {
+                write!(out, "{}", inlet_lake::ddl::create_table(&location, &schema, &table, dialect))?;
+            }
             if let Some(from) = from {
                 let to = to.unwrap_or(from + chrono::Duration::days(1));
                 let sources =

@@ -23,6 +23,15 @@ fn column_type(data_type: &arrow_schema::DataType, dialect: Dialect) -> &'static
     }
 }
 
+/// Spectrum's `CREATE EXTERNAL SCHEMA` over the Glue database that holds the events table
+/// (created in the catalog if missing). `iam_role` is the role Redshift assumes to read the
+/// catalog and the bucket (docs/deploy.md has its policy).
+pub fn create_external_schema(schema: &str, glue_database: &str, iam_role: &str) -> String {
+    format!(
+        "CREATE EXTERNAL SCHEMA IF NOT EXISTS {schema}\nFROM DATA CATALOG DATABASE '{glue_database}'\nIAM_ROLE '{iam_role}'\nCREATE EXTERNAL DATABASE IF NOT EXISTS;\n"
+    )
+}
+
 /// `CREATE EXTERNAL TABLE` for the events. `source` is a partition key (from the folder), so it
 /// is not repeated among the columns; the files carry it too, for readers of bare files.
 pub fn create_table(location: &LakeLocation, schema: &str, table: &str, dialect: Dialect) -> String {
