@@ -50,6 +50,11 @@ venv="$cache/venv"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 
+step "Apache Airflow (its own virtualenv)"
+airflow_venv="$cache/airflow"
+[[ -x "$airflow_venv/bin/python" ]] || python3 -m venv "$airflow_venv"
+"$airflow_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/airflow/requirements.txt
+
 step "Garage (S3-compatible object store) on loopback"
 bash tests/garage/garage.sh install
 garage_dir="$(mktemp -d)"
@@ -97,5 +102,9 @@ ignored_test garage '^(lake verification|S3 outage|SIGKILL|cut multipart|test re
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
+
+step "Airflow: the DAG imports, follows the step order, and \`airflow dags test\` publishes a day to PostgreSQL"
+AIRFLOW_VENV="$airflow_venv" GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
+  bash tests/airflow/run.sh
 
 step "all tests passed"

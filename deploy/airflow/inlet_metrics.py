@@ -1,0 +1,98 @@
+"""Inlet's daily metrics, for Airflow 3.
+
+One run per reporting day (midnight to midnight in the reporting time zone):
+
+1. `lake_complete` waits until every gateway's watermark in the lake is past the day's end
+   (`inlet-batch lake-status`: exit 0 = complete, 3 = not yet, anything else fails the task).
+2. Each `inlet-batch` step runs as its own task, after the steps it reads, with retries.
+
+Steps are idempotent (each replaces its slice of the day and the lookback days before it), so
+retries, catch-up and `airflow backfill create` are safe. Runs go one at a time
+(`max_active_runs=1`): the full-history tables (identity map, users) are rewritten by each run.
+
+Settings come from the workers' environment, as `inlet-batch` reads them:
+    INLET_BATCH_BIN         path of the `inlet-batch` binary (default: on the PATH)
+    INLET_BATCH_CONFIG      its TOML configuration (lake, warehouse; docs/config.md)
+    INLET_BATCH_TIME_ZONE   the reporting time zone (default UTC); also this DAG's schedule
+    INLET_METRICS_START     first reporting day to compute (default 2026-11-01)
+Any other INLET_BATCH_* variable (INLET_BATCH_LAKE_URL, INLET_BATCH_POSTGRES_URL) reaches the
+tasks unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.sensors.bash import BashSensor
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+INLET_BATCH = shlex.quote(os.environ.get("INLET_BATCH_BIN", "inlet-batch"))
+TIME_ZONE = os.environ.get("INLET_BATCH_TIME_ZONE", "UTC")
+START = pendulum.parse(os.environ.get("INLET_METRICS_START", "2026-11-01"), tz=TIME_ZONE)
+
+# Each step and the steps whose tables it reads: `inlet-batch steps` prints the same, and
+# tests/airflow/test_dag.py fails if the two disagree.
+STEPS: dict[str, list[str]] = {
+    "identity_map": [],
+    "daily_user_activity": ["identity_map"],
+    "active_users": ["daily_user_activity"],
+    "monthly_active_users": ["daily_user_activity"],
+    "new_users": ["daily_user_activity"],
+    "retention": ["daily_user_activity"],
+    "retention_weekly": ["daily_user_activity"],
+    "page_views": ["identity_map"],
+    "sessions": ["identity_map"],
+    "event_counts": ["identity_map"],
+    "users": ["identity_map"],
+}
+
+
+def reporting_day(moment) -> str:
+    """The reporting day an interval boundary falls on (Airflow's `ds` is the UTC date)."""
+    return pendulum.instance(moment).in_timezone(TIME_ZONE).to_date_string()
+
+
+DAY = "{{ reporting_day(data_interval_start) }}"
+
+with DAG(
+    dag_id="inlet_metrics",
+    description="Inlet metrics tables (DAU/WAU/MAU, retention, page views, sessions, …) from the lake",
+    # A data interval per day: the run for a day starts after it ends, and its
+    # data_interval_start is the day's local midnight.
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone=TIME_ZONE),
+    start_date=START,
+    catchup=True,
+    max_active_runs=1,
+    user_defined_macros={"reporting_day": reporting_day},
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(minutes=10),
+        "retry_exponential_backoff": True,
+    },
+    tags=["inlet"],
+) as dag:
+    lake_complete = BashSensor(
+        task_id="lake_complete",
+        bash_command=f"{INLET_BATCH} lake-status --date {DAY}",
+        retry_exit_code=3,
+        mode="reschedule",
+        poke_interval=300,
+        timeout=timedelta(hours=12).total_seconds(),
+    )
+    tasks = {
+        step: BashOperator(
+            task_id=step,
+            bash_command=f"{INLET_BATCH} run --from {DAY} --to {DAY} --steps {step} --quiet",
+            execution_timeout=timedelta(hours=2),
+        )
+        for step in STEPS
+    }
+    for step, inputs in STEPS.items():
+        lake_complete >> tasks[step]
+        for upstream in inputs:
+            tasks[upstream] >> tasks[step]
