@@ -5,7 +5,8 @@
 # crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end (the
 # server SDKs, and in Debian's Chromium sdk-js and analytics-next), delivery
 # to Amplitude and GA4 (contract-enforcing local receivers) across faults and SIGKILL, and the
-# batch job's metrics published to a real PostgreSQL.
+# batch job's metrics published to a real PostgreSQL, the Airflow DAG run by real Airflow and
+# the Superset bundle imported into real Superset.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -54,6 +55,11 @@ step "Apache Airflow (its own virtualenv)"
 airflow_venv="$cache/airflow"
 [[ -x "$airflow_venv/bin/python" ]] || python3 -m venv "$airflow_venv"
 "$airflow_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/airflow/requirements.txt
+
+step "Apache Superset (its own virtualenv)"
+superset_venv="$cache/superset"
+[[ -x "$superset_venv/bin/python" ]] || python3 -m venv "$superset_venv"
+"$superset_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/superset/requirements.txt
 
 step "Garage (S3-compatible object store) on loopback"
 bash tests/garage/garage.sh install
@@ -106,5 +112,9 @@ cargo test --workspace --locked --test warehouse_postgres --test invariants --te
 step "Airflow: the DAG imports, follows the step order, and \`airflow dags test\` publishes a day to PostgreSQL"
 AIRFLOW_VENV="$airflow_venv" GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
   bash tests/airflow/run.sh
+
+step "Superset: the bundle imports into a fresh instance, every chart's query returns rows, the dashboard renders in Chromium"
+SUPERSET_VENV="$superset_venv" GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
+  bash tests/superset/run.sh
 
 step "all tests passed"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The Superset bundle (deploy/superset) with real Apache Superset: metrics published by
+# inlet-batch to PostgreSQL from a lake a real gateway wrote; a fresh Superset imports the
+# bundle, every chart's saved query runs through Superset's API and returns rows, the source
+# filter narrows them, and headless Chromium renders the dashboard with no chart in error.
+# Expects: $SUPERSET_VENV, $GATEWAY_BIN, $BATCH_BIN, $PG_TEST_URL, tests/browser/node_modules
+# (playwright-core) and Chromium. tests/run.sh provides all of them.
+# $SUPERSET_SCREENSHOT: where to save the dashboard's picture (default: the temp dir).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() { for _ in $(seq 1 600); do curl -fs "$1" > /dev/null && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
+
+"$SUPERSET_VENV/bin/python" "$root/deploy/superset/build_bundle.py" --check
+
+# 1. Two apps' events through a real gateway into a local lake, then the metrics into
+#    PostgreSQL's schema `inlet` (the bundle's datasets).
+port="$(free_port)"
+INLET_DATA_DIR="$work/gateway" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn INLET_LAKE__URL="$work/lake" \
+  INLET_SOURCES='[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]' \
+  "$GATEWAY_BIN" > /dev/null 2> "$work/gateway.err" &
+gateway_pid=$!
+wait_for "http://127.0.0.1:$port/healthz"
+python3 "$here/events.py" dentists=key-dentists hygienists=key-hygienists | while read -r batch; do
+  curl -fsS "http://127.0.0.1:$port/v1/import" -H 'Content-Type: application/json' --data-binary @- <<< "$batch" > /dev/null
+done
+kill -TERM "$gateway_pid"
+wait "$gateway_pid"
+psql_url() { python3 -c 'import sys; a=dict(p.split("=",1) for p in sys.argv[1].split()); print("postgresql+psycopg2://%(user)s@%(host)s:%(port)s/%(dbname)s" % a)' "$PG_TEST_URL"; }
+PGHOST=127.0.0.1 PGPORT="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")" PGUSER=postgres PGDATABASE=postgres \
+  psql -XAtq -c 'DROP SCHEMA IF EXISTS inlet CASCADE'
+RUST_LOG=warn "$BATCH_BIN" --lake "$work/lake" --postgres "$PG_TEST_URL" run --from 2026-11-01 --to 2026-11-14 --quiet > "$work/batch.out"
+
+# 2. A fresh Superset (SQLite metadata) on loopback.
+export SUPERSET_CONFIG_PATH="$work/superset_config.py" FLASK_APP=superset
+cat > "$SUPERSET_CONFIG_PATH" <<PY
+SECRET_KEY = "inlet-test-only-$(date +%s%N)"
+SQLALCHEMY_DATABASE_URI = "sqlite:///$work/superset.db"
+WTF_CSRF_ENABLED = False
+PY
+superset="$SUPERSET_VENV/bin/superset"
+{
+  "$superset" db upgrade
+  "$superset" fab create-admin --username admin --firstname Inlet --lastname Test --email admin@example.com --password admin
+  "$superset" init
+} > "$work/superset-setup.log" 2>&1 || { cat "$work/superset-setup.log"; exit 1; }
+superset_port="$(free_port)"
+"$superset" run -h 127.0.0.1 -p "$superset_port" --with-threads > "$work/superset.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$superset_port/health"
+
+# 3. Import the bundle as checked in, point its database at the test PostgreSQL, query every
+#    chart; then render the dashboard in Chromium.
+url="http://127.0.0.1:$superset_port"
+if ! "$SUPERSET_VENV/bin/python" "$here/check_bundle.py" "$url" "$root/deploy/superset/inlet_dashboard" "$(psql_url)" "$PG_TEST_URL"; then
+  grep -v "INFO:werkzeug" "$work/superset.log" | grep -B5 -A40 "Traceback" | head -120
+  exit 1
+fi
+NODE_PATH="$root/tests/browser/node_modules" node "$here/screenshot.mjs" "$url" "${SUPERSET_SCREENSHOT:-$work/dashboard.png}"
