@@ -89,6 +89,9 @@ step "deploy/redshift: the checked-in DDL is what the binaries print"
 INLET_BIN="$CARGO_TARGET_DIR/debug/inlet" INLET_BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
   bash deploy/redshift/generate.sh --check
 
+step "deploy: Kubernetes and compose settings validated by the binaries they configure"
+"$airflow_venv/bin/python" tests/deploy/check_deploy.py deploy "$CARGO_TARGET_DIR/debug/inlet" "$CARGO_TARGET_DIR/debug/inlet-batch"
+
 step "unit, property, golden, bad-input, crash, HTTP and lake tests"
 cargo test --workspace --locked
 
