@@ -28,6 +28,7 @@ INLET_DATA_DIR="$work/gateway" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_
   INLET_SOURCES='[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]' \
   "$GATEWAY_BIN" > /dev/null 2> "$work/gateway.err" &
 gateway_pid=$!
+pids+=("$gateway_pid")
 wait_for "http://127.0.0.1:$port/healthz"
 python3 "$here/events.py" dentists=key-dentists hygienists=key-hygienists | while read -r batch; do
   curl -fsS "http://127.0.0.1:$port/v1/import" -H 'Content-Type: application/json' --data-binary @- <<< "$batch" > /dev/null
