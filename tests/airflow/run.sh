@@ -8,27 +8,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d)"
-gateway_pid=""
-cleanup() {
-  if [[ -n "$gateway_pid" ]] && kill -0 "$gateway_pid" 2>/dev/null; then kill -9 "$gateway_pid"; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$here/../lib.sh"
 
 # 1. A lake with two days of events, written by the gateway (its shutdown flush publishes the
 #    watermark that the DAG's sensor waits for).
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 key="airflow-test-key"
-INLET_DATA_DIR="$work/gateway" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn \
-  INLET_LAKE__URL="$work/lake" INLET_SOURCES="[{name = \"web\", write_key = \"$key\"}]" \
-  "$GATEWAY_BIN" > "$work/gateway.out" 2> "$work/gateway.err" &
-gateway_pid=$!
-for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.05; done
-python3 "$here/events.py" "$key" | curl -fsS "http://127.0.0.1:$port/v1/import" -H 'Content-Type: application/json' --data-binary @- > /dev/null
-kill -TERM "$gateway_pid"
-wait "$gateway_pid"
-gateway_pid=""
+start_gateway "[{name = \"web\", write_key = \"$key\"}]"
+python3 "$here/events.py" "$key" | curl -fsS "$gateway_url/v1/import" -H 'Content-Type: application/json' --data-binary @- > /dev/null
+stop_gateway
 
 # 2. Airflow with a throwaway home and metadata database; the DAG folder is deploy/airflow.
 export AIRFLOW_HOME="$work/airflow"

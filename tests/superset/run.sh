@@ -9,32 +9,17 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 600); do curl -fs "$1" > /dev/null && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
+source "$here/../lib.sh"
 
 "$SUPERSET_VENV/bin/python" "$root/deploy/superset/build_bundle.py" --check
 
 # 1. Two apps' events through a real gateway into a local lake, then the metrics into
 #    PostgreSQL's schema `inlet` (the bundle's datasets).
-port="$(free_port)"
-INLET_DATA_DIR="$work/gateway" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn INLET_LAKE__URL="$work/lake" \
-  INLET_SOURCES='[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]' \
-  "$GATEWAY_BIN" > /dev/null 2> "$work/gateway.err" &
-gateway_pid=$!
-pids+=("$gateway_pid")
-wait_for "http://127.0.0.1:$port/healthz"
+start_gateway '[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]'
 python3 "$here/events.py" dentists=key-dentists hygienists=key-hygienists | while read -r batch; do
-  curl -fsS "http://127.0.0.1:$port/v1/import" -H 'Content-Type: application/json' --data-binary @- <<< "$batch" > /dev/null
+  curl -fsS "$gateway_url/v1/import" -H 'Content-Type: application/json' --data-binary @- <<< "$batch" > /dev/null
 done
-kill -TERM "$gateway_pid"
-wait "$gateway_pid"
+stop_gateway
 psql_url() { python3 -c 'import sys; a=dict(p.split("=",1) for p in sys.argv[1].split()); print("postgresql+psycopg2://%(user)s@%(host)s:%(port)s/%(dbname)s" % a)' "$PG_TEST_URL"; }
 PGHOST=127.0.0.1 PGPORT="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")" PGUSER=postgres PGDATABASE=postgres \
   psql -XAtq -c 'DROP SCHEMA IF EXISTS inlet CASCADE'
@@ -55,7 +40,7 @@ superset="$SUPERSET_VENV/bin/superset"
 } > "$work/superset-setup.log" 2>&1 || { cat "$work/superset-setup.log"; exit 1; }
 superset_port="$(free_port)"
 "$superset" run -h 127.0.0.1 -p "$superset_port" --with-threads > "$work/superset.log" 2>&1 &
-pids+=($!)
+background_pids+=($!)
 wait_for "http://127.0.0.1:$superset_port/health"
 
 # 3. Import the bundle as checked in, point its database at the test PostgreSQL, query every
