@@ -4,7 +4,7 @@
 work="$(mktemp -d)"
 background_pids=()
 cleanup() {
-  for pid in "${background_pids[@]}"; do kill -9 "$pid" 2> /dev/null || true; done
+  for pid in "${background_pids[@]}"; do kill -9 "$pid" 2> /dev/null && wait "$pid" 2> /dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -109,6 +109,9 @@ ignored_test destinations '^(destinations e2e|test result)'
 step "lake on S3 (Garage): SDK events read back with arrow-rs; outage, cut multipart upload, SIGKILL mid-flush"
 ignored_test garage '^(lake verification|S3 outage|SIGKILL|cut multipart|test result)'
 
+step "chaos under load (small scale): SIGKILL loop, WAL disk budget exhausted, S3 outage; every acknowledged event in the lake"
+GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
+
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
 

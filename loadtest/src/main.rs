@@ -1,0 +1,198 @@
+//! `inlet-loadtest`: load against an Inlet gateway (or the baseline server), and the
+//! zero-loss check of what it acknowledged. See loadtest/README.md.
+
+mod baseline;
+mod driver;
+mod payload;
+mod procstat;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::driver::{Mode, Settings};
+use crate::payload::{Generator, Mix};
+
+#[derive(Debug, Parser)]
+#[command(name = "inlet-loadtest", version, about = "Load, baseline and zero-loss verification for Inlet")]
+#[command(args_override_self = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sends load and prints a JSON report (one line) on stdout.
+    Run {
+        /// The target's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "loadtest-write-key")]
+        write_key: String,
+        /// Closed loop with this many workers (the default mode: 64).
+        #[arg(long, conflicts_with = "rate")]
+        concurrency: Option<usize>,
+        /// Open loop at this many requests per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Open loop: most requests outstanding at once.
+        #[arg(long, default_value_t = 2048)]
+        max_in_flight: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Weighted request kinds: track, page, identify (single events) and batch.
+        #[arg(long, default_value = "track=6,page=3,identify=1")]
+        mix: String,
+        #[arg(long, default_value_t = 100)]
+        batch_size: u64,
+        /// Gzip the batches.
+        #[arg(long)]
+        gzip: bool,
+        /// Distinct users the events are spread over.
+        #[arg(long, default_value_t = 100_000)]
+        users: u64,
+        /// Record every acknowledged message id here (for `verify`).
+        #[arg(long)]
+        acks: Option<PathBuf>,
+        /// Run id (the message-id prefix); default: from the clock. Reuse it across runs that
+        /// one `verify` checks together.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// First message number (continue a run across restarts of the generator).
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
+        /// The target's process id: report its CPU use and peak memory.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// A label copied into the report.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// The baseline target: answers 200 to everything without parsing.
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
+    /// Checks the lake holds every acknowledged event; exits 1 if any is missing.
+    Verify {
+        /// The lake: a directory or s3://bucket/prefix.
+        #[arg(long)]
+        lake: String,
+        #[arg(long)]
+        s3_endpoint: Option<String>,
+        #[arg(long)]
+        s3_force_path_style: bool,
+        /// One or more acks files of the same run.
+        #[arg(long = "acks", required = true)]
+        acks: Vec<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("inlet-loadtest: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Baseline { listen } => baseline::serve(listen).await?,
+        Command::Verify { lake, s3_endpoint, s3_force_path_style, acks } => {
+            let s3 = inlet_lake::S3Settings {
+                endpoint: s3_endpoint,
+                force_path_style: s3_force_path_style,
+                ..inlet_lake::S3Settings::default()
+            };
+            let paths: Vec<&std::path::Path> = acks.iter().map(PathBuf::as_path).collect();
+            let report = verify::reconcile(&lake, &s3, &paths).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if report.missing > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Run {
+            target,
+            write_key,
+            concurrency,
+            rate,
+            max_in_flight,
+            duration,
+            mix,
+            batch_size,
+            gzip,
+            users,
+            acks,
+            run_id,
+            first_id,
+            pid,
+            label,
+        } => {
+            let mode = match rate {
+                Some(rate) => Mode::Open { rate, max_in_flight },
+                None => Mode::Closed { concurrency: concurrency.unwrap_or(64) },
+            };
+            let run = run_id.unwrap_or_else(|| format!("lt{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
+            let generator = Arc::new(Generator::new(run, write_key, users, batch_size, gzip, first_id));
+            let settings = Settings {
+                target: target.trim_end_matches('/').to_owned(),
+                mode,
+                duration: Duration::from_secs_f64(duration),
+                mix: Mix::parse(&mix)?,
+                acks,
+            };
+            let before = pid.and_then(procstat::sample);
+            let totals = driver::run(settings, Arc::clone(&generator)).await?;
+            let after = pid.and_then(procstat::sample);
+            let seconds = totals.elapsed.as_secs_f64();
+            let latency = totals.latency.as_ref().map(|h| {
+                json!({
+                    "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0,
+                    "p90_ms": h.value_at_quantile(0.90) as f64 / 1000.0,
+                    "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+                    "p999_ms": h.value_at_quantile(0.999) as f64 / 1000.0,
+                    "max_ms": h.max() as f64 / 1000.0,
+                })
+            });
+            let target_usage = match (before, after) {
+                (Some(b), Some(a)) => json!({
+                    "cpu_percent": (a.cpu.saturating_sub(b.cpu)).as_secs_f64() / seconds * 100.0,
+                    "peak_rss_mib": a.peak_rss_bytes as f64 / 1048576.0,
+                    "rss_mib_at_end": a.rss_bytes as f64 / 1048576.0,
+                }),
+                _ => serde_json::Value::Null,
+            };
+            let report = json!({
+                "label": label,
+                "run": generator.run,
+                "mode": match mode { Mode::Closed { concurrency } => json!({"closed": concurrency}), Mode::Open { rate, .. } => json!({"open_rate": rate}) },
+                "mix": mix,
+                "gzip": gzip,
+                "seconds": seconds,
+                "requests": totals.requests,
+                "requests_per_second": totals.requests as f64 / seconds,
+                "acknowledged_events": totals.acknowledged_events,
+                "events_per_second": totals.acknowledged_events as f64 / seconds,
+                "latency": latency,
+                "statuses": totals.statuses,
+                "transport_errors": totals.transport_errors,
+                "skipped": totals.skipped,
+                "next_id": generator.issued(),
+                "target": target_usage,
+            });
+            println!("{report}");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
