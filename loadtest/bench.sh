@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The benchmarks of docs/benchmarks.md, on this machine, load generator included:
+#   1. the baseline server (HTTP stack only) and the gateway, closed loop, single events;
+#   2. the same for batches of 100 events (plain and gzip);
+#   3. the gateway in open loop at half its measured single-event maximum (latency);
+#   4. 2x overload in open loop, then half rate again (backpressure and recovery);
+#   5. verify: every acknowledged event of the gateway runs is in the lake.
+# Release builds; the gateway fsyncs before acknowledging (the default). Prints one JSON line
+# per run, then a Markdown table. Usage: loadtest/bench.sh [SECONDS_PER_RUN]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+source "$root/tests/lib.sh"
+seconds="${1:-20}"
+target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
+(cd "$root" && cargo build --release --locked -q -p inlet-gateway -p inlet-loadtest)
+gateway_bin="$target_dir/release/inlet"
+loadtest="$target_dir/release/inlet-loadtest"
+key="loadtest-write-key"
+singles="track=6,page=3,identify=1"
+results="$work/results.jsonl"
+run_id="bench$(date +%s)"
+
+measure() { "$loadtest" run --duration "$seconds" --run-id "$run_id" --write-key "$key" "$@" | tee -a "$results"; }
+
+baseline_port="$(free_port)"
+"$loadtest" baseline --listen "127.0.0.1:$baseline_port" &
+background_pids+=($!)
+wait_for "http://127.0.0.1:$baseline_port/anything"
+baseline="http://127.0.0.1:$baseline_port"
+measure --label "baseline singles" --target "$baseline" --concurrency 64 --mix "$singles"
+measure --label "baseline batch" --target "$baseline" --concurrency 16 --mix batch=1
+
+port="$(free_port)"
+INLET_DATA_DIR="$work/data" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn \
+  INLET_SOURCES="[{name = \"load\", write_key = \"$key\"}]" "$gateway_bin" 2> "$work/gateway.err" &
+gateway_pid=$!
+background_pids+=("$gateway_pid")
+gateway="http://127.0.0.1:$port"
+wait_for "$gateway/healthz"
+next=0
+gateway_run() {
+  local line
+  line="$(measure --target "$gateway" --pid "$gateway_pid" --first-id "$next" --acks "$work/acks-$next" "$@")"
+  next="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["next_id"])' "$line")"
+  echo "$line" > "$work/last"
+}
+gateway_run --label "gateway singles" --concurrency 64 --mix "$singles"
+max_rate="$(python3 -c 'import json; print(int(json.load(open("'"$work/last"'"))["requests_per_second"]))')"
+gateway_run --label "gateway batch" --concurrency 16 --mix batch=1
+gateway_run --label "gateway batch gzip" --concurrency 16 --mix batch=1 --gzip
+gateway_run --label "gateway singles at half max" --rate "$((max_rate / 2))" --mix "$singles"
+gateway_run --label "gateway 2x overload" --rate "$((max_rate * 2))" --max-in-flight 8192 --mix "$singles"
+gateway_run --label "gateway after overload (half max)" --rate "$((max_rate / 2))" --mix "$singles"
+
+kill -TERM "$gateway_pid"
+wait "$gateway_pid"
+"$loadtest" verify --lake "$work/data/lake" --acks "$work"/acks-* | tee -a "$results"
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| run | mode | req/s | events/s | p50 ms | p99 ms | p99.9 ms | statuses | target CPU % | target peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if "label" not in r:
+        print(f"\nverify: {r['acknowledged']} acknowledged, {r['in_lake']} in the lake, missing {r['missing']}, duplicated {r['duplicated']}")
+        continue
+    l, t = r["latency"], r["target"] or {}
+    mode = f"closed {r['mode']['closed']}" if "closed" in r["mode"] else f"open {r['mode']['open_rate']:.0f}/s"
+    statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items()) + (f", errors: {r['transport_errors']}" if r["transport_errors"] else "")
+    print(f"| {r['label']} | {mode} | {r['requests_per_second']:,.0f} | {r['events_per_second']:,.0f} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {statuses} | "
+          f"{t.get('cpu_percent', 0):.0f} | {t.get('peak_rss_mib', 0):.0f} |")
+PY
