@@ -18,7 +18,8 @@ gateway_bin="$target_dir/release/inlet"
 loadtest="$target_dir/release/inlet-loadtest"
 key="loadtest-write-key"
 singles="track=6,page=3,identify=1"
-results="$work/results.jsonl"
+# Every run's JSON report; kept when BENCH_RESULTS names a file.
+results="${BENCH_RESULTS:-$work/results.jsonl}"
 run_id="bench$(date +%s)"
 
 measure() { "$loadtest" run --duration "$seconds" --run-id "$run_id" --write-key "$key" "$@" | tee -a "$results"; }
@@ -44,6 +45,7 @@ gateway_run() {
   line="$(measure --target "$gateway" --pid "$gateway_pid" --first-id "$next" --acks "$work/acks-$next" "$@")"
   next="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["next_id"])' "$line")"
   echo "$line" > "$work/last"
+  echo "$line"
 }
 gateway_run --label "gateway singles" --concurrency 64 --mix "$singles"
 max_rate="$(python3 -c 'import json; print(int(json.load(open("'"$work/last"'"))["requests_per_second"]))')"

@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         s3_force_path_style: bool,
         /// One or more acks files of the same run.
-        #[arg(long = "acks", required = true)]
+        #[arg(long = "acks", required = true, num_args = 1..)]
         acks: Vec<PathBuf>,
     },
 }
