@@ -14,7 +14,7 @@ source "$root/tests/lib.sh"
 seconds="${1:-20}"
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
 (cd "$root" && cargo build --release --locked -q -p inlet-gateway -p inlet-loadtest)
-gateway_bin="$target_dir/release/inlet"
+GATEWAY_BIN="$target_dir/release/inlet"
 loadtest="$target_dir/release/inlet-loadtest"
 key="loadtest-write-key"
 singles="track=6,page=3,identify=1"
@@ -32,13 +32,8 @@ baseline="http://127.0.0.1:$baseline_port"
 measure --label "baseline singles" --target "$baseline" --concurrency 64 --mix "$singles"
 measure --label "baseline batch" --target "$baseline" --concurrency 16 --mix batch=1
 
-port="$(free_port)"
-INLET_DATA_DIR="$work/data" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn \
-  INLET_SOURCES="[{name = \"load\", write_key = \"$key\"}]" "$gateway_bin" 2> "$work/gateway.err" &
-gateway_pid=$!
-background_pids+=("$gateway_pid")
-gateway="http://127.0.0.1:$port"
-wait_for "$gateway/healthz"
+start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]"
+gateway="$gateway_url"
 next=0
 gateway_run() {
   local line

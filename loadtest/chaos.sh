@@ -13,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../tests/lib.sh"
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
-gateway_bin="${GATEWAY_BIN:-$target_dir/debug/inlet}"
+GATEWAY_BIN="${GATEWAY_BIN:-$target_dir/debug/inlet}"
 loadtest="${LOADTEST_BIN:-$target_dir/debug/inlet-loadtest}"
 scale="${1:-small}"
 shift || true
@@ -25,18 +25,15 @@ case "$scale" in
   *) echo "usage: $0 [small|large] [crash disk s3 ...]" >&2; exit 2 ;;
 esac
 key="loadtest-write-key"
-port="$(free_port)"
-url="http://127.0.0.1:$port"
+sources="[{name = \"load\", write_key = \"$key\"}]"
 
-# start_inlet DATA_DIR [VAR=VALUE ...]: the gateway on $port; sets inlet_pid.
+# start_inlet DATA_DIR [VAR=VALUE ...]: the gateway, on the same port across restarts.
 start_inlet() {
-  local data="$1"; shift
-  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn \
-    INLET_SOURCES="[{name = \"load\", write_key = \"$key\"}]" INLET_LAKE__MAX_AGE_SECS=2 "$@" \
-    "$gateway_bin" >> "$data.log" 2>&1 &
-  inlet_pid=$!
-  background_pids+=("$inlet_pid")
-  wait_for "$url/healthz"
+  local data="$1"
+  shift
+  start_gateway "$data" "$sources" INLET_LAKE__MAX_AGE_SECS=2 "$@"
+  inlet_pid="$gateway_pid"
+  url="$gateway_url"
 }
 
 # load NAME [ARGS]: open-loop load in the background (ARGS override the defaults),
@@ -96,7 +93,7 @@ disk() {
   kill -TERM "$inlet_pid"
   wait "$inlet_pid"
   # The WAL is intact: it reads from end to end and the gateway starts on it again.
-  INLET_DATA_DIR="$data" "$gateway_bin" wal dump > /dev/null
+  INLET_DATA_DIR="$data" "$GATEWAY_BIN" wal dump > /dev/null
   start_inlet "$data" "${budget[@]}"
   kill -TERM "$inlet_pid"
   wait "$inlet_pid"

@@ -17,16 +17,18 @@ wait_for() {
   return 1
 }
 
-# start_gateway SOURCES_TOML: runs $GATEWAY_BIN with its data in $work/gateway and its lake in
-# $work/lake; sets gateway_url and gateway_pid.
+# start_gateway DATA_DIR SOURCES_TOML [VAR=VALUE ...]: runs $GATEWAY_BIN on $gateway_port (a
+# free port, chosen once, so a restart listens where clients send), with its data in DATA_DIR
+# (the lake in DATA_DIR/lake unless a VAR says otherwise); sets gateway_url and gateway_pid.
 start_gateway() {
-  local port
-  port="$(free_port)"
-  INLET_DATA_DIR="$work/gateway" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn \
-    INLET_LAKE__URL="$work/lake" INLET_SOURCES="$1" "$GATEWAY_BIN" > /dev/null 2> "$work/gateway.err" &
+  local data="$1" sources="$2"
+  shift 2
+  gateway_port="${gateway_port:-$(free_port)}"
+  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$gateway_port" INLET_LOG_LEVEL=warn \
+    INLET_SOURCES="$sources" "$@" "$GATEWAY_BIN" >> "$data.log" 2>&1 &
   gateway_pid=$!
   background_pids+=("$gateway_pid")
-  gateway_url="http://127.0.0.1:$port"
+  gateway_url="http://127.0.0.1:$gateway_port"
   wait_for "$gateway_url/healthz"
 }
 

@@ -311,15 +311,15 @@ export class Analytics {
     const canKeepalive = typeof Request !== 'undefined' && 'keepalive' in Request.prototype;
     let budget = KEEPALIVE_BUDGET_BYTES;
     for (const batch of chunk(messages, KEEPALIVE_BUDGET_BYTES, MAX_BATCH_COUNT)) {
-      const size = byteLength(this.body(batch));
+      const body = this.body(batch);
+      const size = byteLength(body);
       if (size > budget) break;
       budget -= size;
       for (const m of batch) this.sentOnHide.add(m.messageId);
       if (canKeepalive) {
         void this.send(batch, true).then(() => batch.forEach((m) => this.sentOnHide.delete(m.messageId)));
       } else {
-        const url = `${this.settings.apiHost}/v1/batch`;
-        navigator.sendBeacon(url, new Blob([this.body(batch)], { type: 'text/plain' }));
+        navigator.sendBeacon(`${this.settings.apiHost}/v1/batch`, new Blob([body], { type: 'text/plain' }));
       }
     }
   }

@@ -13,7 +13,7 @@ source "$here/../lib.sh"
 # 1. A lake with two days of events, written by the gateway (its shutdown flush publishes the
 #    watermark that the DAG's sensor waits for).
 key="airflow-test-key"
-start_gateway "[{name = \"web\", write_key = \"$key\"}]"
+start_gateway "$work/gateway" "[{name = \"web\", write_key = \"$key\"}]" INLET_LAKE__URL="$work/lake"
 python3 "$here/events.py" "$key" | curl -fsS "$gateway_url/v1/import" -H 'Content-Type: application/json' --data-binary @- > /dev/null
 stop_gateway
 

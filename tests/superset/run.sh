@@ -15,7 +15,8 @@ source "$here/../lib.sh"
 
 # 1. Two apps' events through a real gateway into a local lake, then the metrics into
 #    PostgreSQL's schema `inlet` (the bundle's datasets).
-start_gateway '[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]'
+start_gateway "$work/gateway" '[{name = "dentists", write_key = "key-dentists"}, {name = "hygienists", write_key = "key-hygienists"}]' \
+  INLET_LAKE__URL="$work/lake"
 python3 "$here/events.py" dentists=key-dentists hygienists=key-hygienists | while read -r batch; do
   curl -fsS "$gateway_url/v1/import" -H 'Content-Type: application/json' --data-binary @- <<< "$batch" > /dev/null
 done
