@@ -13,6 +13,7 @@
 mod message_type;
 mod normalise;
 mod payload;
+mod raw_json;
 mod rejection;
 mod stored;
 mod time;
@@ -20,6 +21,7 @@ mod time;
 pub use message_type::MessageType;
 pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
+pub use raw_json::MAX_MESSAGE_DEPTH;
 pub use rejection::{RejectReason, Rejection, RequestError};
 pub use stored::{EventKey, StoredEvent, StoredEventKey, encode_stored_event};
 pub use time::{format_timestamp, parse_timestamp};

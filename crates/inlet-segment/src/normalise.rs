@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::message_type::MessageType;
 use crate::payload::Limits;
+use crate::raw_json::{ObjectWriter, RawObject, Scalar, check_readable, is_null, is_object, scalar};
 use crate::rejection::{RejectReason, Rejection};
 use crate::time::{format_timestamp, parse_timestamp};
 
@@ -39,10 +40,36 @@ pub struct RequestMeta {
 pub struct Event {
     pub message_id: String,
     pub message_type: MessageType,
-    /// The message as stored: every field the client sent, except `writeKey` and `_metadata`,
-    /// with ids as strings and the four timestamps in one format.
-    pub fields: Map<String, Value>,
+    /// The message as stored, a JSON object: every field the client sent, except `writeKey`
+    /// and `_metadata`, with ids as strings and the four timestamps in one format. What the
+    /// normaliser does not rewrite is copied as the client wrote it.
+    pub json: Vec<u8>,
 }
+
+impl Event {
+    /// The stored fields as a map (for tests and tools: ingestion never builds it).
+    pub fn fields(&self) -> Map<String, Value> {
+        serde_json::from_slice(&self.json).expect("the normaliser writes readable JSON")
+    }
+}
+
+/// Fields the normaliser writes itself; the client's values of them are not copied as they are.
+const REWRITTEN_FIELDS: [&str; 14] = [
+    "writeKey",
+    "_metadata",
+    "type",
+    "userId",
+    "anonymousId",
+    "previousId",
+    "groupId",
+    "messageId",
+    "context",
+    "integrations",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+];
 
 /// Validates and normalises messages.
 #[derive(Debug, Clone, Default)]
@@ -63,32 +90,31 @@ impl Normaliser {
         defaults: &BatchDefaults,
         meta: &RequestMeta,
     ) -> Result<Event, Rejection> {
-        let size = raw.get().len();
-        if size > self.limits.max_event_bytes {
+        let text = raw.get();
+        if text.len() > self.limits.max_event_bytes {
             return Err(Rejection::new(
                 RejectReason::EventTooLarge,
-                format!("message is {size} bytes; at most {} are accepted", self.limits.max_event_bytes),
+                format!("message is {} bytes; at most {} are accepted", text.len(), self.limits.max_event_bytes),
             ));
         }
-        // The body's syntax was checked already; what can still fail is the shape, the depth
-        // (serde_json's limit of 128 levels keeps a hostile message off the stack) or a number
-        // beyond the range of a double.
-        let mut fields: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
+        // The body's syntax was checked already; what can still fail is the shape, or what
+        // the consumers' JSON reader would refuse (see `raw_json`).
+        let message: RawObject<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => {
                 Rejection::new(RejectReason::NotAnObject, "message must be a JSON object")
             }
             _ => Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {e}")),
         })?;
-        fields.remove("writeKey");
-        fields.remove("_metadata");
+        check_readable(text)
+            .map_err(|why| Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {why}")))?;
 
         let message_type = match forced_type {
             Some(t) => t,
-            None => match fields.get("type") {
-                None | Some(Value::Null) => {
+            None => match message.get("type").map(scalar) {
+                None | Some(Scalar::Null) => {
                     return Err(Rejection::new(RejectReason::MissingType, "`type` is required"));
                 }
-                Some(Value::String(s)) => MessageType::parse(s).ok_or_else(|| {
+                Some(Scalar::String(s)) => MessageType::parse(&s).ok_or_else(|| {
                     Rejection::new(
                         RejectReason::InvalidType,
                         format!("`type` {s:?} is not one of track, page, screen, identify, group, alias"),
@@ -97,19 +123,18 @@ impl Normaliser {
                 Some(_) => return Err(Rejection::new(RejectReason::InvalidType, "`type` must be a string")),
             },
         };
-        fields.insert("type".into(), Value::String(message_type.as_str().into()));
 
-        let user_id = normalise_id(&mut fields, "userId")?;
-        let anonymous_id = normalise_id(&mut fields, "anonymousId")?;
+        let user_id = normalise_id(&message, "userId")?;
+        let anonymous_id = normalise_id(&message, "anonymousId")?;
         if user_id.is_none() && anonymous_id.is_none() {
             return Err(Rejection::new(RejectReason::MissingId, "`userId` or `anonymousId` is required"));
         }
-        let previous_id = normalise_id(&mut fields, "previousId")?;
-        let group_id = normalise_id(&mut fields, "groupId")?;
+        let previous_id = normalise_id(&message, "previousId")?;
+        let group_id = normalise_id(&message, "groupId")?;
         match message_type {
-            MessageType::Track => match fields.get("event") {
-                Some(Value::String(s)) if !s.trim().is_empty() => {}
-                Some(Value::String(_)) | None | Some(Value::Null) => {
+            MessageType::Track => match message.get("event").map(scalar) {
+                Some(Scalar::String(s)) if !s.trim().is_empty() => {}
+                Some(Scalar::String(_)) | None | Some(Scalar::Null) => {
                     return Err(Rejection::new(RejectReason::MissingEvent, "track needs a non-empty `event`"));
                 }
                 Some(_) => return Err(Rejection::new(RejectReason::InvalidField, "`event` must be a string")),
@@ -126,56 +151,82 @@ impl Normaliser {
             _ => {}
         }
         for field in ["name", "category"] {
-            if !matches!(fields.get(field), None | Some(Value::String(_)) | Some(Value::Null)) {
+            if !matches!(message.get(field).map(scalar), None | Some(Scalar::String(_)) | Some(Scalar::Null)) {
                 return Err(Rejection::new(RejectReason::InvalidField, format!("`{field}` must be a string")));
             }
         }
 
-        let message_id = normalise_message_id(&mut fields)?;
-        for field in ["properties", "traits"] {
-            object_or_absent(&mut fields, field)?;
-        }
-        merge_object_field(&mut fields, "context", defaults.context.as_ref())?;
-        merge_object_field(&mut fields, "integrations", defaults.integrations.as_ref())?;
-        if let Some(ip) = meta.client_ip {
-            let context = fields
-                .entry("context")
-                .or_insert_with(|| Value::Object(Map::new()))
-                .as_object_mut()
-                .expect("context was checked to be an object");
-            if matches!(context.get("ip"), None | Some(Value::Null)) {
-                context.insert("ip".into(), Value::String(ip.to_string()));
+        let message_id = normalise_message_id(&message)?;
+        let properties = object_or_absent(&message, "properties")?;
+        let traits = object_or_absent(&message, "traits")?;
+        let client_ip = meta.client_ip.map(|ip| ip.to_string());
+        let context = merged_object(&message, "context", defaults.context.as_ref(), client_ip.as_deref())?;
+        let integrations = merged_object(&message, "integrations", defaults.integrations.as_ref(), None)?;
+        let times = normalise_timestamps(&message, defaults.sent_at.as_deref(), meta.received_at)?;
+
+        let mut json = Vec::with_capacity(text.len() + 256);
+        let mut out = ObjectWriter::new(&mut json);
+        for (key, value) in &message.members {
+            let skipped = REWRITTEN_FIELDS.contains(&key.as_ref())
+                || (key == "properties" && properties.is_none())
+                || (key == "traits" && traits.is_none());
+            if !skipped {
+                out.raw(key, value.get());
             }
         }
-        normalise_timestamps(&mut fields, defaults.sent_at.as_deref(), meta.received_at)?;
-        Ok(Event { message_id, message_type, fields })
+        out.string("type", message_type.as_str());
+        for (field, id) in
+            [("userId", &user_id), ("anonymousId", &anonymous_id), ("previousId", &previous_id), ("groupId", &group_id)]
+        {
+            if let Some(id) = id {
+                out.string(field, id);
+            }
+        }
+        out.string("messageId", &message_id);
+        for (field, object) in [("context", &context), ("integrations", &integrations)] {
+            match object {
+                Some(Merged::Raw(raw)) => out.raw(field, raw),
+                Some(Merged::Built(text)) => out.raw(field, std::str::from_utf8(text).expect("written as UTF-8")),
+                None => {}
+            }
+        }
+        for (field, time) in [
+            ("originalTimestamp", times.original),
+            ("sentAt", times.sent_at),
+            ("timestamp", Some(times.timestamp)),
+            ("receivedAt", Some(meta.received_at)),
+        ] {
+            if let Some(time) = time {
+                out.string(field, &format_timestamp(time));
+            }
+        }
+        out.finish();
+        Ok(Event { message_id, message_type, json })
     }
 }
 
 /// Ids may be strings or numbers (stored as strings); `null` and `""` count as absent.
-fn normalise_id(fields: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, Rejection> {
-    let id = match fields.remove(field) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => {
-            return Err(Rejection::new(RejectReason::InvalidId, format!("`{field}` must be a string or a number")));
+fn normalise_id(message: &RawObject<'_>, field: &'static str) -> Result<Option<String>, Rejection> {
+    match message.get(field).map(scalar) {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Scalar::String(s)) => Ok(Some(s.into_owned())),
+        Some(Scalar::Number(n)) => Ok(Some(n.to_string())),
+        Some(Scalar::Other) => {
+            Err(Rejection::new(RejectReason::InvalidId, format!("`{field}` must be a string or a number")))
         }
-    };
-    if let Some(id) = &id {
-        fields.insert(field.into(), Value::String(id.clone()));
     }
-    Ok(id)
 }
 
-fn normalise_message_id(fields: &mut Map<String, Value>) -> Result<String, Rejection> {
-    let id = match fields.get("messageId") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) if s.trim().is_empty() => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err(Rejection::new(RejectReason::InvalidMessageId, "`messageId` must be a string")),
+fn normalise_message_id(message: &RawObject<'_>) -> Result<String, Rejection> {
+    let id = match message.get("messageId").map(scalar) {
+        None | Some(Scalar::Null) => uuid::Uuid::new_v4().to_string(),
+        Some(Scalar::String(s)) if s.trim().is_empty() => uuid::Uuid::new_v4().to_string(),
+        Some(Scalar::String(s)) => s.into_owned(),
+        Some(Scalar::Number(n)) => n.to_string(),
+        Some(Scalar::Other) => {
+            return Err(Rejection::new(RejectReason::InvalidMessageId, "`messageId` must be a string"));
+        }
     };
     if id.chars().count() > MAX_MESSAGE_ID_CHARS {
         return Err(Rejection::new(
@@ -183,36 +234,63 @@ fn normalise_message_id(fields: &mut Map<String, Value>) -> Result<String, Rejec
             format!("`messageId` is longer than {MAX_MESSAGE_ID_CHARS} characters"),
         ));
     }
-    fields.insert("messageId".into(), Value::String(id.clone()));
     Ok(id)
 }
 
-fn object_or_absent(fields: &mut Map<String, Value>, field: &'static str) -> Result<(), Rejection> {
-    match fields.get(field) {
-        None | Some(Value::Object(_)) => Ok(()),
-        Some(Value::Null) => {
-            fields.remove(field);
-            Ok(())
-        }
+/// The field's object, if it has one (`null` counts as absent); anything else is refused.
+fn object_or_absent<'a>(message: &RawObject<'a>, field: &'static str) -> Result<Option<&'a RawValue>, Rejection> {
+    match message.get(field) {
+        None => Ok(None),
+        Some(raw) if is_null(raw) => Ok(None),
+        Some(raw) if is_object(raw) => Ok(Some(raw)),
         Some(_) => Err(Rejection::new(RejectReason::InvalidField, format!("`{field}` must be an object"))),
     }
 }
 
-/// Deep-merges the batch's object into the message's; the message's own values win.
-fn merge_object_field(
-    fields: &mut Map<String, Value>,
+/// An object field after the batch's defaults and the client IP went in.
+enum Merged<'a> {
+    /// Nothing to add: the client's text.
+    Raw(&'a str),
+    Built(Vec<u8>),
+}
+
+/// Deep-merges the batch's object into the message's (the message's own values win), then
+/// sets `ip` (for `context`) unless the client sent one.
+fn merged_object<'a>(
+    message: &RawObject<'a>,
     field: &'static str,
     defaults: Option<&Map<String, Value>>,
-) -> Result<(), Rejection> {
-    object_or_absent(fields, field)?;
-    let Some(defaults) = defaults else { return Ok(()) };
-    match fields.get_mut(field) {
-        Some(Value::Object(target)) => merge_missing(target, defaults),
-        _ => {
-            fields.insert(field.into(), Value::Object(defaults.clone()));
+    ip: Option<&str>,
+) -> Result<Option<Merged<'a>>, Rejection> {
+    let own = object_or_absent(message, field)?;
+    if let Some(defaults) = defaults {
+        // Batch-level objects are rare (no official SDK sends them): merge through `Value`.
+        let mut merged: Map<String, Value> = match own {
+            Some(raw) => serde_json::from_str(raw.get()).expect("checked readable"),
+            None => Map::new(),
+        };
+        merge_missing(&mut merged, defaults);
+        if let Some(ip) = ip.filter(|_| matches!(merged.get("ip"), None | Some(Value::Null))) {
+            merged.insert("ip".into(), Value::String(ip.into()));
         }
+        return Ok(Some(Merged::Built(serde_json::to_vec(&merged).expect("writing to a Vec cannot fail"))));
     }
-    Ok(())
+    let Some(ip) = ip else { return Ok(own.map(|raw| Merged::Raw(raw.get()))) };
+    let own: RawObject<'a> = match own {
+        Some(raw) => serde_json::from_str(raw.get()).expect("checked to be an object"),
+        None => RawObject::default(),
+    };
+    if own.get("ip").is_some_and(|value| !is_null(value)) {
+        return Ok(message.get(field).map(|raw| Merged::Raw(raw.get())));
+    }
+    let mut built = Vec::new();
+    let mut out = ObjectWriter::new(&mut built);
+    for (key, value) in own.members.iter().filter(|(key, _)| key != "ip") {
+        out.raw(key, value.get());
+    }
+    out.string("ip", ip);
+    out.finish();
+    Ok(Some(Merged::Built(built)))
 }
 
 fn merge_missing(target: &mut Map<String, Value>, defaults: &Map<String, Value>) {
@@ -232,19 +310,20 @@ fn merge_missing(target: &mut Map<String, Value>, defaults: &Map<String, Value>)
 /// Without `sentAt` the client's timestamp is taken as is; without a client timestamp the
 /// event happened when it was received.
 fn normalise_timestamps(
-    fields: &mut Map<String, Value>,
+    message: &RawObject<'_>,
     batch_sent_at: Option<&str>,
     received_at: DateTime<Utc>,
-) -> Result<(), Rejection> {
-    let original = match fields.get("timestamp").filter(|v| !v.is_null()) {
-        Some(v) => Some(timestamp_value(v, "timestamp")?),
-        None => match fields.get("originalTimestamp").filter(|v| !v.is_null()) {
-            Some(v) => Some(timestamp_value(v, "originalTimestamp")?),
+) -> Result<Times, Rejection> {
+    let present = |field| message.get(field).filter(|raw| !is_null(raw));
+    let original = match present("timestamp") {
+        Some(raw) => Some(timestamp_value(raw, "timestamp")?),
+        None => match present("originalTimestamp") {
+            Some(raw) => Some(timestamp_value(raw, "originalTimestamp")?),
             None => None,
         },
     };
-    let sent_at = match fields.get("sentAt").filter(|v| !v.is_null()) {
-        Some(v) => Some(timestamp_value(v, "sentAt")?),
+    let sent_at = match present("sentAt") {
+        Some(raw) => Some(timestamp_value(raw, "sentAt")?),
         None => match batch_sent_at {
             Some(s) => Some(parse_timestamp(s).ok_or_else(|| invalid_timestamp("sentAt", s))?),
             None => None,
@@ -260,22 +339,19 @@ fn normalise_timestamps(
         (Some(original), None) => original,
         (None, _) => received_at,
     };
-    fields.remove("originalTimestamp");
-    fields.remove("sentAt");
-    if let Some(original) = original {
-        fields.insert("originalTimestamp".into(), Value::String(format_timestamp(original)));
-    }
-    if let Some(sent_at) = sent_at {
-        fields.insert("sentAt".into(), Value::String(format_timestamp(sent_at)));
-    }
-    fields.insert("timestamp".into(), Value::String(format_timestamp(timestamp)));
-    fields.insert("receivedAt".into(), Value::String(format_timestamp(received_at)));
-    Ok(())
+    Ok(Times { original, sent_at, timestamp })
 }
 
-fn timestamp_value(value: &Value, field: &'static str) -> Result<DateTime<Utc>, Rejection> {
-    match value {
-        Value::String(s) => parse_timestamp(s).ok_or_else(|| invalid_timestamp(field, s)),
+/// A message's times after clock correction (`receivedAt` is the request's).
+struct Times {
+    original: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+    timestamp: DateTime<Utc>,
+}
+
+fn timestamp_value(raw: &RawValue, field: &'static str) -> Result<DateTime<Utc>, Rejection> {
+    match scalar(raw) {
+        Scalar::String(s) => parse_timestamp(&s).ok_or_else(|| invalid_timestamp(field, &s)),
         _ => Err(Rejection::new(RejectReason::InvalidTimestamp, format!("`{field}` must be an ISO-8601 string"))),
     }
 }

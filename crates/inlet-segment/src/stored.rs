@@ -13,11 +13,11 @@ use crate::normalise::Event;
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(event.json.len() + source.len() + 24);
     out.extend_from_slice(b"{\"source\":");
     serde_json::to_writer(&mut out, source).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b",\"event\":");
-    serde_json::to_writer(&mut out, &event.fields).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(&event.json);
     out.push(b'}');
     out
 }
@@ -72,7 +72,7 @@ mod tests {
         let bytes = encode_stored_event("web \"quoted\"", &event);
         let stored = StoredEvent::decode(&bytes).expect("decodes");
         assert_eq!(stored.source, "web \"quoted\"");
-        assert_eq!(stored.event, event.fields);
+        assert_eq!(stored.event, event.fields());
         assert_eq!(stored.message_id(), Some("m-1"));
         let key: StoredEventKey<'_> = serde_json::from_slice(&bytes).expect("key");
         assert_eq!(key.event.message_id, "m-1");

@@ -28,7 +28,7 @@ fn corrects_the_client_clock() {
         &BatchDefaults::default(),
     )
     .expect("valid");
-    let f = &event.fields;
+    let f = &event.fields();
     assert_eq!(f["timestamp"], "2024-05-01T09:59:00.000000Z");
     assert_eq!(f["originalTimestamp"], "2024-05-01T10:04:00.000000Z");
     assert_eq!(f["sentAt"], "2024-05-01T10:05:00.000000Z");
@@ -45,12 +45,12 @@ fn without_sent_at_the_timestamp_is_taken_as_is_and_without_timestamp_it_is_rece
     let d = BatchDefaults::default();
     let e = run(json!({"type": "page", "anonymousId": "a", "timestamp": "2020-01-01T00:00:00+09:00"}), None, &d)
         .expect("valid");
-    assert_eq!(e.fields["timestamp"], "2019-12-31T15:00:00.000000Z");
-    assert!(e.fields.get("sentAt").is_none());
+    assert_eq!(e.fields()["timestamp"], "2019-12-31T15:00:00.000000Z");
+    assert!(e.fields().get("sentAt").is_none());
     let e =
         run(json!({"type": "page", "anonymousId": "a", "sentAt": "2024-05-01T10:00:03Z"}), None, &d).expect("valid");
-    assert_eq!(e.fields["timestamp"], "2024-05-01T10:00:00.000000Z");
-    assert!(e.fields.get("originalTimestamp").is_none());
+    assert_eq!(e.fields()["timestamp"], "2024-05-01T10:00:00.000000Z");
+    assert!(e.fields().get("originalTimestamp").is_none());
 }
 
 #[test]
@@ -73,11 +73,11 @@ fn batch_defaults_fill_in_but_never_override() {
     )
     .expect("valid");
     assert_eq!(
-        e.fields["context"],
+        e.fields()["context"],
         json!({"library": {"name": "own", "version": "1"}, "locale": "ko-KR", "ip": "198.51.100.1"})
     );
-    assert_eq!(e.fields["integrations"], json!({"All": false}));
-    assert_eq!(e.fields["timestamp"], "2024-05-01T09:59:59.000000Z", "batch sentAt is used");
+    assert_eq!(e.fields()["integrations"], json!({"All": false}));
+    assert_eq!(e.fields()["timestamp"], "2024-05-01T09:59:59.000000Z", "batch sentAt is used");
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn the_route_decides_the_type() {
     )
     .expect("valid");
     assert_eq!(e.message_type, MessageType::Track);
-    assert_eq!(e.fields["type"], "track");
+    assert_eq!(e.fields()["type"], "track");
 }
 
 #[test]
@@ -182,7 +182,7 @@ proptest! {
     fn any_message_is_normalised_or_rejected(message in arbitrary_json(), forced in prop::option::of(0..6usize)) {
         let forced = forced.map(|i| MessageType::ALL[i]);
         if let Ok(event) = run(message, forced, &BatchDefaults::default()) {
-            let f = &event.fields;
+            let f = &event.fields();
             prop_assert!(f.get("userId").or(f.get("anonymousId")).is_some_and(Value::is_string));
             prop_assert_eq!(f["type"].as_str(), Some(event.message_type.as_str()));
             prop_assert_eq!(f["messageId"].as_str(), Some(event.message_id.as_str()));
@@ -195,4 +195,38 @@ proptest! {
             prop_assert!(again.is_ok());
         }
     }
+}
+
+#[test]
+fn the_client_ip_fills_context_ip_only_when_absent_or_null() {
+    let d = BatchDefaults::default();
+    let context =
+        |message: Value| run(message, Some(MessageType::Page), &d).expect("valid").fields()["context"].clone();
+    assert_eq!(context(json!({"anonymousId": "a"})), json!({"ip": "203.0.113.7"}));
+    assert_eq!(context(json!({"anonymousId": "a", "context": null})), json!({"ip": "203.0.113.7"}));
+    assert_eq!(context(json!({"anonymousId": "a", "context": {}})), json!({"ip": "203.0.113.7"}));
+    assert_eq!(
+        context(json!({"anonymousId": "a", "context": {"ip": null, "locale": "ko"}})),
+        json!({"ip": "203.0.113.7", "locale": "ko"})
+    );
+    assert_eq!(context(json!({"anonymousId": "a", "context": {"ip": "10.0.0.1"}})), json!({"ip": "10.0.0.1"}));
+    // A repeated key counts once, with its last value, as any JSON reader takes it.
+    let raw =
+        RawValue::from_string(r#"{"anonymousId":"a","context":{"ip":"10.0.0.1","ip":null}}"#.into()).expect("raw");
+    let event = Normaliser::default().normalise(&raw, Some(MessageType::Page), &d, &meta()).expect("valid");
+    assert_eq!(event.fields()["context"], json!({"ip": "203.0.113.7"}));
+}
+
+#[test]
+fn what_is_not_rewritten_is_stored_as_the_client_wrote_it() {
+    let text = r#"{"anonymousId":"a", "properties": {"price": 1.50, "big": 123456789012345678901234, "s": "\u00e9"}}"#;
+    let raw = RawValue::from_string(text.into()).expect("raw");
+    let event =
+        Normaliser::default().normalise(&raw, Some(MessageType::Page), &BatchDefaults::default(), &meta()).expect("ok");
+    let stored = String::from_utf8(event.json.clone()).expect("utf-8");
+    assert!(
+        stored.contains(r#""properties":{"price": 1.50, "big": 123456789012345678901234, "s": "\u00e9"}"#),
+        "{stored}"
+    );
+    assert_eq!(event.fields()["properties"]["s"], "é");
 }
