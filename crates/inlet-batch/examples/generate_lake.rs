@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use inlet_lake::parquet_file::ParquetFile;
 use inlet_lake::schema::EventColumns;
 use inlet_lake::{Codec, Partition};
-use inlet_segment::StoredEvent;
+use inlet_segment::{StoredEvent, StoredRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -88,8 +88,9 @@ pub(crate) fn write_day(dir: &Path, date: NaiveDate, seed: u64, events: u64, use
             object.insert("timestamp".into(), json!(stamp));
             object.insert("originalTimestamp".into(), json!(stamp));
             object.insert("receivedAt".into(), json!(stamp));
-            let stored = StoredEvent { source: source.into(), event: object.clone() };
-            partitions.entry(Partition::of(&stored, min_time)).or_default().append(&stored);
+            let bytes = StoredEvent { source: source.into(), event: object.clone() }.encode();
+            let record = StoredRecord::decode(&bytes).expect("a record just encoded");
+            partitions.entry(Partition::of(&record, min_time)).or_default().append(&record);
             time += Duration::seconds(rng.random_range(20..400));
         }
         written += session;

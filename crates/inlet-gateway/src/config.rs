@@ -82,6 +82,8 @@ pub struct LimitsConfig {
     pub max_batch_events: usize,
     /// Request bytes being decoded or waiting for the WAL; beyond it requests get 429.
     pub max_inflight_bytes: usize,
+    /// Ingestion requests being handled at once; beyond it requests get 429.
+    pub max_inflight_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -209,6 +211,7 @@ impl Default for LimitsConfig {
             max_request_bytes: 500 * 1024,
             max_batch_events: 2500,
             max_inflight_bytes: 128 * 1024 * 1024,
+            max_inflight_requests: 1024,
         }
     }
 }
@@ -273,7 +276,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let l = &self.limits;
-        if l.max_event_bytes == 0 || l.max_request_bytes == 0 || l.max_batch_events == 0 {
+        if l.max_event_bytes == 0 || l.max_request_bytes == 0 || l.max_batch_events == 0 || l.max_inflight_requests == 0
+        {
             return invalid("limits must be greater than zero".into());
         }
         if l.max_event_bytes > l.max_request_bytes {

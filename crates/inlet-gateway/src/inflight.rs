@@ -1,11 +1,14 @@
-//! The in-flight memory budget (`limits.max_inflight_bytes`): every request reserves the bytes
-//! it actually holds (its body as it streams in, then the decompressed body while it is decoded
-//! and awaits the WAL) and gives them back when it is answered. A request that cannot reserve
-//! is answered `429` at once, so memory stays bounded however many clients connect, and a slow
-//! client holds only what it has sent.
+//! The in-flight budgets: every ingestion request takes one of `limits.max_inflight_requests`
+//! slots and reserves the bytes it actually holds (its body as it streams in, then the
+//! decompressed body while it is decoded and awaits the WAL) from `limits.max_inflight_bytes`,
+//! and gives both back when it is answered. A request that finds no room is answered `429` at
+//! once. The byte budget bounds memory however many clients connect (a slow client holds only
+//! what it has sent); the request budget bounds the queue in front of the CPU and the WAL, so
+//! under overload the excess is refused in microseconds instead of every request waiting
+//! seconds for its turn.
 
 use prometheus::IntGauge;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
 
@@ -17,17 +20,27 @@ pub struct InflightBudget {
     permits: Semaphore,
     total_units: usize,
     gauge: IntGauge,
+    requests: Semaphore,
+    requests_gauge: IntGauge,
 }
 
 impl InflightBudget {
-    pub fn new(bytes: usize, gauge: IntGauge) -> InflightBudget {
+    pub fn new(bytes: usize, requests: usize, gauge: IntGauge, requests_gauge: IntGauge) -> InflightBudget {
         let total_units = bytes / UNIT;
-        InflightBudget { permits: Semaphore::new(total_units), total_units, gauge }
+        InflightBudget {
+            permits: Semaphore::new(total_units),
+            total_units,
+            gauge,
+            requests: Semaphore::new(requests),
+            requests_gauge,
+        }
     }
 
-    /// An empty reservation, to grow as bytes arrive.
-    pub fn reservation(&self) -> Reservation<'_> {
-        Reservation { budget: self, units: 0 }
+    /// A request slot with no bytes yet (to grow as they arrive), or `Overloaded`.
+    pub fn reservation(&self) -> Result<Reservation<'_>, ApiError> {
+        let slot = self.requests.try_acquire().map_err(|_| ApiError::Overloaded)?;
+        self.requests_gauge.inc();
+        Ok(Reservation { budget: self, units: 0, _slot: slot })
     }
 
     /// Whether a request of `bytes` could be reserved now.
@@ -46,6 +59,7 @@ impl InflightBudget {
 pub struct Reservation<'a> {
     budget: &'a InflightBudget,
     units: usize,
+    _slot: SemaphorePermit<'a>,
 }
 
 impl Reservation<'_> {
@@ -80,6 +94,7 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.release(self.units);
+        self.budget.requests_gauge.dec();
     }
 }
 
@@ -90,11 +105,14 @@ mod tests {
     #[test]
     fn reservations_grow_shrink_and_return_everything() {
         let gauge = IntGauge::new("test_inflight", "test").expect("gauge");
-        let budget = InflightBudget::new(10 * UNIT, gauge.clone());
-        let mut a = budget.reservation();
+        let requests = IntGauge::new("test_requests", "test").expect("gauge");
+        let budget = InflightBudget::new(10 * UNIT, 2, gauge.clone(), requests.clone());
+        let mut a = budget.reservation().expect("a slot");
         a.grow_to(3 * UNIT + 1).expect("fits");
         assert_eq!(budget.reserved_bytes(), 4 * UNIT);
-        let mut b = budget.reservation();
+        let mut b = budget.reservation().expect("a slot");
+        assert!(matches!(budget.reservation(), Err(ApiError::Overloaded)), "both slots are taken");
+        assert_eq!(requests.get(), 2);
         assert!(matches!(b.grow_to(7 * UNIT), Err(ApiError::Overloaded)));
         b.grow_to(6 * UNIT).expect("fits exactly");
         assert!(!budget.has_room_for(1));
@@ -105,5 +123,7 @@ mod tests {
         drop(b);
         assert_eq!(budget.reserved_bytes(), 0);
         assert_eq!(gauge.get(), 0);
+        assert_eq!(requests.get(), 0);
+        assert!(budget.reservation().is_ok(), "slots come back");
     }
 }

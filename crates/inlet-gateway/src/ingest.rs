@@ -83,6 +83,8 @@ async fn ingest_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
+    // First, so that under overload the excess costs as little as possible.
+    let mut reservation = state.inflight.reservation()?;
     if state.wal.poisoned().is_some() {
         return Err(ApiError::StorageUnavailable);
     }
@@ -99,7 +101,6 @@ async fn ingest_inner(
     if declared.is_some_and(|n| n > limits.max_request_bytes) {
         return Err(ApiError::PayloadTooLarge { limit: limits.max_request_bytes });
     }
-    let mut reservation = state.inflight.reservation();
     let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
     let raw = read_capped(body, limits.max_request_bytes, timeout, declared, &mut reservation).await?;
     if encoding != Encoding::Identity {

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub events_deduplicated: IntCounterVec,
     pub requests_rejected: IntCounterVec,
     pub inflight_bytes: IntGauge,
+    pub inflight_requests: IntGauge,
     pub dedupe_entries: IntGauge,
     pub dedupe_evicted: IntCounter,
     pub wal_appended_records: IntCounter,
@@ -108,6 +109,7 @@ impl Metrics {
                 "inlet_ingest_inflight_bytes",
                 "Request bytes reserved by requests being decoded or awaiting the write-ahead log.",
             ),
+            inflight_requests: gauge(&r, "inlet_ingest_inflight_requests", "Ingestion requests being handled."),
             dedupe_entries: gauge(&r, "inlet_dedupe_entries", "Message ids remembered for deduplication."),
             dedupe_evicted: counter,
             wal_appended_records: {

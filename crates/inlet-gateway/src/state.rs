@@ -118,7 +118,12 @@ impl AppState {
         let dedupe = Deduplicator::new(window, config.dedupe.max_entries);
         seed_dedupe(&dedupe, &wal, window, clock.now())?;
         metrics.dedupe_entries.set(dedupe.len() as i64);
-        let inflight = InflightBudget::new(config.limits.max_inflight_bytes, metrics.inflight_bytes.clone());
+        let inflight = InflightBudget::new(
+            config.limits.max_inflight_bytes,
+            config.limits.max_inflight_requests,
+            metrics.inflight_bytes.clone(),
+            metrics.inflight_requests.clone(),
+        );
         let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
         Ok(AppState {
             destinations,

@@ -217,6 +217,41 @@ async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn over_the_inflight_request_limit_the_answer_is_429_at_once() {
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.limits.max_inflight_requests = 1;
+    })
+    .await;
+    // A client that sent part of its body holds the only slot.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let slow = tokio::spawn(gateway.post("/v1/batch").body(reqwest::Body::wrap_stream(tokio_stream_from(rx))).send());
+    tx.send(Ok(br#"{"batch":["#.to_vec())).await.unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        let response = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+        // Until the slow request has reached the handler, the slot is still free.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("a request beyond the limit should be refused");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded");
+    assert_eq!(gateway.metric("inlet_ingest_inflight_requests"), 1.0);
+    let ok = format!(r#"{{"type":"track","event":"e","userId":"u","messageId":"slow-1"}}],"writeKey":"{WEB_KEY}"}}"#);
+    tx.send(Ok(ok.as_bytes().to_vec())).await.unwrap();
+    drop(tx);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200, "the slow request completes");
+    assert_eq!(gateway.metric("inlet_ingest_inflight_requests"), 0.0);
+    assert_eq!(gateway.post("/v1/batch").body(batch(vec![event(2)])).send().await.unwrap().status(), 200);
+    assert!(gateway.stored().iter().any(|e| e.event["messageId"] == "slow-1"));
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn over_the_disk_budget_the_answer_is_503_and_nothing_is_written() {
     let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
         c.wal.segment_bytes = 1024 * 1024;

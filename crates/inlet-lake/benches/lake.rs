@@ -7,7 +7,7 @@ use std::io::Write;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use inlet_lake::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
 use inlet_lake::schema::EventColumns;
-use inlet_segment::StoredEvent;
+use inlet_segment::{StoredEvent, StoredRecord};
 use serde_json::json;
 
 const EVENTS: usize = 100_000;
@@ -46,11 +46,12 @@ fn events() -> Vec<StoredEvent> {
         .collect()
 }
 
-fn encode(events: &[StoredEvent], codec: Codec) -> Vec<u8> {
+/// What the lake writer does with a range of WAL records: decode, build columns, encode.
+fn encode(records: &[Vec<u8>], codec: Codec) -> Vec<u8> {
     let mut columns = EventColumns::default();
     let mut file = ParquetFile::new(codec);
-    for event in events {
-        columns.append(event);
+    for record in records {
+        columns.append(&StoredRecord::decode(record).expect("record"));
         if columns.len() >= WRITE_BATCH_ROWS {
             file.write(&columns.finish()).expect("write");
         }
@@ -72,6 +73,7 @@ fn benches(c: &mut Criterion) {
     let events = events();
     let raw: usize = events.iter().map(|e| serde_json::to_vec(&e.event).expect("json").len() + 1).sum();
     let gzip = gzip_ndjson(&events);
+    let records: Vec<Vec<u8>> = events.iter().map(StoredEvent::encode).collect();
     eprintln!(
         "{EVENTS} events: NDJSON {raw} B ({:.1} B/event); gzipped NDJSON {} B ({:.1} B/event)",
         raw as f64 / EVENTS as f64,
@@ -79,7 +81,7 @@ fn benches(c: &mut Criterion) {
         gzip.len() as f64 / EVENTS as f64
     );
     for codec in [Codec::Gzip, Codec::Zstd, Codec::Snappy] {
-        let size = encode(&events, codec).len();
+        let size = encode(&records, codec).len();
         eprintln!(
             "  Parquet with {codec:?}: {size} B ({:.1} B/event, {:.2}x gzipped NDJSON)",
             size as f64 / EVENTS as f64,
@@ -91,7 +93,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     for codec in [Codec::Gzip, Codec::Zstd, Codec::Snappy] {
         group.bench_function(format!("parquet_{codec:?}_100k").to_lowercase(), |b| {
-            b.iter(|| encode(black_box(&events), codec))
+            b.iter(|| encode(black_box(&records), codec))
         });
     }
     group.bench_function("gzip_ndjson_100k", |b| b.iter(|| gzip_ndjson(black_box(&events))));

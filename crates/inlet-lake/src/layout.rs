@@ -1,8 +1,7 @@
 //! Where things go in the lake: `events/source={source}/dt={YYYY-MM-DD}/hour={HH}/{file}.parquet`.
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
-use inlet_segment::{StoredEvent, parse_timestamp};
-use serde_json::Value;
+use inlet_segment::{StoredRecord, parse_timestamp};
 
 /// Events whose corrected timestamp lies further than this after they were received are
 /// partitioned by `receivedAt` instead (a clock set years ahead must not create far-future
@@ -40,14 +39,14 @@ pub struct Partition {
 impl Partition {
     /// The partition of a stored event: the UTC hour of its corrected `timestamp`, or of its
     /// `receivedAt` when the timestamp is before `min_time` or too far in the future.
-    pub fn of(stored: &StoredEvent, min_time: DateTime<Utc>) -> Partition {
-        let field = |name| stored.event.get(name).and_then(Value::as_str).and_then(parse_timestamp);
+    pub fn of(stored: &StoredRecord<'_>, min_time: DateTime<Utc>) -> Partition {
+        let field = |name| stored.text(name).and_then(|t| parse_timestamp(&t));
         let received = field("receivedAt").unwrap_or_else(Utc::now);
         let time = match field("timestamp") {
             Some(t) if t >= min_time && t <= received + MAX_FUTURE_SKEW => t,
             _ => received,
         };
-        Partition { source: stored.source.clone(), hour: Hour::of(time) }
+        Partition { source: stored.source.to_string(), hour: Hour::of(time) }
     }
 
     /// The folder of this partition, relative to the lake root.
@@ -73,31 +72,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn stored(timestamp: &str) -> StoredEvent {
+    fn partition(timestamp: &str, min: DateTime<Utc>) -> Partition {
         let event = json!({"timestamp": timestamp, "receivedAt": "2024-05-01T10:00:00.000000Z"});
-        StoredEvent { source: "web".into(), event: event.as_object().cloned().expect("object") }
+        let bytes = serde_json::to_vec(&json!({"source": "web", "event": event})).expect("json");
+        Partition::of(&StoredRecord::decode(&bytes).expect("record"), min)
     }
 
     #[test]
     fn partitions_by_corrected_hour_with_a_fallback_for_absurd_times() {
         let min = parse_timestamp("2015-01-01T00:00:00Z").expect("ts");
-        let p = Partition::of(&stored("2024-04-30T23:59:59.999999Z"), min);
+        let p = partition("2024-04-30T23:59:59.999999Z", min);
         assert_eq!(p.folder(), "events/source=web/dt=2024-04-30/hour=23");
         assert_eq!(
             p.file_key("gw-1", 5, 17),
             "events/source=web/dt=2024-04-30/hour=23/gw-1-00000000000000000005-00000000000000000017.parquet"
         );
-        assert_eq!(
-            Partition::of(&stored("2031-01-01T00:00:00Z"), min).folder(),
-            "events/source=web/dt=2024-05-01/hour=10"
-        );
-        assert_eq!(
-            Partition::of(&stored("1970-01-01T00:00:00Z"), min).folder(),
-            "events/source=web/dt=2024-05-01/hour=10"
-        );
-        assert_eq!(
-            Partition::of(&stored("2024-05-02T09:00:00Z"), min).folder(),
-            "events/source=web/dt=2024-05-02/hour=09"
-        );
+        assert_eq!(partition("2031-01-01T00:00:00Z", min).folder(), "events/source=web/dt=2024-05-01/hour=10");
+        assert_eq!(partition("1970-01-01T00:00:00Z", min).folder(), "events/source=web/dt=2024-05-01/hour=10");
+        assert_eq!(partition("2024-05-02T09:00:00Z", min).folder(), "events/source=web/dt=2024-05-02/hour=09");
     }
 }

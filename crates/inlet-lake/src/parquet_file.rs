@@ -120,14 +120,15 @@ impl ParquetFile {
 mod tests {
     use super::*;
     use crate::schema::EventColumns;
-    use inlet_segment::StoredEvent;
+    use inlet_segment::StoredRecord;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     #[test]
     fn every_codec_round_trips() {
         let event = serde_json::json!({"messageId": "m", "type": "track", "event": "E", "userId": "u",
             "timestamp": "2024-05-01T10:00:00.000000Z", "receivedAt": "2024-05-01T10:00:00.000000Z"});
-        let stored = StoredEvent { source: "web".into(), event: event.as_object().cloned().expect("object") };
+        let bytes = serde_json::to_vec(&serde_json::json!({"source": "web", "event": event})).expect("json");
+        let stored = StoredRecord::decode(&bytes).expect("record");
         for codec in [Codec::Gzip, Codec::Zstd, Codec::Snappy] {
             let mut columns = EventColumns::default();
             columns.append(&stored);

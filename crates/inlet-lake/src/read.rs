@@ -75,6 +75,8 @@ fn batch_events(batch: &RecordBatch) -> Vec<StoredEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inlet_segment::StoredRecord;
+
     use crate::parquet_file::{Codec, ParquetFile};
     use crate::schema::EventColumns;
 
@@ -94,7 +96,8 @@ mod tests {
         }))
         .expect("event");
         let mut columns = EventColumns::default();
-        columns.append(&stored);
+        let record = stored.encode();
+        columns.append(&StoredRecord::decode(&record).expect("record"));
         let mut file = ParquetFile::new(Codec::Zstd);
         file.write(&columns.finish()).expect("write");
         let bytes = file.finish().expect("finish");

@@ -6,8 +6,8 @@ use std::sync::{Arc, LazyLock};
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use inlet_segment::{StoredEvent, parse_timestamp};
-use serde_json::{Map, Value};
+use inlet_segment::{ObjectWriter, RawObject, Scalar, StoredRecord, is_null, is_object, parse_timestamp, scalar};
+use serde_json::value::RawValue;
 
 /// Top-level string columns taken as they are from the event.
 pub(crate) const ID_COLUMNS: [(&str, &str); 9] = [
@@ -120,30 +120,36 @@ pub struct EventColumns {
     ids: Vec<StringBuilder>,
     times: Vec<TimestampMicrosecondBuilder>,
     source: StringBuilder,
-    context_strings: Vec<(usize, StringBuilder)>,
-    context_integers: Vec<(usize, Int64Builder)>,
+    /// In `CONTEXT_COLUMNS` order.
+    context: Vec<ContextBuilder>,
     json: Vec<StringBuilder>,
     extra: StringBuilder,
     rows: usize,
 }
 
+#[derive(Debug)]
+enum ContextBuilder {
+    Text(StringBuilder),
+    Integer(Int64Builder),
+}
+
 impl Default for EventColumns {
     fn default() -> EventColumns {
-        let mut context_strings = Vec::new();
-        let mut context_integers = Vec::new();
-        for (i, (column, _)) in CONTEXT_COLUMNS.iter().enumerate() {
-            if INTEGER_CONTEXT_COLUMNS.contains(column) {
-                context_integers.push((i, Int64Builder::new()));
-            } else {
-                context_strings.push((i, StringBuilder::new()));
-            }
-        }
+        let context = CONTEXT_COLUMNS
+            .iter()
+            .map(|(column, _)| {
+                if INTEGER_CONTEXT_COLUMNS.contains(column) {
+                    ContextBuilder::Integer(Int64Builder::new())
+                } else {
+                    ContextBuilder::Text(StringBuilder::new())
+                }
+            })
+            .collect();
         EventColumns {
             ids: ID_COLUMNS.iter().map(|_| StringBuilder::new()).collect(),
             times: TIME_COLUMNS.iter().map(|_| TimestampMicrosecondBuilder::new().with_timezone("UTC")).collect(),
             source: StringBuilder::new(),
-            context_strings,
-            context_integers,
+            context,
             json: JSON_COLUMNS.iter().map(|_| StringBuilder::new()).collect(),
             extra: StringBuilder::new(),
             rows: 0,
@@ -161,33 +167,51 @@ impl EventColumns {
     }
 
     /// Appends one stored event as a row.
-    pub fn append(&mut self, stored: &StoredEvent) {
-        let event = &stored.event;
+    pub fn append(&mut self, record: &StoredRecord<'_>) {
+        let event = &record.event;
         for (builder, (_, field)) in self.ids.iter_mut().zip(ID_COLUMNS) {
-            builder.append_option(scalar_text(event.get(field)));
+            builder.append_option(event.get(field).and_then(scalar_text));
         }
         for (builder, (_, field)) in self.times.iter_mut().zip(TIME_COLUMNS) {
-            let micros =
-                event.get(field).and_then(Value::as_str).and_then(parse_timestamp).map(|t| t.timestamp_micros());
+            let micros = record.text(field).and_then(|t| parse_timestamp(&t)).map(|t| t.timestamp_micros());
             builder.append_option(micros);
         }
-        self.source.append_value(&stored.source);
-        let context = event.get("context").and_then(Value::as_object);
-        for (index, builder) in &mut self.context_strings {
-            builder.append_option(scalar_text(lookup(context, CONTEXT_COLUMNS[*index].1)));
-        }
-        for (index, builder) in &mut self.context_integers {
-            builder.append_option(lookup(context, CONTEXT_COLUMNS[*index].1).and_then(integer));
+        self.source.append_value(&record.source);
+        let context = event.get("context").and_then(object);
+        // Columns sharing a parent (`page`, `campaign`, …) are listed together: read it once.
+        let mut parent: Option<(&str, Option<RawObject<'_>>)> = None;
+        for (builder, (_, path)) in self.context.iter_mut().zip(CONTEXT_COLUMNS) {
+            let value = match path {
+                [key] => context.as_ref().and_then(|c| c.get(key)),
+                [outer, key] => {
+                    if parent.as_ref().is_none_or(|(name, _)| name != outer) {
+                        let inner = context.as_ref().and_then(|c| c.get(outer)).and_then(object);
+                        parent = Some((outer, inner));
+                    }
+                    parent.as_ref().and_then(|(_, inner)| inner.as_ref()?.get(key))
+                }
+                _ => unreachable!("context columns are one or two levels deep"),
+            };
+            match builder {
+                ContextBuilder::Text(b) => b.append_option(value.and_then(scalar_text)),
+                ContextBuilder::Integer(b) => b.append_option(value.and_then(integer)),
+            }
         }
         for (builder, field) in self.json.iter_mut().zip(JSON_COLUMNS) {
-            builder.append_option(event.get(field).filter(|v| !v.is_null()).map(Value::to_string));
+            builder.append_option(event.get(field).filter(|v| !is_null(v)).map(RawValue::get));
         }
-        let extra: Map<String, Value> = event
-            .iter()
-            .filter(|(k, _)| !MAPPED_FIELDS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.extra.append_option((!extra.is_empty()).then(|| Value::Object(extra).to_string()));
+        let mut unmapped = event.members.iter().filter(|(k, _)| !MAPPED_FIELDS.contains(&k.as_ref())).peekable();
+        if unmapped.peek().is_some() {
+            let mut extra = Vec::new();
+            let mut out = ObjectWriter::new(&mut extra);
+            for (key, value) in unmapped {
+                out.raw(key, value.get());
+            }
+            out.finish();
+            self.extra.append_value(String::from_utf8_lossy(&extra));
+        } else {
+            self.extra.append_null();
+        }
         self.rows += 1;
     }
 
@@ -197,14 +221,10 @@ impl EventColumns {
         columns.extend(self.ids.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         columns.extend(self.times.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         columns.push(Arc::new(self.source.finish()));
-        let mut context: Vec<(usize, ArrayRef)> = self
-            .context_strings
-            .iter_mut()
-            .map(|(i, b)| (*i, Arc::new(b.finish()) as ArrayRef))
-            .chain(self.context_integers.iter_mut().map(|(i, b)| (*i, Arc::new(b.finish()) as ArrayRef)))
-            .collect();
-        context.sort_by_key(|(i, _)| *i);
-        columns.extend(context.into_iter().map(|(_, a)| a));
+        columns.extend(self.context.iter_mut().map(|builder| match builder {
+            ContextBuilder::Text(b) => Arc::new(b.finish()) as ArrayRef,
+            ContextBuilder::Integer(b) => Arc::new(b.finish()) as ArrayRef,
+        }));
         columns.extend(self.json.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         columns.push(Arc::new(self.extra.finish()));
         self.rows = 0;
@@ -212,32 +232,28 @@ impl EventColumns {
     }
 }
 
-fn lookup<'a>(context: Option<&'a Map<String, Value>>, path: &[&str]) -> Option<&'a Value> {
-    let (last, parents) = path.split_last()?;
-    let mut current = context?;
-    for key in parents {
-        current = current.get(*key)?.as_object()?;
-    }
-    current.get(*last)
+/// The members of a raw value, when it is an object.
+fn object(raw: &RawValue) -> Option<RawObject<'_>> {
+    is_object(raw).then(|| serde_json::from_str(raw.get()).ok()).flatten()
 }
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as
 /// absent (they have no single-value reading).
-fn scalar_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+fn scalar_text(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    match scalar(raw) {
+        Scalar::String(s) => Some(s),
+        Scalar::Number(n) => Some(n.to_string().into()),
+        Scalar::Bool(b) => Some(b.to_string().into()),
+        Scalar::Null | Scalar::Other => None,
     }
 }
 
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => {
+fn integer(raw: &RawValue) -> Option<i64> {
+    match scalar(raw) {
+        Scalar::Number(n) => {
             n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
         }
-        Value::String(s) => s.trim().parse().ok(),
+        Scalar::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
@@ -248,24 +264,35 @@ mod tests {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn stored(event: Value) -> StoredEvent {
-        StoredEvent { source: "web".into(), event: event.as_object().cloned().expect("object") }
+    /// A WAL record's bytes.
+    fn stored(event: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"source": "web", "event": event})).expect("json")
+    }
+
+    fn append(columns: &mut EventColumns, record: &[u8]) {
+        columns.append(&StoredRecord::decode(record).expect("record"));
     }
 
     #[test]
     fn maps_every_column_and_keeps_the_rest_as_json() {
         let mut columns = EventColumns::default();
-        columns.append(&stored(json!({
-            "messageId": "m1", "type": "track", "event": "Viewed", "userId": "42",
-            "timestamp": "2024-05-01T09:59:59.123456Z", "receivedAt": "2024-05-01T10:00:00.000000Z",
-            "context": {"ip": "203.0.113.7", "userAgent": "UA", "page": {"path": "/a"}, "screen": {"width": 1080, "height": "2340"},
-                        "app": {"build": 320}, "library": {"name": "analytics.js"}},
-            "properties": {"x": 1}, "channel": "server", "version": 2
-        })));
-        columns.append(&stored(json!({"messageId": "m2", "type": "identify", "anonymousId": "a",
-            "timestamp": "2024-05-01T10:00:00.000000Z", "receivedAt": "2024-05-01T10:00:00.000000Z", "traits": {"t": true}})));
+        append(
+            &mut columns,
+            &stored(json!({
+                "messageId": "m1", "type": "track", "event": "Viewed", "userId": "42",
+                "timestamp": "2024-05-01T09:59:59.123456Z", "receivedAt": "2024-05-01T10:00:00.000000Z",
+                "context": {"ip": "203.0.113.7", "userAgent": "UA", "page": {"path": "/a"}, "screen": {"width": 1080, "height": "2340"},
+                            "app": {"build": 320}, "library": {"name": "analytics.js"}},
+                "properties": {"x": 1}, "channel": "server", "version": 2
+            })),
+        );
+        append(
+            &mut columns,
+            &stored(json!({"messageId": "m2", "type": "identify", "anonymousId": "a",
+            "timestamp": "2024-05-01T10:00:00.000000Z", "receivedAt": "2024-05-01T10:00:00.000000Z", "traits": {"t": true}})),
+        );
         let batch = columns.finish();
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), *LAKE_SCHEMA);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use inlet_segment::StoredEvent;
+use inlet_segment::StoredRecord;
 use inlet_wal::{WalHandle, WalReader};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -278,7 +278,7 @@ impl RangeEncoder {
         let mut open: BTreeMap<Partition, (EventColumns, ParquetFile)> = BTreeMap::new();
         for record in WalReader::open(&self.dir, from, to, self.max_record_bytes)? {
             let record = record?;
-            let stored = match StoredEvent::decode(&record.payload) {
+            let stored = match StoredRecord::decode(&record.payload) {
                 Ok(stored) => stored,
                 Err(error) => {
                     // Written by this program, so this is a bug: say so loudly, keep going.

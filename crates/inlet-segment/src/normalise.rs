@@ -212,7 +212,7 @@ fn normalise_id(message: &RawObject<'_>, field: &'static str) -> Result<Option<S
         Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Scalar::String(s)) => Ok(Some(s.into_owned())),
         Some(Scalar::Number(n)) => Ok(Some(n.to_string())),
-        Some(Scalar::Other) => {
+        Some(Scalar::Bool(_) | Scalar::Other) => {
             Err(Rejection::new(RejectReason::InvalidId, format!("`{field}` must be a string or a number")))
         }
     }
@@ -224,7 +224,7 @@ fn normalise_message_id(message: &RawObject<'_>) -> Result<String, Rejection> {
         Some(Scalar::String(s)) if s.trim().is_empty() => uuid::Uuid::new_v4().to_string(),
         Some(Scalar::String(s)) => s.into_owned(),
         Some(Scalar::Number(n)) => n.to_string(),
-        Some(Scalar::Other) => {
+        Some(Scalar::Bool(_) | Scalar::Other) => {
             return Err(Rejection::new(RejectReason::InvalidMessageId, "`messageId` must be a string"));
         }
     };

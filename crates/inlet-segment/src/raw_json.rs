@@ -162,6 +162,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
 }
 
 /// A JSON string, borrowed from the input when it has no escapes.
+#[derive(Debug)]
 pub struct JsonStr<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
@@ -192,7 +193,8 @@ pub enum Scalar<'a> {
     Null,
     String(Cow<'a, str>),
     Number(Number),
-    /// An object, array or boolean.
+    Bool(bool),
+    /// An object or an array.
     Other,
 }
 
@@ -200,8 +202,12 @@ pub fn scalar(raw: &RawValue) -> Scalar<'_> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'n') => Scalar::Null,
+        // Without escapes the text between the quotes is the string (the syntax was checked).
+        Some(b'"') if !text.contains('\\') => Scalar::String(Cow::Borrowed(&text[1..text.len() - 1])),
         Some(b'"') => serde_json::from_str::<JsonStr<'_>>(text).map_or(Scalar::Other, |s| Scalar::String(s.0)),
         Some(b'-' | b'0'..=b'9') => serde_json::from_str(text).map_or(Scalar::Other, Scalar::Number),
+        Some(b't') => Scalar::Bool(true),
+        Some(b'f') => Scalar::Bool(false),
         _ => Scalar::Other,
     }
 }
@@ -215,6 +221,7 @@ pub fn is_object(raw: &RawValue) -> bool {
 }
 
 /// Writes a JSON object member by member (keys escaped, values as given).
+#[derive(Debug)]
 pub struct ObjectWriter<'o> {
     out: &'o mut Vec<u8>,
     empty: bool,
@@ -316,7 +323,8 @@ mod tests {
         assert_eq!(scalar(&raw(r#""a\nb""#)), Scalar::String("a\nb".into()));
         assert!(matches!(scalar(&raw(r#""plain""#)), Scalar::String(Cow::Borrowed("plain"))));
         assert_eq!(scalar(&raw("1.50")), Scalar::Number(Number::from_f64(1.5).expect("finite")));
-        assert_eq!(scalar(&raw("true")), Scalar::Other);
+        assert_eq!(scalar(&raw("true")), Scalar::Bool(true));
+        assert_eq!(scalar(&raw("[]")), Scalar::Other);
         assert_eq!(scalar(&raw("{}")), Scalar::Other);
     }
 

@@ -6,10 +6,13 @@
 //! camelCase field names; `messageId`, `type`, `timestamp`, `receivedAt` always present).
 //! New top-level keys may be added; readers ignore keys they do not know.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::normalise::Event;
+use crate::raw_json::{JsonStr, RawObject, Scalar, scalar};
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
@@ -23,7 +26,7 @@ pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
 }
 
 /// A WAL record decoded.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub source: String,
     pub event: Map<String, Value>,
@@ -36,6 +39,41 @@ impl StoredEvent {
 
     pub fn message_id(&self) -> Option<&str> {
         self.event.get("messageId").and_then(Value::as_str)
+    }
+
+    /// The record's bytes, as the gateway writes them.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("writing to a Vec cannot fail")
+    }
+}
+
+/// A WAL record read without building its event: the event's top-level members stay raw
+/// JSON, read on demand (the lake writer's hot path).
+#[derive(Debug)]
+pub struct StoredRecord<'a> {
+    pub source: Cow<'a, str>,
+    pub event: RawObject<'a>,
+}
+
+impl<'a> StoredRecord<'a> {
+    pub fn decode(bytes: &'a [u8]) -> Result<StoredRecord<'a>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Record<'a> {
+            #[serde(borrow)]
+            source: JsonStr<'a>,
+            #[serde(borrow)]
+            event: RawObject<'a>,
+        }
+        let record: Record<'a> = serde_json::from_slice(bytes)?;
+        Ok(StoredRecord { source: record.source.0, event: record.event })
+    }
+
+    /// A top-level field of the event, when it is a string.
+    pub fn text(&self, field: &str) -> Option<Cow<'a, str>> {
+        match self.event.get(field).map(scalar) {
+            Some(Scalar::String(s)) => Some(s),
+            _ => None,
+        }
     }
 }
 
@@ -75,6 +113,11 @@ mod tests {
         assert_eq!(stored.event, event.fields());
         assert_eq!(stored.message_id(), Some("m-1"));
         let key: StoredEventKey<'_> = serde_json::from_slice(&bytes).expect("key");
+        let record = StoredRecord::decode(&bytes).expect("record");
+        assert_eq!(record.source, "web \"quoted\"");
+        assert_eq!(record.text("messageId").as_deref(), Some("m-1"));
+        assert_eq!(record.text("missing"), None);
+        assert_eq!(StoredRecord::decode(&stored.encode()).expect("re-encoded").event.members.len(), stored.event.len());
         assert_eq!(key.event.message_id, "m-1");
         assert_eq!(key.event.received_at, "2024-01-01T00:00:00.000000Z");
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use inlet_lake::parquet_file::ParquetFile;
 use inlet_lake::schema::EventColumns;
 use inlet_lake::{Codec, Partition};
-use inlet_segment::StoredEvent;
+use inlet_segment::{StoredEvent, StoredRecord};
 use serde_json::{Value, json};
 
 /// An event as the gateway stores it; `receivedAt` is a second after `timestamp` unless given.
@@ -38,14 +38,16 @@ pub fn write_lake(lake: &Path, tag: &str, events: &[StoredEvent]) {
 pub fn lake_files(tag: &str, events: &[StoredEvent]) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     let min_time = "2015-01-01T00:00:00Z".parse().unwrap();
-    let mut partitions: std::collections::BTreeMap<Partition, Vec<&StoredEvent>> = Default::default();
-    for stored in events {
-        partitions.entry(Partition::of(stored, min_time)).or_default().push(stored);
+    let records: Vec<Vec<u8>> = events.iter().map(StoredEvent::encode).collect();
+    let mut partitions: std::collections::BTreeMap<Partition, Vec<StoredRecord<'_>>> = Default::default();
+    for record in &records {
+        let record = StoredRecord::decode(record).unwrap();
+        partitions.entry(Partition::of(&record, min_time)).or_default().push(record);
     }
-    for (partition, events) in partitions {
+    for (partition, records) in partitions {
         let mut columns = EventColumns::default();
-        for stored in events {
-            columns.append(stored);
+        for record in &records {
+            columns.append(record);
         }
         let mut file = ParquetFile::new(Codec::Gzip);
         file.write(&columns.finish()).unwrap();
