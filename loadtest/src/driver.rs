@@ -7,6 +7,10 @@
 //!   silently lowering the rate (coordinated omission). At most `max_in_flight` requests are
 //!   outstanding; a start that finds none free is counted as `skipped`.
 //!
+//! Before the clock starts, `warm_connections` keep-alive connections are opened (concurrent
+//! `GET /healthz`), so the first seconds do not measure TCP handshakes that a client in steady
+//! state would not make.
+//!
 //! Every acknowledged (2xx) request's id range goes to the acks file: the first line is the run
 //! id, then one `first count` line per request.
 
@@ -44,6 +48,7 @@ pub struct Settings {
     pub duration: Duration,
     pub mix: Mix,
     pub acks: Option<PathBuf>,
+    pub warm_connections: usize,
 }
 
 /// One answered (or failed) request.
@@ -101,6 +106,21 @@ async fn send(client: &HttpClient, target: &str, write_key: &str, request: &Requ
     }
 }
 
+/// Opens `connections` pooled connections to the target (their answers do not matter).
+async fn warm_up(client: &HttpClient, target: &str, connections: usize) {
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (client, uri) = (client.clone(), format!("{target}/healthz"));
+        requests.spawn(async move {
+            let Ok(request) = HttpRequest::get(uri).body(Full::new(Bytes::new())) else { return };
+            if let Ok(response) = client.request(request).await {
+                let _ = response.into_body().collect().await;
+            }
+        });
+    }
+    while requests.join_next().await.is_some() {}
+}
+
 fn base64_basic(write_key: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let raw = format!("{write_key}:");
@@ -131,6 +151,7 @@ pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Resul
         None => None,
     };
     let client = client();
+    warm_up(&client, &settings.target, settings.warm_connections).await;
     let started = Instant::now();
     let deadline = started + settings.duration;
     let sender = tokio::spawn(drive(

@@ -43,6 +43,9 @@ enum Command {
         /// Open loop: most requests outstanding at once.
         #[arg(long, default_value_t = 2048)]
         max_in_flight: usize,
+        /// Keep-alive connections opened before the clock starts.
+        #[arg(long, default_value_t = 256)]
+        warm_connections: usize,
         /// Seconds of load.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
@@ -128,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             concurrency,
             rate,
             max_in_flight,
+            warm_connections,
             duration,
             mix,
             batch_size,
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 duration: Duration::from_secs_f64(duration),
                 mix: Mix::parse(&mix)?,
                 acks,
+                warm_connections,
             };
             let before = pid.and_then(procstat::sample);
             let totals = driver::run(settings, Arc::clone(&generator)).await?;

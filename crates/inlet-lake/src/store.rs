@@ -297,6 +297,11 @@ pub fn error_text<E: std::error::Error>(error: &E) -> String {
     text
 }
 
+/// A local lake file is written and synced this much at a time. One sync of a whole file (tens
+/// of MB) keeps the disk busy long enough to stall the WAL's fsyncs on the same disk, which
+/// every acknowledgement waits for; measured, it cost 50–100 ms stalls and 429s at half load.
+const LOCAL_SYNC_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Write to a hidden temporary file in the same folder, fsync, rename, fsync the folder: a
 /// reader sees the whole file or nothing (engines skip names starting with `.`).
 fn write_local(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -306,7 +311,10 @@ fn write_local(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| std::io::Error::other("bad file name"))?;
     let tmp = folder.join(format!(".{name}.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
+    for chunk in bytes.chunks(LOCAL_SYNC_CHUNK_BYTES) {
+        file.write_all(chunk)?;
+        file.sync_data()?;
+    }
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(folder)?.sync_all()

@@ -229,9 +229,18 @@ impl LakeWriter {
             codec: self.settings.codec,
             metrics: self.metrics.clone(),
         };
-        tokio::task::spawn_blocking(move || encoder.encode(from, to))
-            .await
-            .map_err(|e| LakeError::Task(e.to_string()))?
+        // A burst of CPU for up to a few seconds, on a thread of its own at a lower priority,
+        // so that answering requests comes first when the CPUs are busy: a range encoded late
+        // loses nothing (it stays in the WAL until uploaded), a request answered late does.
+        let (result, answer) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("inlet-lake-encode".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                let _ = result.send(encoder.encode(from, to));
+            })
+            .map_err(|e| LakeError::Task(format!("starting the encoder thread: {e}")))?;
+        answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))?
     }
 
     /// Uploads with retries; false if shutdown was asked before it succeeded.
@@ -308,6 +317,19 @@ impl RangeEncoder {
     }
 }
 
+/// How much nicer than the gateway's other threads the range encoder is (Linux nice levels,
+/// which any process may raise for its own threads).
+const ENCODER_NICENESS: i32 = 10;
+
+fn lower_this_threads_priority() {
+    // On Linux a thread id names just that thread here, not the whole process.
+    let thread = Some(rustix::thread::gettid());
+    let current = rustix::process::getpriority_process(thread).unwrap_or(0);
+    if let Err(error) = rustix::process::setpriority_process(thread, current + ENCODER_NICENESS) {
+        tracing::debug!(%error, "could not lower the lake encoder's priority; it runs at the normal one");
+    }
+}
+
 pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError> {
     let path = state_dir.join(PENDING_FILE);
     match std::fs::read(&path) {
@@ -348,6 +370,20 @@ mod tests {
     use super::*;
     use inlet_wal::WalConfig;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn the_encoder_thread_alone_runs_at_a_lower_priority() {
+        let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("priority");
+        let before = own();
+        let inside = std::thread::spawn(move || {
+            lower_this_threads_priority();
+            own()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(inside, (before + ENCODER_NICENESS).min(19));
+        assert_eq!(own(), before, "the calling thread keeps its priority");
+    }
 
     async fn setup(dir: &Path) -> (Arc<WalHandle>, LakeWriter) {
         let config = WalConfig { consumers: vec![LAKE_CONSUMER.into()], ..WalConfig::new(dir.join("wal")) };

@@ -71,6 +71,7 @@ mod cursors;
 mod error;
 mod policy;
 mod reader;
+mod reaper;
 mod record;
 mod segment;
 mod wal;

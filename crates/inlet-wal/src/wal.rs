@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::cursors::Cursors;
 use crate::error::{Result, WalError};
 use crate::policy::FsyncPolicy;
+use crate::reaper::SegmentReaper;
 use crate::record::{RECORD_HEADER_BYTES, encode_record};
 use crate::segment::{self, SegmentInfo};
 
@@ -63,6 +64,7 @@ pub struct Wal {
     active_synced_bytes: u64,
     cursors: Cursors,
     buf: Vec<u8>,
+    reaper: SegmentReaper,
 }
 
 /// Where the active segment stands; for diagnostics and crash-simulation tests.
@@ -127,8 +129,15 @@ impl Wal {
             active_synced_bytes,
             cursors,
             buf: Vec::new(),
+            reaper: SegmentReaper::default(),
         };
         Ok((wal, report))
+    }
+
+    /// From now on, confirmed segments are deleted by a thread of their own (see `reaper`).
+    pub(crate) fn delete_segments_in_background(&mut self) -> Result<()> {
+        self.reaper = SegmentReaper::background(self.config.dir.clone())?;
+        Ok(())
     }
 
     /// Writes `payloads` as consecutive records and returns their LSNs. Nothing is synced: call
@@ -176,14 +185,13 @@ impl Wal {
         }
         self.cursors.persist(&self.config.dir)?;
         let Some(min) = self.cursors.min_position() else { return Ok(0) };
-        let mut deleted = 0;
+        let mut released = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_lsn <= min {
-            let old = self.segments.remove(0);
-            fs::remove_file(&old.path).map_err(WalError::io(format!("deleting {}", old.path.display())))?;
-            deleted += 1;
+            released.push(self.segments.remove(0).path);
         }
+        let deleted = released.len();
         if deleted > 0 {
-            segment::sync_dir(&self.config.dir)?;
+            self.reaper.delete(&self.config.dir, released)?;
             tracing::debug!(deleted, oldest_lsn = self.oldest_lsn(), "deleted confirmed segments");
         }
         Ok(deleted)
@@ -326,6 +334,42 @@ mod tests {
             assert_eq!(payload, &payloads[i]);
         }
         assert_eq!(read_all(&cfg, 37)[0].0, 37);
+    }
+
+    #[test]
+    fn segments_left_by_an_unfinished_deletion_go_at_the_next_confirmation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let segment_files = || segment::list_segments(dir.path()).expect("list").len();
+        let payloads: Vec<Vec<u8>> = (0..40).map(|i| vec![b'x'; 30 + i]).collect();
+        let saved: Vec<(PathBuf, Vec<u8>)> = {
+            let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+            wal.append(&payloads).expect("append");
+            wal.sync().expect("sync");
+            let saved = segment::list_segments(dir.path())
+                .expect("list")
+                .into_iter()
+                .map(|s| (s.path.clone(), fs::read(&s.path).expect("read")))
+                .collect();
+            for consumer in ["lake", "amplitude"] {
+                wal.confirm(consumer, 20).expect("confirm");
+            }
+            saved
+        };
+        let after_confirm = segment_files();
+        // The process died before the deletions reached the disk.
+        for (path, bytes) in &saved {
+            if !path.exists() {
+                fs::write(path, bytes).expect("restore");
+            }
+        }
+        let (mut wal, _) = Wal::open(cfg.clone()).expect("reopen");
+        assert!(segment_files() > after_confirm);
+        for consumer in ["lake", "amplitude"] {
+            wal.confirm(consumer, 21).expect("confirm");
+        }
+        assert!(segment_files() <= after_confirm, "the leftovers are deleted");
+        assert_eq!(read_all(&cfg, 21).len(), 19, "nothing unconfirmed was deleted");
     }
 
     #[test]

@@ -91,7 +91,8 @@ impl fmt::Debug for WalHandle {
 impl WalHandle {
     /// Opens the log (recovering it) and starts its writer thread.
     pub fn start(config: WalConfig, observer: Option<Arc<dyn WalObserver>>) -> Result<(WalHandle, RecoveryReport)> {
-        let (wal, report) = Wal::open(config.clone())?;
+        let (mut wal, report) = Wal::open(config.clone())?;
+        wal.delete_segments_in_background()?;
         let stats = Arc::new(WalStats::default());
         stats.update(&wal);
         let (sender, receiver) = mpsc::channel();
@@ -395,6 +396,27 @@ mod tests {
         assert_eq!(wal.durable_lsn(), 2, "consumers can read what the policy acknowledged");
         wal.confirm("lake", 2).await.expect("confirm");
         assert_eq!(wal.cursor("lake"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn confirmed_segments_are_deleted_off_the_writer_thread_by_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig { segment_bytes: 256, consumers: vec!["lake".into()], ..WalConfig::new(dir.path()) };
+        let (wal, _) = WalHandle::start(config, None).expect("start");
+        for i in 0..40u8 {
+            wal.append(vec![vec![i; 60]]).await.expect("append");
+        }
+        let segments = || {
+            std::fs::read_dir(dir.path())
+                .expect("dir")
+                .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wal")))
+                .count()
+        };
+        let before = segments();
+        assert!(wal.confirm("lake", 40).await.expect("confirm") > 0);
+        assert!(wal.segments() < before as u64, "the log stops counting them at once");
+        wal.shutdown().expect("shutdown");
+        assert_eq!(segments(), 1, "only the active segment is left once the reaper finished");
     }
 
     #[tokio::test]
