@@ -12,10 +12,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 source "$root/tests/lib.sh"
 seconds="${1:-20}"
-target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
+# Exported, so the build goes where the binaries are then taken from.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
 (cd "$root" && cargo build --release --locked -q -p inlet-gateway -p inlet-loadtest)
-GATEWAY_BIN="$target_dir/release/inlet"
-loadtest="$target_dir/release/inlet-loadtest"
+GATEWAY_BIN="$CARGO_TARGET_DIR/release/inlet"
+loadtest="$CARGO_TARGET_DIR/release/inlet-loadtest"
 key="loadtest-write-key"
 singles="track=6,page=3,identify=1"
 # Every run's JSON report; kept when BENCH_RESULTS names a file.
@@ -32,7 +33,9 @@ baseline="http://127.0.0.1:$baseline_port"
 measure --label "baseline singles" --target "$baseline" --concurrency 64 --mix "$singles"
 measure --label "baseline batch" --target "$baseline" --concurrency 16 --mix batch=1
 
-start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]"
+# GATEWAY_ENV: extra VAR=VALUE settings for the gateway (e.g. MALLOC_ARENA_MAX=2).
+# shellcheck disable=SC2086
+start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" ${GATEWAY_ENV:-}
 gateway="$gateway_url"
 next=0
 gateway_run() {
