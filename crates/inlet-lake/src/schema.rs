@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use inlet_segment::{ObjectWriter, RawObject, Scalar, StoredRecord, is_null, is_object, parse_timestamp, scalar};
+use inlet_segment::{ObjectWriter, RawObject, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar};
 use serde_json::value::RawValue;
 
 /// Top-level string columns taken as they are from the event.
@@ -177,7 +177,7 @@ impl EventColumns {
             builder.append_option(micros);
         }
         self.source.append_value(&record.source);
-        let context = event.get("context").and_then(object);
+        let context = event.get("context").and_then(object_members);
         // Columns sharing a parent (`page`, `campaign`, …) are listed together: read it once.
         let mut parent: Option<(&str, Option<RawObject<'_>>)> = None;
         for (builder, (_, path)) in self.context.iter_mut().zip(CONTEXT_COLUMNS) {
@@ -185,7 +185,7 @@ impl EventColumns {
                 [key] => context.as_ref().and_then(|c| c.get(key)),
                 [outer, key] => {
                     if parent.as_ref().is_none_or(|(name, _)| name != outer) {
-                        let inner = context.as_ref().and_then(|c| c.get(outer)).and_then(object);
+                        let inner = context.as_ref().and_then(|c| c.get(outer)).and_then(object_members);
                         parent = Some((outer, inner));
                     }
                     parent.as_ref().and_then(|(_, inner)| inner.as_ref()?.get(key))
@@ -230,11 +230,6 @@ impl EventColumns {
         self.rows = 0;
         RecordBatch::try_new(Arc::clone(&LAKE_SCHEMA), columns).expect("columns follow LAKE_SCHEMA")
     }
-}
-
-/// The members of a raw value, when it is an object.
-fn object(raw: &RawValue) -> Option<RawObject<'_>> {
-    is_object(raw).then(|| serde_json::from_str(raw.get()).ok()).flatten()
 }
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as

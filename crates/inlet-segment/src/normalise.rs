@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::message_type::MessageType;
 use crate::payload::Limits;
-use crate::raw_json::{ObjectWriter, RawObject, Scalar, check_readable, is_null, is_object, scalar};
+use crate::raw_json::{ObjectWriter, RawObject, Scalar, check_readable, is_null, is_object, object_members, scalar};
 use crate::rejection::{RejectReason, Rejection};
 use crate::time::{format_timestamp, parse_timestamp};
 
@@ -276,16 +276,13 @@ fn merged_object<'a>(
         return Ok(Some(Merged::Built(serde_json::to_vec(&merged).expect("writing to a Vec cannot fail"))));
     }
     let Some(ip) = ip else { return Ok(own.map(|raw| Merged::Raw(raw.get()))) };
-    let own: RawObject<'a> = match own {
-        Some(raw) => serde_json::from_str(raw.get()).expect("checked to be an object"),
-        None => RawObject::default(),
-    };
-    if own.get("ip").is_some_and(|value| !is_null(value)) {
-        return Ok(message.get(field).map(|raw| Merged::Raw(raw.get())));
+    let members = own.and_then(object_members).unwrap_or_default();
+    if let Some(raw) = own.filter(|_| members.get("ip").is_some_and(|value| !is_null(value))) {
+        return Ok(Some(Merged::Raw(raw.get())));
     }
     let mut built = Vec::new();
     let mut out = ObjectWriter::new(&mut built);
-    for (key, value) in own.members.iter().filter(|(key, _)| key != "ip") {
+    for (key, value) in members.members.iter().filter(|(key, _)| key != "ip") {
         out.raw(key, value.get());
     }
     out.string("ip", ip);

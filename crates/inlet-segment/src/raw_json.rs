@@ -220,6 +220,11 @@ pub fn is_object(raw: &RawValue) -> bool {
     raw.get().starts_with('{')
 }
 
+/// The members of a raw value, when it is an object.
+pub fn object_members(raw: &RawValue) -> Option<RawObject<'_>> {
+    is_object(raw).then(|| serde_json::from_str(raw.get()).ok()).flatten()
+}
+
 /// Writes a JSON object member by member (keys escaped, values as given).
 #[derive(Debug)]
 pub struct ObjectWriter<'o> {
