@@ -7,7 +7,6 @@ use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuil
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use inlet_segment::{ObjectWriter, RawObject, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar};
-use serde_json::value::RawValue;
 
 /// Top-level string columns taken as they are from the event.
 pub(crate) const ID_COLUMNS: [(&str, &str); 9] = [
@@ -198,14 +197,14 @@ impl EventColumns {
             }
         }
         for (builder, field) in self.json.iter_mut().zip(JSON_COLUMNS) {
-            builder.append_option(event.get(field).filter(|v| !is_null(v)).map(RawValue::get));
+            builder.append_option(event.get(field).filter(|v| !is_null(v)));
         }
-        let mut unmapped = event.members.iter().filter(|(k, _)| !MAPPED_FIELDS.contains(&k.as_ref())).peekable();
+        let mut unmapped = event.members.iter().filter(|m| !MAPPED_FIELDS.contains(&m.key.as_ref())).peekable();
         if unmapped.peek().is_some() {
             let mut extra = Vec::new();
             let mut out = ObjectWriter::new(&mut extra);
-            for (key, value) in unmapped {
-                out.raw(key, value.get());
+            for member in unmapped {
+                out.member(member);
             }
             out.finish();
             self.extra.append_value(String::from_utf8_lossy(&extra));
@@ -234,7 +233,7 @@ impl EventColumns {
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as
 /// absent (they have no single-value reading).
-fn scalar_text(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+fn scalar_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     match scalar(raw) {
         Scalar::String(s) => Some(s),
         Scalar::Number(n) => Some(n.to_string().into()),
@@ -243,7 +242,7 @@ fn scalar_text(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
-fn integer(raw: &RawValue) -> Option<i64> {
+fn integer(raw: &str) -> Option<i64> {
     match scalar(raw) {
         Scalar::Number(n) => {
             n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))

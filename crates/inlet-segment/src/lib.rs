@@ -22,8 +22,8 @@ pub use message_type::MessageType;
 pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
 pub use raw_json::{
-    JsonStr, MAX_MESSAGE_DEPTH, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar,
+    MAX_MESSAGE_DEPTH, Member, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar,
 };
 pub use rejection::{RejectReason, Rejection, RequestError};
-pub use stored::{EventKey, StoredEvent, StoredEventKey, StoredRecord, encode_stored_event};
+pub use stored::{EventKey, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord, encode_stored_event};
 pub use time::{format_timestamp, parse_timestamp};

@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::message_type::MessageType;
 use crate::payload::Limits;
-use crate::raw_json::{ObjectWriter, RawObject, Scalar, check_readable, is_null, is_object, object_members, scalar};
+use crate::raw_json::{ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar, split_checked};
 use crate::rejection::{RejectReason, Rejection};
-use crate::time::{format_timestamp, parse_timestamp};
+use crate::time::parse_timestamp;
 
 /// Longest accepted `messageId` (Segment's limit).
 const MAX_MESSAGE_ID_CHARS: usize = 100;
@@ -99,14 +99,9 @@ impl Normaliser {
         }
         // The body's syntax was checked already; what can still fail is the shape, or what
         // the consumers' JSON reader would refuse (see `raw_json`).
-        let message: RawObject<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => {
-                Rejection::new(RejectReason::NotAnObject, "message must be a JSON object")
-            }
-            _ => Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {e}")),
-        })?;
-        check_readable(text)
-            .map_err(|why| Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {why}")))?;
+        let message = split_checked(text)
+            .map_err(|why| Rejection::new(RejectReason::InvalidJson, format!("message is not usable JSON: {why}")))?
+            .ok_or_else(|| Rejection::new(RejectReason::NotAnObject, "message must be a JSON object"))?;
 
         let message_type = match forced_type {
             Some(t) => t,
@@ -166,12 +161,13 @@ impl Normaliser {
 
         let mut json = Vec::with_capacity(text.len() + 256);
         let mut out = ObjectWriter::new(&mut json);
-        for (key, value) in &message.members {
-            let skipped = REWRITTEN_FIELDS.contains(&key.as_ref())
+        for member in &message.members {
+            let key = member.key.as_ref();
+            let skipped = REWRITTEN_FIELDS.contains(&key)
                 || (key == "properties" && properties.is_none())
                 || (key == "traits" && traits.is_none());
             if !skipped {
-                out.raw(key, value.get());
+                out.member(member);
             }
         }
         out.string("type", message_type.as_str());
@@ -197,7 +193,7 @@ impl Normaliser {
             ("receivedAt", Some(meta.received_at)),
         ] {
             if let Some(time) = time {
-                out.string(field, &format_timestamp(time));
+                out.timestamp(field, time);
             }
         }
         out.finish();
@@ -238,7 +234,7 @@ fn normalise_message_id(message: &RawObject<'_>) -> Result<String, Rejection> {
 }
 
 /// The field's object, if it has one (`null` counts as absent); anything else is refused.
-fn object_or_absent<'a>(message: &RawObject<'a>, field: &'static str) -> Result<Option<&'a RawValue>, Rejection> {
+fn object_or_absent<'a>(message: &RawObject<'a>, field: &'static str) -> Result<Option<&'a str>, Rejection> {
     match message.get(field) {
         None => Ok(None),
         Some(raw) if is_null(raw) => Ok(None),
@@ -266,7 +262,7 @@ fn merged_object<'a>(
     if let Some(defaults) = defaults {
         // Batch-level objects are rare (no official SDK sends them): merge through `Value`.
         let mut merged: Map<String, Value> = match own {
-            Some(raw) => serde_json::from_str(raw.get()).expect("checked readable"),
+            Some(raw) => serde_json::from_str(raw).expect("checked readable"),
             None => Map::new(),
         };
         merge_missing(&mut merged, defaults);
@@ -275,15 +271,15 @@ fn merged_object<'a>(
         }
         return Ok(Some(Merged::Built(serde_json::to_vec(&merged).expect("writing to a Vec cannot fail"))));
     }
-    let Some(ip) = ip else { return Ok(own.map(|raw| Merged::Raw(raw.get()))) };
+    let Some(ip) = ip else { return Ok(own.map(Merged::Raw)) };
     let members = own.and_then(object_members).unwrap_or_default();
     if let Some(raw) = own.filter(|_| members.get("ip").is_some_and(|value| !is_null(value))) {
-        return Ok(Some(Merged::Raw(raw.get())));
+        return Ok(Some(Merged::Raw(raw)));
     }
     let mut built = Vec::new();
     let mut out = ObjectWriter::new(&mut built);
-    for (key, value) in members.members.iter().filter(|(key, _)| key != "ip") {
-        out.raw(key, value.get());
+    for member in members.members.iter().filter(|member| member.key != "ip") {
+        out.member(member);
     }
     out.string("ip", ip);
     out.finish();
@@ -346,7 +342,7 @@ struct Times {
     timestamp: DateTime<Utc>,
 }
 
-fn timestamp_value(raw: &RawValue, field: &'static str) -> Result<DateTime<Utc>, Rejection> {
+fn timestamp_value(raw: &str, field: &'static str) -> Result<DateTime<Utc>, Rejection> {
     match scalar(raw) {
         Scalar::String(s) => parse_timestamp(&s).ok_or_else(|| invalid_timestamp(field, &s)),
         _ => Err(Rejection::new(RejectReason::InvalidTimestamp, format!("`{field}` must be an ISO-8601 string"))),

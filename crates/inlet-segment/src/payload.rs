@@ -1,5 +1,8 @@
 //! Request bodies: one message (the single-message routes) or a batch envelope.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -47,7 +50,7 @@ pub struct ParsedBody<'a> {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
-    batch: Option<&'a RawValue>,
+    batch: Option<Batch<'a>>,
     #[serde(rename = "writeKey", default)]
     write_key: Option<Value>,
     #[serde(rename = "sentAt", default)]
@@ -56,6 +59,66 @@ struct Envelope<'a> {
     context: Option<Value>,
     #[serde(default)]
     integrations: Option<Value>,
+}
+
+/// `batch`, split into its messages in the same pass that reads the envelope (a second pass
+/// over the whole body cost as much as normalising it).
+enum Batch<'a> {
+    Messages(Vec<&'a RawValue>),
+    NotArray,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Batch<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BatchVisitor)
+    }
+}
+
+struct BatchVisitor;
+
+impl<'de> Visitor<'de> for BatchVisitor {
+    type Value = Batch<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of messages")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Batch<'de>, A::Error> {
+        let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(message) = seq.next_element()? {
+            messages.push(message);
+        }
+        Ok(Batch::Messages(messages))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Batch<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Batch<'de>, E> {
+        Ok(Batch::NotArray)
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,10 +157,12 @@ pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Resul
             })
         }
         RouteKind::Batch => {
-            let envelope: Envelope<'a> = serde_json::from_str(text).map_err(json_error)?;
-            let items: Vec<&'a RawValue> = match envelope.batch {
-                None => return Err(RequestError::BatchNotArray),
-                Some(raw) => serde_json::from_str(raw.get()).map_err(|_| RequestError::BatchNotArray)?,
+            // The body is known to be an object, so what fails here is its syntax, or a
+            // repeated envelope field.
+            let envelope: Envelope<'a> =
+                serde_json::from_str(text).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+            let Some(Batch::Messages(items)) = envelope.batch else {
+                return Err(RequestError::BatchNotArray);
             };
             if items.is_empty() {
                 return Err(RequestError::EmptyBatch);
@@ -173,7 +238,12 @@ mod tests {
         assert_eq!(parse("", batch).expect_err("empty").code(), "empty_body");
         assert_eq!(parse("{", batch).expect_err("eof").code(), "invalid_json");
         assert_eq!(parse("[1]", batch).expect_err("array").code(), "invalid_body");
-        assert_eq!(parse(r#"{"batch":{}}"#, batch).expect_err("object").code(), "invalid_batch");
+        for not_array in [r#"{}"#, r#"{"a":[1]}"#, "null", "1", "-1", "1.5", "true", r#""x""#, r#""\u00e9""#] {
+            let body = format!(r#"{{"batch":{not_array}}}"#);
+            assert_eq!(parse(&body, batch).expect_err("not an array").code(), "invalid_batch", "{body}");
+        }
+        assert_eq!(parse(r#"{"batch":[{}],"batch":{"a":1}}"#, batch).expect_err("repeated").code(), "invalid_json");
+        assert_eq!(parse(r#"{"batch":[{},]}"#, batch).expect_err("trailing comma").code(), "invalid_json");
         assert_eq!(parse(r#"{"event":"x"}"#, batch).expect_err("missing").code(), "invalid_batch");
         assert_eq!(parse(r#"{"batch":[]}"#, batch).expect_err("empty").code(), "empty_batch");
         assert_eq!(parse(r#"{"batch":[],"writeKey":1}"#, batch).expect_err("key").code(), "empty_batch");

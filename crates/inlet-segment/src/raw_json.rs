@@ -3,122 +3,70 @@
 //!
 //! A message is split at its top level into (key, raw value) pairs; the few fields the spec
 //! rules on are read as scalars, and everything else is copied into the stored record as the
-//! client wrote it. That copy is safe only because [`check_readable`] first refuses what
+//! client wrote it. That copy is safe only because [`split_checked`] also refuses what
 //! serde_json's syntax check lets through but its `Value` reader (used by every consumer of
 //! the WAL) would refuse: deep nesting, lone UTF-16 surrogates and numbers beyond a double.
+//! The splitting itself is a walk over text already known to be valid (`walk`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use chrono::{DateTime, Utc};
 use serde_json::Number;
-use serde_json::value::RawValue;
 
-/// The deepest nesting accepted in a message, counting the message's own braces. The stored
-/// record wraps the message once more, which must stay within the 128 levels serde_json reads.
-pub const MAX_MESSAGE_DEPTH: usize = 100;
+use crate::time::push_timestamp;
 
-/// Checks that syntactically valid JSON is also readable as a `serde_json::Value`. Says why
-/// not, in a phrase for the client.
-pub fn check_readable(json: &str) -> Result<(), String> {
-    let bytes = json.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_MESSAGE_DEPTH {
-                    return Err(format!("nested deeper than {MAX_MESSAGE_DEPTH} levels"));
-                }
-                i += 1;
-            }
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                i += 1;
-            }
-            b'"' => i = check_string(bytes, i + 1)?,
-            b'-' | b'0'..=b'9' => i = check_number(json, i)?,
-            _ => i += 1,
-        }
-    }
-    Ok(())
+mod walk;
+
+pub use walk::MAX_MESSAGE_DEPTH;
+use walk::Walk;
+
+/// Splits a message (syntactically valid JSON) into its top-level members, checking that a
+/// `Value` reader would accept all of it. `Ok(None)`: valid, but not an object.
+pub fn split_checked(json: &str) -> Result<Option<RawObject<'_>>, String> {
+    Walk::<true>::new(json).members()
 }
 
-/// From just after an opening quote to just after the closing one: `\u` escapes must pair
-/// their surrogates (serde_json refuses a lone one when it builds a string).
-fn check_string(bytes: &[u8], mut i: usize) -> Result<usize, String> {
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => return Ok(i + 1),
-            b'\\' if bytes.get(i + 1) == Some(&b'u') => {
-                let unit = hex_unit(bytes, i + 2);
-                if (0xDC00..0xE000).contains(&unit) {
-                    return Err("a string holds a lone UTF-16 surrogate escape".into());
-                }
-                if (0xD800..0xDC00).contains(&unit) {
-                    let low = (bytes.get(i + 6) == Some(&b'\\') && bytes.get(i + 7) == Some(&b'u'))
-                        .then(|| hex_unit(bytes, i + 8));
-                    if !low.is_some_and(|low| (0xDC00..0xE000).contains(&low)) {
-                        return Err("a string holds a lone UTF-16 surrogate escape".into());
-                    }
-                    i += 12;
-                } else {
-                    i += 6;
-                }
-            }
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    Ok(i)
-}
-
-/// The four hex digits at `at` (the syntax was checked already; anything else reads as 0).
-fn hex_unit(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
-}
-
-/// A number must fit a double (serde_json reads integers beyond 64 bits as doubles too).
-fn check_number(json: &str, start: usize) -> Result<usize, String> {
-    let bytes = json.as_bytes();
-    let mut end = start;
-    while end < bytes.len() && matches!(bytes[end], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
-        end += 1;
-    }
-    let token = &json[start..end];
-    let plain_integer = token.len() < 19 && !token.contains(['.', 'e', 'E']);
-    if !plain_integer && !token.parse::<f64>().is_ok_and(f64::is_finite) {
-        return Err(format!("the number {} is beyond the range of a double", &token[..token.len().min(40)]));
-    }
-    Ok(end)
+/// Checks that syntactically valid JSON of any kind is also readable as a `serde_json::Value`
+/// (the property tests' view of the checked walk).
+#[cfg(test)]
+fn check_readable(json: &str) -> Result<(), String> {
+    let walk = Walk::<true>::new(json);
+    walk.value_end(walk.skip_whitespace(0), 0).map(drop)
 }
 
 /// An object's members in order, each value still raw. A repeated key keeps its last value,
 /// as serde_json's own map does.
 #[derive(Debug, Default)]
 pub struct RawObject<'a> {
-    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pub members: Vec<Member<'a>>,
+}
+
+/// One member of an object, as written.
+#[derive(Debug, Clone)]
+pub struct Member<'a> {
+    pub key: Cow<'a, str>,
+    /// The key's JSON text, quotes and escapes included: what is written when the member is
+    /// copied, so its key is not escaped a second time.
+    pub quoted_key: &'a str,
+    pub value: &'a str,
 }
 
 /// Above this many members, repeated keys are found with a hash map instead of a scan.
 const LINEAR_DEDUPE_MEMBERS: usize = 16;
 
 impl<'a> RawObject<'a> {
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.members.iter().find(|m| m.key == key).map(|m| m.value)
     }
 
     fn keep_last_of_each_key(&mut self) {
         if self.members.len() <= LINEAR_DEDUPE_MEMBERS {
             let mut i = 0;
             while i < self.members.len() {
-                let repeated = self.members[i + 1..].iter().any(|(k, _)| *k == self.members[i].0);
+                let repeated = self.members[i + 1..].iter().any(|m| m.key == self.members[i].key);
                 if repeated {
                     self.members.remove(i);
                 } else {
@@ -128,36 +76,15 @@ impl<'a> RawObject<'a> {
             return;
         }
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(self.members.len());
-        for (index, (key, _)) in self.members.iter().enumerate() {
-            last.insert(key, index);
+        for (index, member) in self.members.iter().enumerate() {
+            last.insert(&member.key, index);
         }
         if last.len() == self.members.len() {
             return;
         }
-        let keep: Vec<bool> = self.members.iter().enumerate().map(|(i, (k, _))| last[k.as_ref()] == i).collect();
+        let keep: Vec<bool> = self.members.iter().enumerate().map(|(i, m)| last[m.key.as_ref()] == i).collect();
         let mut flags = keep.into_iter();
         self.members.retain(|_| flags.next().unwrap_or(true));
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawObject<'de>, M::Error> {
-                let mut object = RawObject { members: Vec::with_capacity(map.size_hint().unwrap_or(16)) };
-                while let Some(JsonStr(key)) = map.next_key()? {
-                    object.members.push((key, map.next_value()?));
-                }
-                object.keep_last_of_each_key();
-                Ok(object)
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
     }
 }
 
@@ -198,8 +125,7 @@ pub enum Scalar<'a> {
     Other,
 }
 
-pub fn scalar(raw: &RawValue) -> Scalar<'_> {
-    let text = raw.get();
+pub fn scalar(text: &str) -> Scalar<'_> {
     match text.as_bytes().first() {
         Some(b'n') => Scalar::Null,
         // Without escapes the text between the quotes is the string (the syntax was checked).
@@ -212,17 +138,18 @@ pub fn scalar(raw: &RawValue) -> Scalar<'_> {
     }
 }
 
-pub fn is_null(raw: &RawValue) -> bool {
-    raw.get() == "null"
+pub fn is_null(json: &str) -> bool {
+    json == "null"
 }
 
-pub fn is_object(raw: &RawValue) -> bool {
-    raw.get().starts_with('{')
+pub fn is_object(json: &str) -> bool {
+    json.starts_with('{')
 }
 
-/// The members of a raw value, when it is an object.
-pub fn object_members(raw: &RawValue) -> Option<RawObject<'_>> {
-    is_object(raw).then(|| serde_json::from_str(raw.get()).ok()).flatten()
+/// The members of a value, when it is an object. The text must be valid JSON: a part of a
+/// checked message, or of a WAL record (see `walk`).
+pub fn object_members(json: &str) -> Option<RawObject<'_>> {
+    Walk::<false>::new(json).members().ok().flatten()
 }
 
 /// Writes a JSON object member by member (keys escaped, values as given).
@@ -239,12 +166,32 @@ impl<'o> ObjectWriter<'o> {
     }
 
     fn key(&mut self, key: &str) {
+        self.separate();
+        write_json_string(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn separate(&mut self) {
         if !self.empty {
             self.out.push(b',');
         }
         self.empty = false;
-        write_json_string(self.out, key);
+    }
+
+    /// A member of another object, copied as written.
+    pub fn member(&mut self, member: &Member<'_>) {
+        self.separate();
+        self.out.extend_from_slice(member.quoted_key.as_bytes());
         self.out.push(b':');
+        self.out.extend_from_slice(member.value.as_bytes());
+    }
+
+    /// A timestamp, as [`crate::format_timestamp`] writes it.
+    pub fn timestamp(&mut self, key: &str, time: DateTime<Utc>) {
+        self.key(key);
+        self.out.push(b'"');
+        push_timestamp(self.out, time);
+        self.out.push(b'"');
     }
 
     /// A member whose value is JSON text already.
@@ -264,13 +211,22 @@ impl<'o> ObjectWriter<'o> {
 }
 
 pub fn write_json_string(out: &mut Vec<u8>, value: &str) {
-    serde_json::to_writer(out, value).expect("writing to a Vec cannot fail");
+    // Most keys and ids need no escape (serde_json escapes only quotes, backslashes and
+    // control characters): copied between quotes, without serde's byte-by-byte writer.
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, value).expect("writing to a Vec cannot fail");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
+    use serde_json::value::RawValue;
 
     use super::*;
 
@@ -280,6 +236,17 @@ mod tests {
         let value_ok = serde_json::from_str::<Value>(json).is_ok();
         if syntax_ok {
             prop_assert_eq!(check_readable(json).is_ok(), value_ok, "{}", json);
+            if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) {
+                // Splitting agrees too, checked or trusting the text.
+                for object in [split_checked(json).ok().flatten(), object_members(json)] {
+                    let object = object.expect("an object splits");
+                    prop_assert_eq!(object.members.len(), map.len(), "{}", json);
+                    for member in &object.members {
+                        let value = serde_json::from_str::<Value>(member.value).expect("value");
+                        prop_assert_eq!(&value, &map[member.key.as_ref()]);
+                    }
+                }
+            }
         } else {
             prop_assert!(!value_ok);
         }
@@ -311,26 +278,35 @@ mod tests {
                 text.push_str(&format!(r#""k{}":{i},"#, i % 5));
             }
             text.push_str(r#""k\u0031":"last"}"#);
-            let object: RawObject<'_> = serde_json::from_str(&text).expect("object");
+            let object = split_checked(&text).expect("readable").expect("object");
             let value: serde_json::Map<String, Value> = serde_json::from_str(&text).expect("map");
             assert_eq!(object.members.len(), value.len());
-            for (key, raw) in &object.members {
-                assert_eq!(serde_json::from_str::<Value>(raw.get()).expect("value"), value[key.as_ref()]);
+            for member in &object.members {
+                assert_eq!(serde_json::from_str::<Value>(member.value).expect("value"), value[member.key.as_ref()]);
+                assert_eq!(serde_json::from_str::<String>(member.quoted_key).expect("key"), member.key);
             }
-            assert_eq!(object.get("k1").map(RawValue::get), Some(r#""last""#));
+            assert_eq!(object.get("k1"), Some(r#""last""#));
+        }
+    }
+
+    #[test]
+    fn writes_strings_as_serde_json_does() {
+        for text in ["", "plain", "é ü 한국어 \u{2028}", "quote\"", "back\\slash", "tab\t", "nul\0", "\u{7f}"] {
+            let mut out = Vec::new();
+            write_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).expect("json"), "{text:?}");
         }
     }
 
     #[test]
     fn reads_scalars() {
-        let raw = |s: &str| RawValue::from_string(s.to_owned()).expect("raw");
-        assert_eq!(scalar(&raw("null")), Scalar::Null);
-        assert_eq!(scalar(&raw(r#""a\nb""#)), Scalar::String("a\nb".into()));
-        assert!(matches!(scalar(&raw(r#""plain""#)), Scalar::String(Cow::Borrowed("plain"))));
-        assert_eq!(scalar(&raw("1.50")), Scalar::Number(Number::from_f64(1.5).expect("finite")));
-        assert_eq!(scalar(&raw("true")), Scalar::Bool(true));
-        assert_eq!(scalar(&raw("[]")), Scalar::Other);
-        assert_eq!(scalar(&raw("{}")), Scalar::Other);
+        assert_eq!(scalar("null"), Scalar::Null);
+        assert_eq!(scalar(r#""a\nb""#), Scalar::String("a\nb".into()));
+        assert!(matches!(scalar(r#""plain""#), Scalar::String(Cow::Borrowed("plain"))));
+        assert_eq!(scalar("1.50"), Scalar::Number(Number::from_f64(1.5).expect("finite")));
+        assert_eq!(scalar("true"), Scalar::Bool(true));
+        assert_eq!(scalar("[]"), Scalar::Other);
+        assert_eq!(scalar("{}"), Scalar::Other);
     }
 
     fn json_fragment() -> impl Strategy<Value = String> {
@@ -347,9 +323,13 @@ mod tests {
         leaf.prop_recursive(6, 64, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
-                prop::collection::vec(("[a-c]", inner), 0..4).prop_map(|v| {
+                prop::collection::vec(("[a-c]|b\\\\u0061", inner.clone()), 0..4).prop_map(|v| {
                     let members: Vec<String> = v.into_iter().map(|(k, v)| format!(r#""{k}":{v}"#)).collect();
                     format!("{{{}}}", members.join(","))
+                }),
+                prop::collection::vec(("[a-c]", inner), 0..4).prop_map(|v| {
+                    let members: Vec<String> = v.into_iter().map(|(k, v)| format!("\"{k}\" :\t{v}\n")).collect();
+                    format!(" {{ {} }}", members.join(" , "))
                 }),
             ]
         })

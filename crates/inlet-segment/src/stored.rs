@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::normalise::Event;
-use crate::raw_json::{JsonStr, RawObject, Scalar, scalar};
+use crate::raw_json::{RawObject, Scalar, object_members, scalar};
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
@@ -48,24 +48,29 @@ impl StoredEvent {
 }
 
 /// A WAL record read without building its event: the event's top-level members stay raw
-/// JSON, read on demand (the lake writer's hot path).
+/// JSON, read on demand (the lake writer's hot path). Decoding trusts the record's syntax
+/// (this program wrote it, after checking it, and the WAL's checksum vouches for the bytes),
+/// so it only walks the text; see `raw_json`.
 #[derive(Debug)]
 pub struct StoredRecord<'a> {
     pub source: Cow<'a, str>,
     pub event: RawObject<'a>,
 }
 
+/// Why a WAL record is not a stored event (which only a bug can cause).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a stored event: {0}")]
+pub struct UndecodableRecord(&'static str);
+
 impl<'a> StoredRecord<'a> {
-    pub fn decode(bytes: &'a [u8]) -> Result<StoredRecord<'a>, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct Record<'a> {
-            #[serde(borrow)]
-            source: JsonStr<'a>,
-            #[serde(borrow)]
-            event: RawObject<'a>,
-        }
-        let record: Record<'a> = serde_json::from_slice(bytes)?;
-        Ok(StoredRecord { source: record.source.0, event: record.event })
+    pub fn decode(bytes: &'a [u8]) -> Result<StoredRecord<'a>, UndecodableRecord> {
+        let text = std::str::from_utf8(bytes).map_err(|_| UndecodableRecord("not UTF-8"))?;
+        let record = object_members(text).ok_or(UndecodableRecord("not a JSON object"))?;
+        let Some(Scalar::String(source)) = record.get("source").map(scalar) else {
+            return Err(UndecodableRecord("`source` is not a string"));
+        };
+        let event = record.get("event").and_then(object_members).ok_or(UndecodableRecord("`event` is not an object"))?;
+        Ok(StoredRecord { source, event })
     }
 
     /// A top-level field of the event, when it is a string.
@@ -120,5 +125,8 @@ mod tests {
         assert_eq!(StoredRecord::decode(&stored.encode()).expect("re-encoded").event.members.len(), stored.event.len());
         assert_eq!(key.event.message_id, "m-1");
         assert_eq!(key.event.received_at, "2024-01-01T00:00:00.000000Z");
+        for bad in [&b"\xff"[..], b"[]", br#"{"source":1,"event":{}}"#, br#"{"source":"s","event":[]}"#, b"{\"source\""] {
+            assert!(StoredRecord::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }
