@@ -1,30 +1,73 @@
 //! Deduplication by `(source, messageId)` within a time window, in bounded memory.
 //!
-//! Ids are kept as 128-bit hashes (a false match is astronomically unlikely) in generations:
-//! one set per `window / GENERATIONS` of time. A lookup checks every live generation; an
-//! insert goes to the newest. Generations older than the window are dropped whole, and when
-//! the total passes `max_entries` the oldest generation is dropped early (counted in
-//! `inlet_dedupe_evicted_total`), so memory stays bounded whatever the traffic.
+//! Ids are kept as 128-bit hashes (a false match is astronomically unlikely) in one set, and
+//! listed again by generation: one list per `window / GENERATIONS` of time. A lookup is one
+//! probe of the set however long the window (a set per generation made it one probe per
+//! generation, each a cache miss once the window was full); an insert goes to the set and to
+//! the newest list. A generation older than the window is dropped by taking its ids out of the
+//! set, and when the set passes `max_entries` the oldest generation is dropped early (counted
+//! in `inlet_dedupe_evicted_total`), so memory stays bounded whatever the traffic. A request
+//! takes the lock once for all its ids.
 //!
 //! Ids are remembered only after their events are durable, so a duplicate can never be
 //! acknowledged in place of an original that was then lost. The price: two copies sent at the
 //! same instant may both be stored (at-least-once, never at-most-once).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use dashmap::DashSet;
 
 /// How many slices the window is cut into (an id lives between `window` and
 /// `window × (1 + 1/GENERATIONS)`).
 const GENERATIONS: u32 = 24;
 
+/// The keys are xxh3 hashes already: their low 64 bits serve as the set's hash.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
 #[derive(Debug)]
 struct Generation {
     started: Instant,
-    ids: DashSet<u128>,
+    ids: Vec<u128>,
+}
+
+#[derive(Debug)]
+struct Index {
+    ids: HashSet<u128, BuildHasherDefault<KeyHasher>>,
+    /// Oldest first; never empty.
+    generations: VecDeque<Generation>,
+}
+
+impl Index {
+    /// Forgets the oldest generation; returns how many ids went with it.
+    fn drop_oldest(&mut self) -> usize {
+        let Some(oldest) = self.generations.pop_front() else { return 0 };
+        let before = self.ids.len();
+        for id in &oldest.ids {
+            self.ids.remove(id);
+        }
+        before - self.ids.len()
+    }
 }
 
 #[derive(Debug)]
@@ -32,8 +75,8 @@ pub struct Deduplicator {
     window: Duration,
     span: Duration,
     max_entries: usize,
-    generations: RwLock<VecDeque<Generation>>,
-    /// Ids across all generations, kept alongside so the hot path never walks the sets.
+    index: RwLock<Index>,
+    /// The set's size, kept alongside so metrics never take the lock.
     entries: AtomicUsize,
 }
 
@@ -52,20 +95,25 @@ impl Deduplicator {
     }
 
     fn new_at(window: Duration, max_entries: usize, now: Instant) -> Deduplicator {
-        let span = window / GENERATIONS;
-        let first = Generation { started: now, ids: DashSet::new() };
+        let first = Generation { started: now, ids: Vec::new() };
+        let index = Index { ids: HashSet::default(), generations: VecDeque::from([first]) };
         Deduplicator {
             window,
-            span,
+            span: window / GENERATIONS,
             max_entries,
-            generations: RwLock::new(VecDeque::from([first])),
+            index: RwLock::new(index),
             entries: AtomicUsize::new(0),
         }
     }
 
     pub fn contains(&self, key: u128) -> bool {
-        let generations = self.generations.read().expect("dedupe lock is never poisoned");
-        generations.iter().any(|g| g.ids.contains(&key))
+        self.known(&[key])[0]
+    }
+
+    /// For each key, whether it was seen within the window.
+    pub fn known(&self, keys: &[u128]) -> Vec<bool> {
+        let index = self.index.read().expect("dedupe lock is never poisoned");
+        keys.iter().map(|key| index.ids.contains(key)).collect()
     }
 
     /// Remembers `keys`; returns how many older ids were forgotten early to stay in bounds.
@@ -74,22 +122,20 @@ impl Deduplicator {
     }
 
     fn insert_all_at(&self, keys: impl IntoIterator<Item = u128>, now: Instant) -> u64 {
-        self.rotate(now);
-        let mut evicted = 0;
-        {
-            let generations = self.generations.read().expect("dedupe lock is never poisoned");
-            let newest = generations.back().expect("there is always a generation");
-            let added = keys.into_iter().filter(|key| newest.ids.insert(*key)).count();
-            self.entries.fetch_add(added, Ordering::Relaxed);
-        }
-        if self.len() > self.max_entries {
-            let mut generations = self.generations.write().expect("dedupe lock is never poisoned");
-            while generations.len() > 1 && self.len() > self.max_entries {
-                let dropped = generations.pop_front().map_or(0, |g| g.ids.len());
-                self.entries.fetch_sub(dropped, Ordering::Relaxed);
-                evicted += dropped as u64;
+        let mut index = self.index.write().expect("dedupe lock is never poisoned");
+        self.rotate(&mut index, now);
+        let Index { ids, generations } = &mut *index;
+        let newest = generations.back_mut().expect("there is always a generation");
+        for key in keys {
+            if ids.insert(key) {
+                newest.ids.push(key);
             }
         }
+        let mut evicted = 0;
+        while index.generations.len() > 1 && index.ids.len() > self.max_entries {
+            evicted += index.drop_oldest() as u64;
+        }
+        self.entries.store(index.ids.len(), Ordering::Relaxed);
         evicted
     }
 
@@ -102,21 +148,12 @@ impl Deduplicator {
     }
 
     /// Starts a new generation when the newest is a span old; drops expired ones.
-    fn rotate(&self, now: Instant) {
-        {
-            let generations = self.generations.read().expect("dedupe lock is never poisoned");
-            let newest = generations.back().expect("there is always a generation");
-            if now.duration_since(newest.started) < self.span {
-                return;
-            }
+    fn rotate(&self, index: &mut Index, now: Instant) {
+        if index.generations.back().is_some_and(|g| now.duration_since(g.started) >= self.span) {
+            index.generations.push_back(Generation { started: now, ids: Vec::new() });
         }
-        let mut generations = self.generations.write().expect("dedupe lock is never poisoned");
-        if generations.back().is_some_and(|g| now.duration_since(g.started) >= self.span) {
-            generations.push_back(Generation { started: now, ids: DashSet::new() });
-        }
-        while generations.front().is_some_and(|g| now.duration_since(g.started) > self.window + self.span) {
-            let dropped = generations.pop_front().map_or(0, |g| g.ids.len());
-            self.entries.fetch_sub(dropped, Ordering::Relaxed);
+        while index.generations.front().is_some_and(|g| now.duration_since(g.started) > self.window + self.span) {
+            index.drop_oldest();
         }
     }
 }
@@ -126,6 +163,14 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Ids in the generation lists, each of which must be in the set.
+    fn listed(dedupe: &Deduplicator) -> usize {
+        let index = dedupe.index.read().expect("lock");
+        let listed: Vec<u128> = index.generations.iter().flat_map(|g| g.ids.iter().copied()).collect();
+        assert!(listed.iter().all(|id| index.ids.contains(id)));
+        listed.len()
+    }
 
     #[test]
     fn remembers_within_the_window_and_forgets_after() {
@@ -145,8 +190,7 @@ mod tests {
         dedupe.insert_all_at([dedupe_key("web", "late")], at(26 * HOUR));
         assert!(!dedupe.contains(a), "forgotten once the window (plus one slice) has passed");
         assert!(dedupe.contains(dedupe_key("web", "h24")));
-        let counted: usize = dedupe.generations.read().expect("lock").iter().map(|g| g.ids.len()).sum();
-        assert_eq!(dedupe.len(), counted);
+        assert_eq!(dedupe.len(), listed(&dedupe));
     }
 
     #[test]
@@ -158,10 +202,19 @@ mod tests {
             let now = start + hour * HOUR;
             evicted += dedupe.insert_all_at((0..30).map(|i| dedupe_key("s", &format!("{hour}-{i}"))), now);
             assert!(dedupe.len() <= 100, "{} entries", dedupe.len());
-            let counted: usize = dedupe.generations.read().expect("lock").iter().map(|g| g.ids.len()).sum();
-            assert_eq!(dedupe.len(), counted);
+            assert_eq!(dedupe.len(), listed(&dedupe));
         }
         assert_eq!(evicted, 20 * 30 - dedupe.len() as u64, "every id forgotten early was counted");
         assert!(dedupe.contains(dedupe_key("s", "19-0")), "the newest ids are kept");
+    }
+
+    #[test]
+    fn looks_up_a_request_at_once_and_ignores_repeats_within_it() {
+        let dedupe = Deduplicator::new(24 * HOUR, 100);
+        let (a, b) = (dedupe_key("s", "a"), dedupe_key("s", "b"));
+        dedupe.insert_all([a, a]);
+        assert_eq!(dedupe.len(), 1);
+        assert_eq!(dedupe.known(&[b, a, b]), [false, true, false]);
+        assert_eq!(listed(&dedupe), 1);
     }
 }

@@ -164,8 +164,9 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     let mut keys = Vec::with_capacity(events.len());
     let mut records = Vec::with_capacity(events.len());
     let mut duplicates = 0;
-    for event in events {
-        if !in_this_request.insert(event.key) || state.dedupe.contains(event.key) {
+    let known = state.dedupe.known(&events.iter().map(|event| event.key).collect::<Vec<_>>());
+    for (event, known) in events.into_iter().zip(known) {
+        if !in_this_request.insert(event.key) || known {
             duplicates += 1;
             continue;
         }
