@@ -152,6 +152,15 @@ pub fn object_members(json: &str) -> Option<RawObject<'_>> {
     Walk::<false>::new(json).members().ok().flatten()
 }
 
+/// The length, quotes included, of the JSON string `json` starts with (valid JSON, as for
+/// [`object_members`]).
+pub fn leading_string_len(json: &str) -> Option<usize> {
+    if !json.starts_with('"') {
+        return None;
+    }
+    Walk::<false>::new(json).string_end(1).ok()
+}
+
 /// Writes a JSON object member by member (keys escaped, values as given).
 #[derive(Debug)]
 pub struct ObjectWriter<'o> {
@@ -287,6 +296,17 @@ mod tests {
             }
             assert_eq!(object.get("k1"), Some(r#""last""#));
         }
+    }
+
+    #[test]
+    fn splits_exactly_one_object() {
+        assert_eq!(object_members(" {\"a\" : [1, {\"b\": \"}\"}] }\n").expect("object").get("a"), Some("[1, {\"b\": \"}\"}]"));
+        for not_one in [r#"{"a":1},"b":2}"#, r#"{} {}"#, r#"{"a":1"#, r#"{"a""#, r#"[{}]"#, r#""{}""#, ""] {
+            assert!(object_members(not_one).is_none(), "{not_one}");
+        }
+        assert_eq!(leading_string_len(r#""a\"b",1"#), Some(6));
+        assert_eq!(leading_string_len(&format!("\"{}\"", "x".repeat(40))), Some(42));
+        assert_eq!(leading_string_len(r#""unterminated"#), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::normalise::Event;
-use crate::raw_json::{RawObject, Scalar, object_members, scalar};
+use crate::raw_json::{RawObject, Scalar, leading_string_len, object_members, scalar};
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
@@ -65,12 +65,28 @@ pub struct UndecodableRecord(&'static str);
 impl<'a> StoredRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<StoredRecord<'a>, UndecodableRecord> {
         let text = std::str::from_utf8(bytes).map_err(|_| UndecodableRecord("not UTF-8"))?;
+        if let Some(record) = StoredRecord::decode_as_written(text) {
+            return Ok(record);
+        }
         let record = object_members(text).ok_or(UndecodableRecord("not a JSON object"))?;
         let Some(Scalar::String(source)) = record.get("source").map(scalar) else {
             return Err(UndecodableRecord("`source` is not a string"));
         };
         let event = record.get("event").and_then(object_members).ok_or(UndecodableRecord("`event` is not an object"))?;
         Ok(StoredRecord { source, event })
+    }
+
+    /// The layout [`encode_stored_event`] writes, `{"source":"…","event":{…}}`, read without
+    /// walking the event twice (once to find its end, once to split it). `None`: another
+    /// layout, read the general way.
+    fn decode_as_written(text: &'a str) -> Option<StoredRecord<'a>> {
+        let rest = text.strip_prefix(r#"{"source":"#)?;
+        let (source, rest) = rest.split_at(leading_string_len(rest)?);
+        let Scalar::String(source) = scalar(source) else { return None };
+        // Splitting refuses anything after the object, so a key added after `event` is
+        // never read as part of it.
+        let event = object_members(rest.strip_prefix(r#","event":"#)?.strip_suffix('}')?)?;
+        Some(StoredRecord { source, event })
     }
 
     /// A top-level field of the event, when it is a string.
@@ -127,6 +143,12 @@ mod tests {
         assert_eq!(key.event.received_at, "2024-01-01T00:00:00.000000Z");
         for bad in [&b"\xff"[..], b"[]", br#"{"source":1,"event":{}}"#, br#"{"source":"s","event":[]}"#, b"{\"source\""] {
             assert!(StoredRecord::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // Other layouts are read too: keys in another order, or added after `event`.
+        for other in [r#"{"event":{"a":1},"source":"s"}"#, r#"{"source":"s","event":{"a":1},"later":{"b":2}}"#] {
+            let record = StoredRecord::decode(other.as_bytes()).expect("decodes");
+            assert_eq!((record.source.as_ref(), record.event.members.len()), ("s", 1), "{other}");
+            assert_eq!(record.event.get("a"), Some("1"));
         }
     }
 }

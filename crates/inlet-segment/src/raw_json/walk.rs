@@ -25,6 +25,8 @@ use super::{Member, RawObject};
 pub const MAX_MESSAGE_DEPTH: usize = 100;
 
 const MALFORMED: &str = "malformed JSON";
+/// Bytes of a string looked at one by one before the rest is searched with `memchr`.
+const SHORT_STRING: usize = 16;
 const LONE_SURROGATE: &str = "a string holds a lone UTF-16 surrogate escape";
 
 pub(super) struct Walk<'a, const CHECKED: bool> {
@@ -37,7 +39,8 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
         Walk { text, bytes: text.as_bytes() }
     }
 
-    /// The top-level members when the text is an object, `None` when it is another value.
+    /// The top-level members when the text is an object (and nothing after it), `None` when
+    /// it is another value.
     pub(super) fn members(&self) -> Result<Option<RawObject<'a>>, String> {
         let mut i = self.skip_whitespace(0);
         if self.bytes.get(i) != Some(&b'{') {
@@ -45,9 +48,18 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
         }
         let mut object = RawObject { members: Vec::with_capacity(16) };
         i = self.skip_whitespace(i + 1);
-        if self.bytes.get(i) == Some(&b'}') {
-            return Ok(Some(object));
+        if self.bytes.get(i) != Some(&b'}') {
+            i = self.members_from(i, &mut object)?;
         }
+        if self.skip_whitespace(i + 1) != self.bytes.len() {
+            return Err(MALFORMED.into());
+        }
+        object.keep_last_of_each_key();
+        Ok(Some(object))
+    }
+
+    /// Reads members from the first key's quote; answers where the closing brace is.
+    fn members_from(&self, mut i: usize, object: &mut RawObject<'a>) -> Result<usize, String> {
         loop {
             if self.bytes.get(i) != Some(&b'"') {
                 return Err(MALFORMED.into());
@@ -66,12 +78,10 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
             i = self.skip_whitespace(value_end);
             match self.bytes.get(i) {
                 Some(b',') => i = self.skip_whitespace(i + 1),
-                Some(b'}') => break,
+                Some(b'}') => return Ok(i),
                 _ => return Err(MALFORMED.into()),
             }
         }
-        object.keep_last_of_each_key();
-        Ok(Some(object))
     }
 
     /// Where the value starting at `start` ends; `outer_depth` is the nesting around it.
@@ -99,10 +109,14 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
     }
 
     /// From just after an opening quote to just after the closing one.
-    fn string_end(&self, mut i: usize) -> Result<usize, String> {
+    pub(super) fn string_end(&self, mut i: usize) -> Result<usize, String> {
         loop {
             let rest = self.bytes.get(i..).ok_or(MALFORMED)?;
-            let at = i + memchr2(b'"', b'\\', rest).ok_or(MALFORMED)?;
+            // Most strings are short: a few bytes are looked at before paying memchr's setup.
+            let at = i + match rest.iter().take(SHORT_STRING).position(|&b| b == b'"' || b == b'\\') {
+                Some(offset) => offset,
+                None => SHORT_STRING + memchr2(b'"', b'\\', rest.get(SHORT_STRING..).ok_or(MALFORMED)?).ok_or(MALFORMED)?,
+            };
             if self.bytes[at] == b'"' {
                 return Ok(at + 1);
             }
