@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// A request body must arrive within this time (slow clients get 408).
     pub body_read_timeout_secs: u64,
+    /// Connections open at once; beyond it new ones wait in the listen backlog. What bounds
+    /// the memory of many idle or slow clients (each connection costs tens of KiB).
+    pub max_connections: usize,
     pub tls: Option<TlsConfig>,
 }
 
@@ -199,6 +202,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
             body_read_timeout_secs: 30,
+            max_connections: 10_000,
             tls: None,
         }
     }
@@ -279,6 +283,9 @@ impl Config {
         if l.max_event_bytes == 0 || l.max_request_bytes == 0 || l.max_batch_events == 0 || l.max_inflight_requests == 0
         {
             return invalid("limits must be greater than zero".into());
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections must be greater than zero".into());
         }
         if l.max_event_bytes > l.max_request_bytes {
             return invalid("limits.max_event_bytes must not exceed limits.max_request_bytes".into());

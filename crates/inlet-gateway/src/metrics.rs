@@ -21,6 +21,7 @@ pub struct Metrics {
     pub requests_rejected: IntCounterVec,
     pub inflight_bytes: IntGauge,
     pub inflight_requests: IntGauge,
+    pub http_connections: IntGauge,
     pub dedupe_entries: IntGauge,
     pub dedupe_evicted: IntCounter,
     pub wal_appended_records: IntCounter,
@@ -110,6 +111,7 @@ impl Metrics {
                 "Request bytes reserved by requests being decoded or awaiting the write-ahead log.",
             ),
             inflight_requests: gauge(&r, "inlet_ingest_inflight_requests", "Ingestion requests being handled."),
+            http_connections: gauge(&r, "inlet_http_connections", "Client connections open."),
             dedupe_entries: gauge(&r, "inlet_dedupe_entries", "Message ids remembered for deduplication."),
             dedupe_evicted: counter,
             wal_appended_records: {

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -26,7 +27,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (up
-/// to `server.shutdown_grace_secs`) and returns. The WAL stays open: the caller shuts it down
+/// to `server.shutdown_grace_secs`) and returns. At `server.max_connections` open connections
+/// it stops accepting until one closes: new clients wait in the kernel's listen backlog. The WAL stays open: the caller shuts it down
 /// after this returns, so every acknowledged append is synced before the process exits.
 pub async fn serve(
     state: Arc<AppState>,
@@ -39,8 +41,13 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
+    let connection_slots = Arc::new(Semaphore::new(state.config.server.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&connection_slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -57,8 +64,10 @@ pub async fn serve(
                 let builder = builder.clone();
                 let acceptor = acceptor.clone();
                 let app = app.clone();
+                let open = OpenConnection::new(slot, &state);
                 tokio::spawn(async move {
                     serve_connection(stream, peer, acceptor, builder, app, watcher).await;
+                    drop(open);
                 });
             }
             () = &mut shutdown => break,
@@ -72,6 +81,25 @@ pub async fn serve(
         tracing::warn!("shutdown grace period ended with connections still open");
     }
     Ok(())
+}
+
+/// A connection's slot, counted in `inlet_http_connections` while it is open.
+struct OpenConnection {
+    _slot: OwnedSemaphorePermit,
+    state: Arc<AppState>,
+}
+
+impl OpenConnection {
+    fn new(slot: OwnedSemaphorePermit, state: &Arc<AppState>) -> OpenConnection {
+        state.metrics.http_connections.inc();
+        OpenConnection { _slot: slot, state: Arc::clone(state) }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.state.metrics.http_connections.dec();
+    }
 }
 
 async fn serve_connection(

@@ -284,3 +284,34 @@ fn tokio_stream_from(
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn beyond_the_connection_limit_new_clients_wait_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.server.max_connections = 1;
+    })
+    .await;
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: inlet\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut answer = [0u8; 512];
+    let read = first.read(&mut answer).await.unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer[..read]));
+    assert_eq!(gateway.state.metrics.http_connections.get(), 1);
+
+    // The first connection stays open (keep-alive): the second is not served meanwhile.
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), second.read(&mut answer)).await;
+    assert!(waited.is_err(), "a connection beyond the limit was served");
+    drop(first);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), second.read(&mut answer))
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    drop(second);
+    gateway.stop().await;
+}
