@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::message_type::MessageType;
 use crate::payload::Limits;
-use crate::raw_json::{ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar, split_checked};
+use crate::raw_json::{
+    ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar, split_checked, write_json_string,
+};
 use crate::rejection::{RejectReason, Rejection};
 use crate::time::parse_timestamp;
 
@@ -272,6 +274,9 @@ fn merged_object<'a>(
         return Ok(Some(Merged::Built(serde_json::to_vec(&merged).expect("writing to a Vec cannot fail"))));
     }
     let Some(ip) = ip else { return Ok(own.map(Merged::Raw)) };
+    if let Some(raw) = own.filter(|raw| !raw.contains(r#""ip""#) && !raw.contains("\\u")) {
+        return Ok(Some(Merged::Built(with_ip_appended(raw, ip))));
+    }
     let members = own.and_then(object_members).unwrap_or_default();
     if let Some(raw) = own.filter(|_| members.get("ip").is_some_and(|value| !is_null(value))) {
         return Ok(Some(Merged::Raw(raw)));
@@ -284,6 +289,22 @@ fn merged_object<'a>(
     out.string("ip", ip);
     out.finish();
     Ok(Some(Merged::Built(built)))
+}
+
+/// `object` (an object's text, nothing around it) with an `ip` member added last. Only for
+/// objects without an `ip` key: most contexts have none anywhere, and appending spares
+/// splitting them (a key can spell `ip` only with a `\u` escape, so those are split).
+fn with_ip_appended(object: &str, ip: &str) -> Vec<u8> {
+    let open = &object[..object.len() - 1];
+    let mut built = Vec::with_capacity(object.len() + ip.len() + 8);
+    built.extend_from_slice(open.as_bytes());
+    if !open[1..].trim().is_empty() {
+        built.push(b',');
+    }
+    built.extend_from_slice(br#""ip":"#);
+    write_json_string(&mut built, ip);
+    built.push(b'}');
+    built
 }
 
 fn merge_missing(target: &mut Map<String, Value>, defaults: &Map<String, Value>) {

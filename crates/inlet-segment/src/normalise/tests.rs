@@ -210,11 +210,27 @@ fn the_client_ip_fills_context_ip_only_when_absent_or_null() {
         json!({"ip": "203.0.113.7", "locale": "ko"})
     );
     assert_eq!(context(json!({"anonymousId": "a", "context": {"ip": "10.0.0.1"}})), json!({"ip": "10.0.0.1"}));
+    assert_eq!(
+        context(json!({"anonymousId": "a", "context": {"traits": {"ip": "10.0.0.1"}, "locale": "ip"}})),
+        json!({"traits": {"ip": "10.0.0.1"}, "locale": "ip", "ip": "203.0.113.7"})
+    );
     // A repeated key counts once, with its last value, as any JSON reader takes it.
     let raw =
         RawValue::from_string(r#"{"anonymousId":"a","context":{"ip":"10.0.0.1","ip":null}}"#.into()).expect("raw");
     let event = Normaliser::default().normalise(&raw, Some(MessageType::Page), &d, &meta()).expect("valid");
     assert_eq!(event.fields()["context"], json!({"ip": "203.0.113.7"}));
+    // Appended to the client's own text, spacing and all; an escaped `ip` key is still found.
+    for (context, stored) in [
+        (r#"{ "locale" : "ko" }"#, r#"{ "locale" : "ko" ,"ip":"203.0.113.7"}"#),
+        (r#"{ }"#, r#"{ "ip":"203.0.113.7"}"#),
+        (r#"{"ip":"10.0.0.1"}"#, r#"{"ip":"10.0.0.1"}"#),
+    ] {
+        let text = format!(r#"{{"anonymousId":"a","context":{context}}}"#);
+        let raw = RawValue::from_string(text).expect("raw");
+        let event = Normaliser::default().normalise(&raw, Some(MessageType::Page), &d, &meta()).expect("valid");
+        let json = String::from_utf8(event.json).expect("utf-8");
+        assert!(json.contains(&format!(r#""context":{stored}"#)), "{json}");
+    }
 }
 
 #[test]

@@ -25,8 +25,9 @@ use super::{Member, RawObject};
 pub const MAX_MESSAGE_DEPTH: usize = 100;
 
 const MALFORMED: &str = "malformed JSON";
-/// Bytes of a string looked at one by one before the rest is searched with `memchr`.
-const SHORT_STRING: usize = 16;
+/// Bytes of a string searched eight at a time before the rest is searched with `memchr`,
+/// whose setup costs more than most strings in a message are long.
+const SHORT_STRING: usize = 64;
 const LONE_SURROGATE: &str = "a string holds a lone UTF-16 surrogate escape";
 
 pub(super) struct Walk<'a, const CHECKED: bool> {
@@ -112,11 +113,7 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
     pub(super) fn string_end(&self, mut i: usize) -> Result<usize, String> {
         loop {
             let rest = self.bytes.get(i..).ok_or(MALFORMED)?;
-            // Most strings are short: a few bytes are looked at before paying memchr's setup.
-            let at = i + match rest.iter().take(SHORT_STRING).position(|&b| b == b'"' || b == b'\\') {
-                Some(offset) => offset,
-                None => SHORT_STRING + memchr2(b'"', b'\\', rest.get(SHORT_STRING..).ok_or(MALFORMED)?).ok_or(MALFORMED)?,
-            };
+            let at = i + quote_or_backslash(rest).ok_or(MALFORMED)?;
             if self.bytes[at] == b'"' {
                 return Ok(at + 1);
             }
@@ -199,4 +196,46 @@ fn unescaped_key(quoted: &str) -> Result<Cow<'_, str>, String> {
         return Ok(Cow::Borrowed(inner));
     }
     serde_json::from_str::<String>(quoted).map(Cow::Owned).map_err(|_| MALFORMED.into())
+}
+
+/// Where the first `"` or `\\` is.
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    // Bytes equal to `byte` get their high bit set; a false positive can only follow a true
+    // one, so the lowest flagged byte is always the first match.
+    let flag = |word: u64, byte: u8| {
+        let x = word ^ (ONES * u64::from(byte));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let short = bytes.len().min(SHORT_STRING);
+    let mut chunks = bytes[..short].chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let flags = flag(word, b'"') | flag(word, b'\\');
+        if flags != 0 {
+            return Some(offset + flags.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    if let Some(at) = chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\') {
+        return Some(offset + at);
+    }
+    memchr2(b'"', b'\\', &bytes[short..]).map(|at| short + at)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn finds_the_first_quote_or_backslash(text in r#"[a-zé]{0,120}[a-z"\\é]{0,4}[a-z"\\\x00\x7f]{0,60}"#) {
+            let naive = text.bytes().position(|b| b == b'"' || b == b'\\');
+            prop_assert_eq!(quote_or_backslash(text.as_bytes()), naive);
+        }
+    }
 }
