@@ -61,8 +61,10 @@ pub const DICTIONARY: bool = true;
 
 /// Columns whose values are (nearly) all distinct, written without a dictionary: one would
 /// only cost hashing every value until it overflowed and the writer fell back to plain
-/// encoding. Measured on 100k realistic events: 9 % smaller files, slightly faster.
-pub const UNIQUE_COLUMNS: [&str; 3] = ["message_id", "original_timestamp", "timestamp"];
+/// encoding. `context` holds the page URL, IP and user agent of each event. Measured on 100k
+/// realistic events: files 7 % smaller and encoding 20 % faster than with dictionaries on
+/// every column (`properties` gained nothing and cost 4 % in size, so it keeps its dictionary).
+pub const UNIQUE_COLUMNS: [&str; 4] = ["message_id", "original_timestamp", "timestamp", "context"];
 
 /// Parquet format 1.0 pages: the most widely readable (Spectrum's reader predates v2 pages).
 pub const WRITER_VERSION: WriterVersion = WriterVersion::PARQUET_1_0;
