@@ -25,7 +25,7 @@ const GENERATIONS: u32 = 24;
 
 /// The keys are xxh3 hashes already: their low 64 bits serve as the set's hash.
 #[derive(Debug, Default)]
-struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -51,9 +51,12 @@ struct Generation {
     ids: Vec<u128>,
 }
 
+/// A set of keys, hashed by what they already are.
+pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
+
 #[derive(Debug)]
 struct Index {
-    ids: HashSet<u128, BuildHasherDefault<KeyHasher>>,
+    ids: KeySet,
     /// Oldest first; never empty.
     generations: VecDeque<Generation>,
 }

@@ -1,7 +1,6 @@
 //! The Tracking API: authenticate, read and decode the body, validate and normalise each
 //! message, drop duplicates, append to the WAL and answer only once it is durable.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use serde::Serialize;
 use crate::auth::basic_write_key;
 use crate::body::{Encoding, content_length, decode, read_capped};
 use crate::client_ip::client_ip;
-use crate::dedupe::dedupe_key;
+use crate::dedupe::{KeySet, dedupe_key};
 use crate::error::{ApiError, ItemError};
 use crate::state::AppState;
 
@@ -160,7 +159,7 @@ fn prepare(
 /// Drops duplicates, appends the rest durably, then remembers their ids.
 async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, ApiError> {
     let PreparedRequest { source, events, errors } = request;
-    let mut in_this_request = HashSet::with_capacity(events.len());
+    let mut in_this_request = KeySet::with_capacity_and_hasher(events.len(), Default::default());
     let mut keys = Vec::with_capacity(events.len());
     let mut records = Vec::with_capacity(events.len());
     let mut duplicates = 0;
