@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of docs/benchmarks.md, on this machine, load generator included:
 #   1. the baseline server (HTTP stack only) and the gateway, closed loop, single events;
-#   2. the same for batches of 100 events (plain and gzip);
+#   2. the same for batches of 100 events (plain with 16 and 32 clients, and gzip);
 #   3. the gateway in open loop at half its measured single-event maximum (latency);
 #   4. 2x overload in open loop, then half rate again (backpressure and recovery);
 #   5. verify: every acknowledged event of the gateway runs is in the lake.
@@ -48,6 +48,7 @@ gateway_run() {
 gateway_run --label "gateway singles" --concurrency 64 --mix "$singles"
 max_rate="$(python3 -c 'import json; print(int(json.load(open("'"$work/last"'"))["requests_per_second"]))')"
 gateway_run --label "gateway batch" --concurrency 16 --mix batch=1
+gateway_run --label "gateway batch, 32 clients" --concurrency 32 --mix batch=1
 gateway_run --label "gateway batch gzip" --concurrency 16 --mix batch=1 --gzip
 gateway_run --label "gateway singles at half max" --rate "$((max_rate / 2))" --mix "$singles"
 gateway_run --label "gateway 2x overload" --rate "$((max_rate * 2))" --max-in-flight 8192 --mix "$singles"
