@@ -1,7 +1,8 @@
 //! Deduplication by `(source, messageId)` within a time window, in bounded memory.
 //!
 //! Ids are kept as 128-bit hashes (a false match is astronomically unlikely) in one set, and
-//! listed again by generation: one list per `window / GENERATIONS` of time. A lookup is one
+//! listed again by generation: one list per `window / GENERATIONS` of time, or per
+//! `max_entries / GENERATIONS` ids when traffic fills that first. A lookup is one
 //! probe of the set however long the window (a set per generation made it one probe per
 //! generation, each a cache miss once the window was full); an insert goes to the set and to
 //! the newest list. A generation older than the window is dropped by taking its ids out of the
@@ -128,11 +129,17 @@ impl Deduplicator {
         let mut index = self.index.write().expect("dedupe lock is never poisoned");
         self.rotate(&mut index, now);
         let Index { ids, generations } = &mut *index;
-        let newest = generations.back_mut().expect("there is always a generation");
+        let full = (self.max_entries / GENERATIONS as usize).max(1);
         for key in keys {
-            if ids.insert(key) {
-                newest.ids.push(key);
+            if !ids.insert(key) {
+                continue;
             }
+            // A generation also ends when it holds its share of `max_entries`, so there is
+            // always an older one to drop when traffic outruns the budget within a span.
+            if generations.back().is_none_or(|g| g.ids.len() >= full) {
+                generations.push_back(Generation { started: now, ids: Vec::with_capacity(full) });
+            }
+            generations.back_mut().expect("just ensured").ids.push(key);
         }
         let mut evicted = 0;
         while index.generations.len() > 1 && index.ids.len() > self.max_entries {
@@ -209,6 +216,22 @@ mod tests {
         }
         assert_eq!(evicted, 20 * 30 - dedupe.len() as u64, "every id forgotten early was counted");
         assert!(dedupe.contains(dedupe_key("s", "19-0")), "the newest ids are kept");
+    }
+
+    #[test]
+    fn memory_stays_bounded_within_one_time_slice() {
+        let start = Instant::now();
+        let dedupe = Deduplicator::new_at(24 * HOUR, 240, start);
+        let mut evicted = 0;
+        for batch in 0..50u32 {
+            evicted += dedupe.insert_all_at((0..100).map(|i| dedupe_key("s", &format!("{batch}-{i}"))), start);
+            assert!(dedupe.len() <= 240, "{} entries", dedupe.len());
+            assert_eq!(dedupe.len(), listed(&dedupe));
+        }
+        assert_eq!(evicted, 50 * 100 - dedupe.len() as u64);
+        assert!(dedupe.len() >= 240 - 240 / GENERATIONS as usize, "only what the bound requires is dropped");
+        assert!(dedupe.contains(dedupe_key("s", "49-99")));
+        assert!(!dedupe.contains(dedupe_key("s", "0-0")));
     }
 
     #[test]
