@@ -51,6 +51,14 @@ lake_catch_up() {
     sleep 0.5
   done
   caught_up="$(date +%s.%N)"
+  # Then the system settles before the latency runs: the WAL segments the lake confirmed are
+  # deleted (gigabytes after the batch runs) and dirty pages written back, which otherwise
+  # stall fsyncs during the next run.
+  local tries=0
+  while [ "$(curl -s "$gateway/metrics" | awk '/^inlet_wal_segments /{print $2}')" -gt 8 ] && [ $((tries += 1)) -lt 240 ]; do
+    sleep 0.5
+  done
+  sync
   python3 -c 'import json,sys; e,since,now,load_end=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4])
 print(json.dumps({"lake_catch_up": {"events": e, "seconds": round(now-since, 1), "after_load_seconds": round(now-load_end, 1), "sustained_events_per_second": round(e/(now-since))}}))' \
     "$1" "$2" "$caught_up" "$load_end" | tee -a "$results"
