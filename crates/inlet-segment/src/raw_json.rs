@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
 use chrono::{DateTime, Utc};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::Number;
 
 use crate::time::push_timestamp;
@@ -300,7 +300,10 @@ mod tests {
 
     #[test]
     fn splits_exactly_one_object() {
-        assert_eq!(object_members(" {\"a\" : [1, {\"b\": \"}\"}] }\n").expect("object").get("a"), Some("[1, {\"b\": \"}\"}]"));
+        assert_eq!(
+            object_members(" {\"a\" : [1, {\"b\": \"}\"}] }\n").expect("object").get("a"),
+            Some("[1, {\"b\": \"}\"}]")
+        );
         for not_one in [r#"{"a":1},"b":2}"#, r#"{} {}"#, r#"{"a":1"#, r#"{"a""#, r#"[{}]"#, r#""{}""#, ""] {
             assert!(object_members(not_one).is_none(), "{not_one}");
         }

@@ -72,7 +72,8 @@ impl<'a> StoredRecord<'a> {
         let Some(Scalar::String(source)) = record.get("source").map(scalar) else {
             return Err(UndecodableRecord("`source` is not a string"));
         };
-        let event = record.get("event").and_then(object_members).ok_or(UndecodableRecord("`event` is not an object"))?;
+        let event =
+            record.get("event").and_then(object_members).ok_or(UndecodableRecord("`event` is not an object"))?;
         Ok(StoredRecord { source, event })
     }
 
@@ -141,7 +142,8 @@ mod tests {
         assert_eq!(StoredRecord::decode(&stored.encode()).expect("re-encoded").event.members.len(), stored.event.len());
         assert_eq!(key.event.message_id, "m-1");
         assert_eq!(key.event.received_at, "2024-01-01T00:00:00.000000Z");
-        for bad in [&b"\xff"[..], b"[]", br#"{"source":1,"event":{}}"#, br#"{"source":"s","event":[]}"#, b"{\"source\""] {
+        for bad in [&b"\xff"[..], b"[]", br#"{"source":1,"event":{}}"#, br#"{"source":"s","event":[]}"#, b"{\"source\""]
+        {
             assert!(StoredRecord::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         // Other layouts are read too: keys in another order, or added after `event`.
