@@ -31,7 +31,9 @@
 //! ## Failures
 //! Uploads retry with exponential backoff and full jitter, without a deadline: while S3 is
 //! down the WAL grows (ingestion goes on) until its disk budget, after which the gateway answers
-//! 503; when S3 returns, the backlog is flushed in ranges of at most `max_range_records`.
+//! 503; when S3 returns, the backlog is flushed in ranges of at most `max_range_records`. A stop
+//! that comes while an upload waits to retry still makes the final flush, which first finishes
+//! the interrupted range under its recorded bounds, retrying afresh until `final_flush_timeout`.
 
 pub mod ddl;
 pub mod layout;

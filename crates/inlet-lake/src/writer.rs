@@ -110,13 +110,30 @@ impl LakeWriter {
         mut shutdown: watch::Receiver<bool>,
         final_flush_timeout: Duration,
     ) -> Result<(), LakeError> {
+        let interrupted = self.flush_until_shutdown(&mut shutdown).await?;
+        match tokio::time::timeout(final_flush_timeout, self.flush_everything_durable(interrupted)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("final lake flush timed out; the WAL keeps the rest for the next start");
+                Ok(())
+            }
+        }
+    }
+
+    /// The flush loop. Returns the range a stop interrupted (its upload was still retrying),
+    /// which must be finished under the same bounds: a new range from the same start would name
+    /// its files differently and duplicate what was already uploaded.
+    async fn flush_until_shutdown(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<PendingRange>, LakeError> {
         if let Some(pending) = read_pending(&self.settings.state_dir)?.filter(|p| {
             // Confirmed already (the stop came between confirming and clearing the marker).
             p.to > self.cursor() || clear_pending(&self.settings.state_dir).is_err()
         }) {
             tracing::warn!(from = pending.from, to = pending.to, "redoing the lake flush interrupted by the last stop");
-            if !self.complete(pending, &mut shutdown).await? {
-                return Ok(());
+            if !self.complete(pending, shutdown).await? {
+                return Ok(Some(pending));
             }
         }
         let mut range_started = Instant::now();
@@ -126,6 +143,9 @@ impl LakeWriter {
                 () = tokio::time::sleep(POLL_INTERVAL) => *shutdown.borrow(),
                 changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
             };
+            if stopping {
+                return Ok(None);
+            }
             let cursor = self.cursor();
             let cut_at = Utc::now();
             // Read after `cut_at`: whatever was acknowledged before it is below this LSN.
@@ -137,39 +157,35 @@ impl LakeWriter {
             });
             let hour_ended =
                 Hour::of(cut_at - self.settings.hour_grace) != Hour::of(range_started_at - self.settings.hour_grace);
-            let due = stopping
-                || range_started.elapsed() >= self.settings.max_age
+            let due = range_started.elapsed() >= self.settings.max_age
                 || hour_ended
                 || durable.saturating_sub(cursor) >= self.settings.max_range_records;
             if !due {
                 continue;
             }
-            if stopping {
-                let flush_all = async {
-                    // The sender stays alive so retries keep their backoff (a dropped sender would
-                    // wake the retry sleep at once).
-                    let (_never, mut no_shutdown) = watch::channel(false);
-                    loop {
-                        let pending = self.next_range(Utc::now());
-                        self.complete(pending, &mut no_shutdown).await?;
-                        if pending.cut_at.is_some() {
-                            return Ok::<(), LakeError>(());
-                        }
-                    }
-                };
-                match tokio::time::timeout(final_flush_timeout, flush_all).await {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        tracing::warn!("final lake flush timed out; the WAL keeps the rest for the next start");
-                    }
-                }
-                return Ok(());
-            }
-            if !self.complete(self.next_range(cut_at), &mut shutdown).await? {
-                return Ok(());
+            let pending = self.next_range(cut_at);
+            if !self.complete(pending, shutdown).await? {
+                return Ok(Some(pending));
             }
             range_started = Instant::now();
             range_started_at = cut_at;
+        }
+    }
+
+    /// At shutdown: finishes the interrupted range, then flushes up to what is durable now.
+    async fn flush_everything_durable(&self, interrupted: Option<PendingRange>) -> Result<(), LakeError> {
+        // The sender stays alive so retries keep their backoff (a dropped sender would wake the
+        // retry sleep at once).
+        let (_never, mut no_shutdown) = watch::channel(false);
+        if let Some(pending) = interrupted {
+            self.complete(pending, &mut no_shutdown).await?;
+        }
+        loop {
+            let pending = self.next_range(Utc::now());
+            self.complete(pending, &mut no_shutdown).await?;
+            if pending.cut_at.is_some() {
+                return Ok(());
+            }
         }
     }
 
@@ -445,6 +461,13 @@ mod tests {
         ids
     }
 
+    /// The ids `setup` appends, in `message_ids` order.
+    fn every_message_id() -> Vec<String> {
+        let mut ids: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+        ids.sort();
+        ids
+    }
+
     /// A stop after some or all uploads but before the WAL confirmation: the next run redoes the
     /// recorded range under the same names, so the lake ends with every event exactly once.
     #[tokio::test]
@@ -463,12 +486,7 @@ mod tests {
             // Restart: a new writer over the same WAL and state.
             let store = run_until_confirmed(writer, &wal, 50).await;
             assert_eq!(store.list("events").await.expect("list"), keys_before, "same names, no new files");
-            let expected: Vec<String> = {
-                let mut ids: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
-                ids.sort();
-                ids
-            };
-            assert_eq!(message_ids(&store).await, expected, "every event exactly once");
+            assert_eq!(message_ids(&store).await, every_message_id(), "every event exactly once");
             assert!(read_pending(&dir.path().join("state")).expect("read").is_none(), "marker cleared");
         }
     }
@@ -492,6 +510,35 @@ mod tests {
             serde_json::from_slice(&store.get("_inlet/watermarks/gw-test.json").await.expect("get").expect("exists"))
                 .expect("watermark");
         assert_eq!(watermark.lsn, 50, "the watermark moves once the backlog is done");
+    }
+
+    /// A stop while an upload is still retrying (the store was down and has just come back)
+    /// goes on to the final flush, which finishes that range under the same names.
+    #[tokio::test]
+    async fn a_stop_during_upload_retries_still_flushes_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, writer) = setup(dir.path()).await;
+        // The store is down: its directory is blocked by a file.
+        let blocker = dir.path().join("lake");
+        std::fs::write(&blocker, b"not a directory").expect("block");
+        let (store, metrics) = (writer.store.clone(), writer.metrics.clone());
+        let (stop, receiver) = watch::channel(false);
+        let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.upload_failures.get() == 0 {
+            assert!(Instant::now() < deadline, "the upload never failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let interrupted = read_pending(&dir.path().join("state")).expect("read").expect("a range is pending");
+        // The store comes back, and the stop arrives while the upload waits to retry.
+        std::fs::remove_file(&blocker).expect("unblock");
+        stop.send(true).expect("stop");
+        task.await.expect("join").expect("run");
+        assert_eq!(wal.cursor(LAKE_CONSUMER), Some(50), "everything durable is confirmed");
+        let names: Vec<String> = store.list("events").await.expect("list");
+        let range = format!("gw-test-{:020}-{:020}.parquet", interrupted.from, interrupted.to);
+        assert!(names.iter().all(|name| name.ends_with(&range)), "the interrupted range's names: {names:?}");
+        assert_eq!(message_ids(&store).await, every_message_id(), "every event exactly once");
     }
 
     #[tokio::test]
