@@ -101,6 +101,8 @@ pub struct WalSettings {
     pub segment_bytes: u64,
     /// Above this much WAL on disk, ingestion answers 503 until consumers catch up.
     pub max_disk_bytes: u64,
+    /// Zero-fill each next segment ahead of time, so syncs write data only.
+    pub preallocate: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -228,6 +230,7 @@ impl Default for WalSettings {
             fsync_interval_ms: 50,
             segment_bytes: 64 * 1024 * 1024,
             max_disk_bytes: 10 * 1024 * 1024 * 1024,
+            preallocate: true,
         }
     }
 }

@@ -96,6 +96,7 @@ impl AppState {
         let wal_config = WalConfig {
             dir: config.wal_dir(),
             segment_bytes: config.wal.segment_bytes,
+            preallocate: config.wal.preallocate,
             fsync: config.fsync_policy(),
             // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
             max_record_bytes: config.limits.max_event_bytes + 64 * 1024,

@@ -21,6 +21,7 @@
 //! {dir}/00000000000000000000.wal   segment whose first record has LSN 0
 //! {dir}/00000000000000041273.wal   next segment, first LSN 41273
 //! {dir}/cursors.json               consumer cursors (see below)
+//! {dir}/next-segment.spare         zeros only: the next segment, prepared ahead (see `spare`)
 //! ```
 //! A segment file is a 24-byte header followed by records, back to back:
 //! ```text
@@ -32,7 +33,10 @@
 //! length is caught as surely as a damaged payload. A record's LSN is not stored: it is the
 //! segment's first LSN plus the record's index in the segment. A segment is closed (and a new
 //! one started) when the next write would take it past the configured segment size; one
-//! request's records may straddle two segments.
+//! request's records may straddle two segments. With `preallocate` (the default) a new segment
+//! starts as a zero-filled file of the full segment size, so the newest segment may end in
+//! zeros after its last record; closing a segment cuts them, so closed segments end at their
+//! last record.
 //!
 //! ## Group commit
 //! A single writer thread owns the files. Appends from any number of tasks queue on a channel;
@@ -44,7 +48,8 @@
 //! A crash can leave the newest segment with a torn tail: a record whose length, CRC or payload
 //! is incomplete or wrong. On open the newest segment is scanned from the start; at the first
 //! record that does not verify, the file is truncated to the end of the last good record and
-//! fsynced. Under `Always`, nothing acknowledged can be in that tail, because a record is
+//! fsynced. Zeros never verify (the CRC of a zero length is not zero), so the unused part of a
+//! preallocated segment is cut the same way. Under `Always`, nothing acknowledged can be in that tail, because a record is
 //! acknowledged only after the `fdatasync` that covers it returned. Older segments are not
 //! scanned at open (they were fsynced before the next segment was created); a reader that
 //! meets a bad record in one (possible only under the weaker policies) reports the gap and
@@ -74,6 +79,7 @@ mod reader;
 mod reaper;
 mod record;
 mod segment;
+mod spare;
 mod wal;
 mod writer;
 

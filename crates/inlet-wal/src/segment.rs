@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, WalError};
@@ -39,12 +40,27 @@ pub(crate) fn create_segment(dir: &Path, first_lsn: u64) -> Result<(File, Segmen
     let mut file = OpenOptions::new()
         .create_new(true)
         .read(true)
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(WalError::io(format!("creating segment {}", path.display())))?;
     file.write_all(&header(first_lsn))
         .and_then(|()| file.sync_all())
         .map_err(WalError::io(format!("writing header of {}", path.display())))?;
+    sync_dir(dir)?;
+    Ok((file, SegmentInfo { first_lsn, path, bytes: SEGMENT_HEADER_BYTES }))
+}
+
+/// Turns a zero-filled spare into a new segment: header written and synced first, then the
+/// rename and a directory fsync, so a file under a segment's name always has its header.
+pub(crate) fn name_spare(dir: &Path, spare: &Path, first_lsn: u64) -> Result<(File, SegmentInfo)> {
+    let path = segment_path(dir, first_lsn);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(spare)
+        .and_then(|file| file.write_all_at(&header(first_lsn), 0).and_then(|()| file.sync_data()).map(|()| file))
+        .and_then(|file| fs::rename(spare, &path).map(|()| file))
+        .map_err(WalError::io(format!("making {} from the spare segment", path.display())))?;
     sync_dir(dir)?;
     Ok((file, SegmentInfo { first_lsn, path, bytes: SEGMENT_HEADER_BYTES }))
 }
@@ -69,8 +85,12 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>> {
         else {
             continue;
         };
-        let bytes =
-            entry.metadata().map_err(WalError::io(format!("reading metadata of {}", entry.path().display())))?.len();
+        let bytes = match entry.metadata() {
+            Ok(metadata) => metadata.len(),
+            // Deleted (confirmed by every consumer) since the listing began: no longer there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(WalError::io(format!("reading metadata of {}", entry.path().display()))(e)),
+        };
         segments.push(SegmentInfo { first_lsn, path: entry.path(), bytes });
     }
     segments.sort_by_key(|s| s.first_lsn);
@@ -110,6 +130,8 @@ pub(crate) struct ScanResult {
     pub valid_end: u64,
     /// Why scanning stopped before the end of the file, if it did.
     pub stopped: Option<&'static str>,
+    /// Whatever follows the last good record is zeros (unused space of a spare), not a torn write.
+    pub tail_is_zeros: bool,
 }
 
 /// Counts the good records of a segment and finds where they end.
@@ -138,5 +160,6 @@ pub(crate) fn scan_segment(segment: &SegmentInfo, max_record_bytes: usize) -> Re
             }
         }
     }
-    Ok(ScanResult { records, valid_end: SEGMENT_HEADER_BYTES + offset as u64, stopped })
+    let tail_is_zeros = data[offset..].iter().all(|&b| b == 0);
+    Ok(ScanResult { records, valid_end: SEGMENT_HEADER_BYTES + offset as u64, stopped, tail_is_zeros })
 }

@@ -1,8 +1,8 @@
 //! The log itself: single-owner, synchronous. [`crate::WalHandle`] runs one on a writer thread.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use crate::cursors::Cursors;
@@ -11,6 +11,7 @@ use crate::policy::FsyncPolicy;
 use crate::reaper::SegmentReaper;
 use crate::record::{RECORD_HEADER_BYTES, encode_record};
 use crate::segment::{self, SegmentInfo};
+use crate::spare::{self, SpareSegments};
 
 /// How to open a log.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct WalConfig {
     pub max_record_bytes: usize,
     /// The downstream consumers that must confirm records before their segments are deleted.
     pub consumers: Vec<String>,
+    /// Start segments zero-filled to `segment_bytes`, so syncs write data only (see `spare`).
+    pub preallocate: bool,
 }
 
 impl WalConfig {
@@ -35,6 +38,7 @@ impl WalConfig {
             fsync: FsyncPolicy::Always,
             max_record_bytes: 1024 * 1024,
             consumers: Vec::new(),
+            preallocate: true,
         }
     }
 }
@@ -45,7 +49,8 @@ pub struct RecoveryReport {
     pub segments: usize,
     pub oldest_lsn: u64,
     pub next_lsn: u64,
-    /// Bytes cut from the newest segment's torn tail (0 after a clean shutdown).
+    /// Bytes cut from the newest segment's tail (0 after a clean shutdown): a torn write, or
+    /// the unused zeros of a preallocated segment.
     pub truncated_bytes: u64,
     /// Why the tail was cut, when it was.
     pub truncated_reason: Option<String>,
@@ -58,6 +63,9 @@ pub struct Wal {
     /// Oldest first; the last one is the active segment and is never deleted.
     segments: Vec<SegmentInfo>,
     active: File,
+    /// The active file's length: past the records' end when it was preallocated.
+    active_len: u64,
+    spares: SpareSegments,
     next_lsn: u64,
     synced_lsn: u64,
     /// Bytes of the active segment covered by the last sync (everything before is durable).
@@ -81,6 +89,12 @@ impl Wal {
     pub fn open(config: WalConfig) -> Result<(Wal, RecoveryReport)> {
         fs::create_dir_all(&config.dir).map_err(WalError::io(format!("creating {}", config.dir.display())))?;
         let _ = fs::remove_file(config.dir.join("cursors.json.tmp"));
+        SpareSegments::discard_leftover(&config.dir)?;
+        let spares = if config.preallocate {
+            SpareSegments::Inline { dir: config.dir.clone(), segment_bytes: config.segment_bytes }
+        } else {
+            SpareSegments::Off
+        };
         let mut segments = segment::list_segments(&config.dir)?;
         let mut truncated_bytes = 0;
         let mut truncated_reason = None;
@@ -94,18 +108,22 @@ impl Wal {
                 let scan = segment::scan_segment(newest, config.max_record_bytes)?;
                 let file = OpenOptions::new()
                     .read(true)
-                    .append(true)
+                    .write(true)
                     .open(&newest.path)
                     .map_err(WalError::io(format!("opening {}", newest.path.display())))?;
                 if scan.valid_end < newest.bytes {
                     truncated_bytes = newest.bytes - scan.valid_end;
                     truncated_reason = scan.stopped.map(str::to_owned);
-                    tracing::warn!(
-                        segment = %newest.path.display(),
-                        bytes = truncated_bytes,
-                        reason = scan.stopped.unwrap_or("unknown"),
-                        "truncating torn tail of the write-ahead log"
-                    );
+                    if scan.tail_is_zeros {
+                        tracing::info!(segment = %newest.path.display(), bytes = truncated_bytes, "cutting the unused preallocated tail of the write-ahead log");
+                    } else {
+                        tracing::warn!(
+                            segment = %newest.path.display(),
+                            bytes = truncated_bytes,
+                            reason = scan.stopped.unwrap_or("unknown"),
+                            "truncating torn tail of the write-ahead log"
+                        );
+                    }
                     file.set_len(scan.valid_end)
                         .and_then(|()| file.sync_all())
                         .map_err(WalError::io(format!("truncating {}", newest.path.display())))?;
@@ -120,10 +138,13 @@ impl Wal {
         let report =
             RecoveryReport { segments: segments.len(), oldest_lsn, next_lsn, truncated_bytes, truncated_reason };
         let active_synced_bytes = segments.last().map_or(0, |s| s.bytes);
+        let active_len = spare::file_len(&active, &segments[segments.len() - 1].path)?;
         let wal = Wal {
             config,
             segments,
             active,
+            active_len,
+            spares,
             next_lsn,
             synced_lsn: next_lsn,
             active_synced_bytes,
@@ -134,9 +155,13 @@ impl Wal {
         Ok((wal, report))
     }
 
-    /// From now on, confirmed segments are deleted by a thread of their own (see `reaper`).
-    pub(crate) fn delete_segments_in_background(&mut self) -> Result<()> {
+    /// From now on, confirmed segments are deleted by a thread of their own (see `reaper`), and
+    /// spare segments are zero-filled by another (see `spare`).
+    pub(crate) fn move_file_work_to_background(&mut self) -> Result<()> {
         self.reaper = SegmentReaper::background(self.config.dir.clone())?;
+        if self.config.preallocate {
+            self.spares = SpareSegments::background(self.config.dir.clone(), self.config.segment_bytes)?;
+        }
         Ok(())
     }
 
@@ -258,27 +283,54 @@ impl Wal {
             return Ok(());
         }
         let info = self.segments.last_mut().expect("the active segment always exists");
-        self.active.write_all(&self.buf).map_err(WalError::io(format!("writing {}", info.path.display())))?;
+        self.active
+            .write_all_at(&self.buf, info.bytes)
+            .map_err(WalError::io(format!("writing {}", info.path.display())))?;
         info.bytes += self.buf.len() as u64;
+        self.active_len = self.active_len.max(info.bytes);
+        self.spares.active_filled(info.bytes, self.config.segment_bytes);
         self.buf.clear();
         Ok(())
     }
 
-    /// Closes the active segment (synced, so only the newest segment can ever be torn) and
-    /// starts the next one.
+    /// Closes the active segment (synced, and cut to its records, so only the newest segment
+    /// can ever be torn) and starts the next one.
     fn roll(&mut self) -> Result<()> {
         self.sync()?;
-        let (file, info) = segment::create_segment(&self.config.dir, self.next_lsn)?;
+        self.cut_unused_tail()?;
+        let (file, info) = new_segment(&self.config.dir, &mut self.spares, self.next_lsn)?;
+        self.active_len = spare::file_len(&file, &info.path)?;
         self.active = file;
         self.active_synced_bytes = info.bytes;
         self.segments.push(info);
         Ok(())
     }
+
+    /// Cuts the zeros after the active segment's records (a preallocated segment being closed).
+    fn cut_unused_tail(&mut self) -> Result<()> {
+        let info = self.active_info();
+        if self.active_len > info.bytes {
+            self.active
+                .set_len(info.bytes)
+                .and_then(|()| self.active.sync_all())
+                .map_err(WalError::io(format!("cutting the unused tail of {}", info.path.display())))?;
+            self.active_len = info.bytes;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the segment whose first record will be `first_lsn`, from a spare when one is ready.
+fn new_segment(dir: &std::path::Path, spares: &mut SpareSegments, first_lsn: u64) -> Result<(File, SegmentInfo)> {
+    match spares.take() {
+        Some(spare) => segment::name_spare(dir, &spare, first_lsn),
+        None => segment::create_segment(dir, first_lsn),
+    }
 }
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        if let Err(error) = self.write_buffer().and_then(|()| self.sync()) {
+        if let Err(error) = self.write_buffer().and_then(|()| self.sync()).and_then(|()| self.cut_unused_tail()) {
             tracing::error!(%error, "final sync of the write-ahead log failed");
         }
     }
@@ -334,6 +386,51 @@ mod tests {
             assert_eq!(payload, &payloads[i]);
         }
         assert_eq!(read_all(&cfg, 37)[0].0, 37);
+    }
+
+    #[test]
+    fn rolled_segments_are_preallocated_and_cut_to_their_records_when_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let payloads: Vec<Vec<u8>> = (0..30).map(|i| vec![b'p'; 20 + i]).collect();
+        {
+            let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+            wal.append(&payloads).expect("append");
+            wal.sync().expect("sync");
+            let segments = segment::list_segments(dir.path()).expect("list");
+            assert!(segments.len() > 2);
+            let (active, closed) = segments.split_last().expect("segments");
+            assert_eq!(active.bytes, cfg.segment_bytes, "the active segment was a zero-filled spare");
+            assert!(wal.active_segment().bytes < cfg.segment_bytes);
+            for segment in closed {
+                let scan = segment::scan_segment(segment, cfg.max_record_bytes).expect("scan");
+                assert_eq!(scan.valid_end, segment.bytes, "closed segments end at their last record");
+            }
+            assert_eq!(wal.disk_bytes(), closed.iter().map(|s| s.bytes).sum::<u64>() + wal.active_segment().bytes);
+        }
+        let (_, report) = Wal::open(cfg.clone()).expect("reopen");
+        assert_eq!(report.truncated_bytes, 0, "a clean close cut the zeros");
+        assert_eq!(read_all(&cfg, 0).into_iter().map(|(_, p)| p).collect::<Vec<_>>(), payloads);
+    }
+
+    #[test]
+    fn a_crash_in_a_preallocated_segment_keeps_every_synced_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(dir.path());
+        let payloads: Vec<Vec<u8>> = (0..12).map(|i| vec![b'c'; 30 + i]).collect();
+        let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+        wal.append(&payloads).expect("append");
+        wal.sync().expect("sync");
+        let active = wal.active_segment();
+        assert!(active.first_lsn > 0, "the records rolled into a spare");
+        std::mem::forget(wal); // dies: no final sync, no cut
+        let (mut wal, report) = Wal::open(cfg.clone()).expect("recover");
+        assert_eq!(report.next_lsn, 12);
+        assert_eq!(report.truncated_bytes, cfg.segment_bytes - active.bytes, "only the zeros are cut");
+        assert_eq!(fs::metadata(&active.path).expect("metadata").len(), active.bytes);
+        assert_eq!(wal.append(&[b"after"]).expect("append"), 12..13);
+        wal.sync().expect("sync");
+        assert_eq!(read_all(&cfg, 0).len(), 13);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 use inlet_wal::{FsyncPolicy, Wal, WalConfig, WalReader};
 use proptest::prelude::*;
@@ -56,13 +57,14 @@ fn check(wal: &Wal, model: &Model) {
     }
 }
 
-fn run(ops: Vec<Op>) {
+fn run(ops: Vec<Op>, preallocate: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = WalConfig {
         segment_bytes: 400,
         fsync: FsyncPolicy::Always,
         max_record_bytes: 1000,
         consumers: CONSUMERS.iter().map(|c| c.to_string()).collect(),
+        preallocate,
         ..WalConfig::new(dir.path())
     };
     let (mut wal, _) = Wal::open(config.clone()).expect("open");
@@ -94,9 +96,16 @@ fn run(ops: Vec<Op>) {
                 let unsynced = active.bytes - active.synced_bytes;
                 let keep_bytes = active.synced_bytes + unsynced * u64::from(keep) / 1000;
                 let file = OpenOptions::new().write(true).open(&active.path).expect("segment");
-                file.set_len(keep_bytes).expect("tear");
-                let mut file = OpenOptions::new().append(true).open(&active.path).expect("segment");
-                file.write_all(&garbage).expect("garbage");
+                let file_len = file.metadata().expect("metadata").len();
+                if file_len > active.bytes {
+                    // A preallocated segment keeps its length: what was not written is zeros.
+                    file.write_all_at(&vec![0; (file_len - keep_bytes) as usize], keep_bytes).expect("tear");
+                    file.write_all_at(&garbage, keep_bytes).expect("garbage");
+                } else {
+                    file.set_len(keep_bytes).expect("tear");
+                    let mut file = OpenOptions::new().append(true).open(&active.path).expect("segment");
+                    file.write_all(&garbage).expect("garbage");
+                }
                 drop(file);
                 let (reopened, report) = Wal::open(config.clone()).expect("recover");
                 wal = reopened;
@@ -118,7 +127,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn wal_matches_model(ops in prop::collection::vec(op(), 1..60)) {
-        run(ops);
+    fn wal_matches_model(ops in prop::collection::vec(op(), 1..60), preallocate in any::<bool>()) {
+        run(ops, preallocate);
     }
 }

@@ -1,0 +1,133 @@
+//! Spare segments: files zero-filled to the full segment size before they are needed.
+//!
+//! Appending to a file that grows makes every `fdatasync` write the inode as well (the size
+//! changed). Measured on our test disk (ext4, virtio), 300-byte append + `fdatasync`: 136 µs
+//! and 63 µs of CPU on a growing file, 97 µs and 47 µs on a zero-filled one; 30 KiB appends:
+//! 211 → 125 µs. `fallocate` alone helps small writes only: the extents it reserves are
+//! "unwritten", and the first write to each block converts one, which is again metadata.
+//! So a segment is written with zeros, fsynced (data and size), and only then named.
+//!
+//! ## Invariants and on-disk form
+//! - The spare is `{dir}/next-segment.spare`: zeros only, and never listed as a segment (the
+//!   name does not match). A spare left by a crash may be half-written, so opening the log
+//!   deletes it rather than trusting it.
+//! - A spare becomes a segment only after its header is written and synced, and then by a
+//!   rename followed by a directory fsync ([`crate::segment::name_spare`]), so a file with a
+//!   segment's name always has a valid header.
+//! - A segment made from a spare is longer than its records: the rest is zeros, which never
+//!   verify as a record (the CRC of a zero length is not zero). Recovery cuts that tail like a
+//!   torn one; a clean close and a roll to the next segment truncate it, so closed segments end
+//!   at their last record, as before.
+//! - Disk accounting (`disk_bytes`, the budget) counts records, not the zeros ahead of them:
+//!   the files take up to two `segment_bytes` more (the active segment's unused part, and the
+//!   spare).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::error::{Result, WalError};
+
+const SPARE_NAME: &str = "next-segment.spare";
+const ZEROS_PER_WRITE: usize = 1024 * 1024;
+
+/// Where the next segment's file comes from.
+#[derive(Debug, Default)]
+pub(crate) enum SpareSegments {
+    /// New segments start empty and grow.
+    #[default]
+    Off,
+    /// Zero-filled when needed, on the caller's thread (a bare [`crate::Wal`]: tests, tools).
+    Inline { dir: PathBuf, segment_bytes: u64 },
+    /// Prepared by a thread of its own once the active segment is half full, so a roll does not
+    /// wait for zero-filling; if the spare is not ready by then, the segment starts empty.
+    Background {
+        requests: Option<mpsc::Sender<()>>,
+        ready: mpsc::Receiver<Result<PathBuf>>,
+        requested: bool,
+        thread: Option<JoinHandle<()>>,
+    },
+}
+
+impl SpareSegments {
+    /// Deletes a spare left by an earlier run.
+    pub(crate) fn discard_leftover(dir: &Path) -> Result<()> {
+        match fs::remove_file(dir.join(SPARE_NAME)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(WalError::io("deleting the leftover spare segment")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn background(dir: PathBuf, segment_bytes: u64) -> Result<SpareSegments> {
+        let (requests, wanted) = mpsc::channel::<()>();
+        let (done, ready) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("inlet-wal-spare".into())
+            .spawn(move || {
+                for () in wanted {
+                    if done.send(zero_fill(&dir, segment_bytes)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(WalError::io("starting the WAL spare segment thread"))?;
+        Ok(SpareSegments::Background { requests: Some(requests), ready, requested: false, thread: Some(thread) })
+    }
+
+    /// Called as the active segment fills: from half full on, the next spare is prepared.
+    pub(crate) fn active_filled(&mut self, bytes: u64, segment_bytes: u64) {
+        if let SpareSegments::Background { requests: Some(requests), requested: requested @ false, .. } = self
+            && bytes >= segment_bytes / 2
+        {
+            *requested = requests.send(()).is_ok();
+        }
+    }
+
+    /// A zero-filled, synced file to name as the next segment, if one is ready.
+    pub(crate) fn take(&mut self) -> Option<PathBuf> {
+        let prepared = match self {
+            SpareSegments::Off => return None,
+            SpareSegments::Inline { dir, segment_bytes } => zero_fill(dir, *segment_bytes),
+            SpareSegments::Background { ready, requested, .. } => {
+                let prepared = ready.try_recv().ok()?;
+                *requested = false;
+                prepared
+            }
+        };
+        prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
+    }
+}
+
+impl Drop for SpareSegments {
+    fn drop(&mut self) {
+        if let SpareSegments::Background { requests, thread, .. } = self {
+            requests.take();
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// Writes the spare: `segment_bytes` of zeros, data and size synced.
+fn zero_fill(dir: &Path, segment_bytes: u64) -> Result<PathBuf> {
+    let path = dir.join(SPARE_NAME);
+    let failed = |source| WalError::Io { context: format!("preparing {}", path.display()), source };
+    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(failed)?;
+    let zeros = vec![0u8; ZEROS_PER_WRITE];
+    let mut left = segment_bytes;
+    while left > 0 {
+        let n = left.min(ZEROS_PER_WRITE as u64) as usize;
+        file.write_all(&zeros[..n]).map_err(failed)?;
+        left -= n as u64;
+    }
+    file.sync_all().map_err(failed)?;
+    Ok(path)
+}
+
+/// The physical length of an open file.
+pub(crate) fn file_len(file: &File, path: &Path) -> Result<u64> {
+    Ok(file.metadata().map_err(WalError::io(format!("reading metadata of {}", path.display())))?.len())
+}
