@@ -120,7 +120,9 @@ fn zero_fill(dir: &Path, segment_bytes: u64) -> Result<PathBuf> {
     let mut left = segment_bytes;
     while left > 0 {
         let n = left.min(ZEROS_PER_WRITE as u64) as usize;
-        file.write_all(&zeros[..n]).map_err(failed)?;
+        // Synced a chunk at a time: one sync of the whole segment at the end would hold the
+        // disk for tens of milliseconds, and the log's own syncs would queue behind it.
+        file.write_all(&zeros[..n]).and_then(|()| file.sync_data()).map_err(failed)?;
         left -= n as u64;
     }
     file.sync_all().map_err(failed)?;
