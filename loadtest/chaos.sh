@@ -65,13 +65,15 @@ PY
 
 crash() {
   local data="$work/crash"
-  start_inlet "$data"
+  # Small segments, so kills also land while segments roll and in preallocated ones.
+  local segments=(INLET_WAL__SEGMENT_BYTES=1048576)
+  start_inlet "$data" "${segments[@]}"
   load crash
   for _ in $(seq 1 "$kills"); do
     sleep "$(python3 -c "import random; print(random.uniform(1.0, $seconds / ($kills + 1.0)))")"
     kill -9 "$inlet_pid"
     wait "$inlet_pid" 2> /dev/null || true
-    start_inlet "$data"
+    start_inlet "$data" "${segments[@]}"
   done
   wait "$load_pid"
   kill -TERM "$inlet_pid"
