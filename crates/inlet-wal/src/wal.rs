@@ -138,7 +138,8 @@ impl Wal {
         let report =
             RecoveryReport { segments: segments.len(), oldest_lsn, next_lsn, truncated_bytes, truncated_reason };
         let active_synced_bytes = segments.last().map_or(0, |s| s.bytes);
-        let active_len = spare::file_len(&active, &segments[segments.len() - 1].path)?;
+        // The newest segment was just cut to its records (or created with only its header).
+        let active_len = active_synced_bytes;
         let wal = Wal {
             config,
             segments,
