@@ -7,9 +7,9 @@
 //!   silently lowering the rate (coordinated omission). At most `max_in_flight` requests are
 //!   outstanding; a start that finds none free is counted as `skipped`.
 //!
-//! Before the clock starts, `warm_connections` keep-alive connections are opened (concurrent
-//! `GET /healthz`), so the first seconds do not measure TCP handshakes that a client in steady
-//! state would not make.
+//! Before the clock starts the connections are opened (closed loop: one per worker; open loop:
+//! `warm_connections` in the pool), so the first seconds do not measure TCP handshakes that a
+//! client in steady state would not make. Requests go over the minimal client in `http1`.
 //!
 //! Every acknowledged (2xx) request's id range goes to the acks file: the first line is the run
 //! id, then one `first count` line per request.
@@ -17,22 +17,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::Request as HttpRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
+use crate::http1::{Connection, Headers, Target};
 use crate::payload::{Generator, Mix, Request};
 
 #[derive(Debug, Clone, Copy)]
@@ -73,52 +67,91 @@ pub struct Totals {
     pub elapsed: Duration,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(usize::MAX).build(connector)
+/// Where every outcome goes, shared by the workers (one short lock per request: cheaper than
+/// handing each outcome to another task).
+struct Recorder {
+    totals: Totals,
+    acks: Option<std::io::BufWriter<std::fs::File>>,
+    acks_error: Option<std::io::Error>,
 }
 
-async fn send(client: &HttpClient, target: &str, write_key: &str, request: &Request) -> u16 {
-    let mut builder = HttpRequest::post(format!("{target}{}", request.path));
-    builder = if request.basic_auth {
-        let token = base64_basic(write_key);
-        builder.header(CONTENT_TYPE, "application/json").header(AUTHORIZATION, token)
-    } else {
-        builder.header(CONTENT_TYPE, "text/plain")
-    };
-    if request.gzip {
-        builder = builder.header(CONTENT_ENCODING, "gzip");
-    }
-    let Ok(http_request) = builder.body(Full::new(request.body.clone())) else { return 0 };
-    match client.request(http_request).await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // Read the answer to the end so the connection goes back to the pool.
-            match response.into_body().collect().await {
-                Ok(_) => status,
-                Err(_) => 0,
+impl Recorder {
+    fn record(&mut self, outcome: &Outcome) {
+        let totals = &mut self.totals;
+        totals.requests += 1;
+        let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        if let Some(histogram) = totals.latency.as_mut() {
+            histogram.saturating_record(micros);
+        }
+        if outcome.status == 0 {
+            totals.transport_errors += 1;
+            return;
+        }
+        *totals.statuses.entry(outcome.status).or_default() += 1;
+        if (200..300).contains(&outcome.status) {
+            totals.acknowledged_requests += 1;
+            totals.acknowledged_events += outcome.count;
+            if let Some(writer) = self.acks.as_mut()
+                && let Err(error) = writeln!(writer, "{} {}", outcome.first, outcome.count)
+            {
+                self.acks_error.get_or_insert(error);
             }
         }
-        Err(_) => 0,
     }
 }
 
-/// Opens `connections` pooled connections to the target (their answers do not matter).
-async fn warm_up(client: &HttpClient, target: &str, connections: usize) {
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        let (client, uri) = (client.clone(), format!("{target}/healthz"));
-        requests.spawn(async move {
-            let Ok(request) = HttpRequest::get(uri).body(Full::new(Bytes::new())) else { return };
-            if let Ok(response) = client.request(request).await {
-                let _ = response.into_body().collect().await;
+type SharedRecorder = Arc<Mutex<Recorder>>;
+
+fn record(recorder: &SharedRecorder, outcome: &Outcome) {
+    recorder.lock().unwrap_or_else(PoisonError::into_inner).record(outcome);
+}
+
+/// What every request needs besides its body.
+struct Client {
+    target: Target,
+    authorization: String,
+}
+
+impl Client {
+    /// Sends on `connection` (opening one if there is none); a transport error is status 0 and
+    /// leaves no connection behind.
+    async fn send(&self, connection: &mut Option<Connection>, request: &Request) -> u16 {
+        if connection.is_none() {
+            *connection = Connection::open(&self.target).await.ok();
+        }
+        let Some(open) = connection.as_mut() else { return 0 };
+        let headers = if request.basic_auth {
+            Headers { content_type: "application/json", authorization: Some(&self.authorization), gzip: request.gzip }
+        } else {
+            Headers { content_type: "text/plain", authorization: None, gzip: request.gzip }
+        };
+        match open.post(&self.target, request.path, headers, &request.body).await {
+            Ok((status, reusable)) => {
+                if !reusable {
+                    *connection = None;
+                }
+                status
             }
-        });
+            Err(_) => {
+                *connection = None;
+                0
+            }
+        }
     }
-    while requests.join_next().await.is_some() {}
+}
+
+/// Opens `count` connections at once; those that fail are opened later, when first used.
+async fn open_connections(target: &Target, count: usize) -> Vec<Option<Connection>> {
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let target = target.clone();
+        opening.spawn(async move { Connection::open(&target).await.ok() });
+    }
+    let mut connections = Vec::with_capacity(count);
+    while let Some(connection) = opening.join_next().await {
+        connections.push(connection.ok().flatten());
+    }
+    connections
 }
 
 fn base64_basic(write_key: &str) -> String {
@@ -140,8 +173,7 @@ fn base64_basic(write_key: &str) -> String {
 }
 
 pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Result<Totals> {
-    let (outcomes, mut received) = mpsc::unbounded_channel::<Outcome>();
-    let mut acks = match &settings.acks {
+    let acks = match &settings.acks {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
             let mut writer = std::io::BufWriter::new(file);
@@ -150,118 +182,131 @@ pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Resul
         }
         None => None,
     };
-    let client = client();
-    warm_up(&client, &settings.target, settings.warm_connections).await;
+    let totals = Totals { latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?), ..Totals::default() };
+    let recorder = Arc::new(Mutex::new(Recorder { totals, acks, acks_error: None }));
+    let client = Arc::new(Client {
+        target: Target::parse(&settings.target)?,
+        authorization: base64_basic(&generator.write_key),
+    });
+    let warm = match settings.mode {
+        Mode::Closed { concurrency } => concurrency,
+        Mode::Open { .. } => settings.warm_connections,
+    };
+    let connections = open_connections(&client.target, warm).await;
     let started = Instant::now();
     let deadline = started + settings.duration;
-    let sender = tokio::spawn(drive(
-        settings.mode,
-        settings.mix.clone(),
-        settings.target.clone(),
-        client,
-        generator,
-        outcomes,
-        deadline,
-    ));
-
-    let mut totals = Totals { latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?), ..Totals::default() };
-    while let Some(outcome) = received.recv().await {
-        totals.requests += 1;
-        let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
-        if let Some(histogram) = totals.latency.as_mut() {
-            histogram.record(micros)?;
-        }
-        if outcome.status == 0 {
-            totals.transport_errors += 1;
-            continue;
-        }
-        *totals.statuses.entry(outcome.status).or_default() += 1;
-        if (200..300).contains(&outcome.status) {
-            totals.acknowledged_requests += 1;
-            totals.acknowledged_events += outcome.count;
-            if let Some(writer) = acks.as_mut() {
-                writeln!(writer, "{} {}", outcome.first, outcome.count)?;
-            }
-        }
-    }
-    totals.skipped = sender.await?;
-    totals.elapsed = started.elapsed();
-    if let Some(mut writer) = acks {
-        writer.flush()?;
-        writer.get_ref().sync_all()?;
-    }
-    Ok(totals)
-}
-
-/// Runs the mode until the deadline; returns the open loop's skipped starts.
-async fn drive(
-    mode: Mode,
-    mix: Mix,
-    target: String,
-    client: HttpClient,
-    generator: Arc<Generator>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
-    deadline: Instant,
-) -> u64 {
-    let target: Arc<str> = target.into();
-    match mode {
-        Mode::Closed { concurrency } => {
-            let mut workers = Vec::new();
-            for worker in 0..concurrency {
-                let (client, generator, outcomes, target, mix) =
-                    (client.clone(), Arc::clone(&generator), outcomes.clone(), Arc::clone(&target), mix.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut rng = SmallRng::seed_from_u64(worker as u64);
-                    while Instant::now() < deadline {
-                        let request = generator.request(mix.pick(&mut rng), &mut rng);
-                        let start = Instant::now();
-                        let status = send(&client, &target, &generator.write_key, &request).await;
-                        let outcome =
-                            Outcome { latency: start.elapsed(), status, first: request.first, count: request.count };
-                        if outcomes.send(outcome).is_err() {
-                            return;
-                        }
-                    }
-                }));
-            }
-            for worker in workers {
-                let _ = worker.await;
-            }
+    let skipped = match settings.mode {
+        Mode::Closed { .. } => {
+            closed_loop(connections, &settings.mix, &client, &generator, &recorder, deadline).await;
             0
         }
         Mode::Open { rate, max_in_flight } => {
-            let slots = Arc::new(Semaphore::new(max_in_flight));
-            let period = Duration::from_secs_f64(1.0 / rate);
-            let begin = tokio::time::Instant::now();
-            let mut rng = SmallRng::seed_from_u64(0);
-            let mut skipped = 0;
-            let mut tasks = tokio::task::JoinSet::new();
-            for n in 0u32.. {
-                let due = begin + period * n;
-                if due.into_std() >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(due).await;
-                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    skipped += 1;
-                    continue;
-                };
+            let load = OpenLoad { rate, max_in_flight, mix: settings.mix.clone(), deadline };
+            open_loop(load, connections, &client, &generator, &recorder).await
+        }
+    };
+    let elapsed = started.elapsed();
+    let Ok(recorder) = Arc::try_unwrap(recorder) else { anyhow::bail!("a request outlived the run") };
+    let mut recorder = recorder.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(error) = recorder.acks_error {
+        return Err(error).context("writing the acks file");
+    }
+    if let Some(mut writer) = recorder.acks {
+        writer.flush()?;
+        writer.get_ref().sync_all()?;
+    }
+    recorder.totals.skipped = skipped;
+    recorder.totals.elapsed = elapsed;
+    Ok(recorder.totals)
+}
+
+/// One worker per connection, each sending its next request when the last one is answered.
+async fn closed_loop(
+    connections: Vec<Option<Connection>>,
+    mix: &Mix,
+    client: &Arc<Client>,
+    generator: &Arc<Generator>,
+    recorder: &SharedRecorder,
+    deadline: Instant,
+) {
+    let mut workers = tokio::task::JoinSet::new();
+    for (worker, mut connection) in connections.into_iter().enumerate() {
+        let (client, generator, recorder, mix) =
+            (Arc::clone(client), Arc::clone(generator), Arc::clone(recorder), mix.clone());
+        workers.spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(worker as u64);
+            while Instant::now() < deadline {
                 let request = generator.request(mix.pick(&mut rng), &mut rng);
-                let (client, outcomes, target, write_key) =
-                    (client.clone(), outcomes.clone(), Arc::clone(&target), generator.write_key.clone());
-                tasks.spawn(async move {
-                    let status = send(&client, &target, &write_key, &request).await;
-                    let outcome =
-                        Outcome { latency: due.elapsed(), status, first: request.first, count: request.count };
-                    let _ = outcomes.send(outcome);
-                    drop(slot);
-                });
-                while tasks.try_join_next().is_some() {}
+                let start = Instant::now();
+                let status = client.send(&mut connection, &request).await;
+                let outcome = Outcome { latency: start.elapsed(), status, first: request.first, count: request.count };
+                record(&recorder, &outcome);
             }
-            while tasks.join_next().await.is_some() {}
-            skipped
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+struct OpenLoad {
+    rate: f64,
+    max_in_flight: usize,
+    mix: Mix,
+    deadline: Instant,
+}
+
+/// An idle connection the target has not closed meanwhile, if there is one.
+fn take_idle(idle: &Mutex<Vec<Connection>>) -> Option<Connection> {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Some(connection) = idle.pop() {
+        if connection.is_open() {
+            return Some(connection);
         }
     }
+    None
+}
+
+/// Starts requests on the schedule, each on an idle pooled connection (or a new one); returns
+/// the starts skipped because `max_in_flight` were outstanding.
+async fn open_loop(
+    load: OpenLoad,
+    connections: Vec<Option<Connection>>,
+    client: &Arc<Client>,
+    generator: &Arc<Generator>,
+    recorder: &SharedRecorder,
+) -> u64 {
+    let idle: Arc<Mutex<Vec<Connection>>> = Arc::new(Mutex::new(connections.into_iter().flatten().collect()));
+    let slots = Arc::new(Semaphore::new(load.max_in_flight));
+    let period = Duration::from_secs_f64(1.0 / load.rate);
+    let begin = tokio::time::Instant::now();
+    let mut rng = SmallRng::seed_from_u64(0);
+    let mut skipped = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0u32.. {
+        let due = begin + period * n;
+        if due.into_std() >= load.deadline {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let request = generator.request(load.mix.pick(&mut rng), &mut rng);
+        let (client, recorder, idle) = (Arc::clone(client), Arc::clone(recorder), Arc::clone(&idle));
+        tasks.spawn(async move {
+            let mut connection = take_idle(&idle);
+            let status = client.send(&mut connection, &request).await;
+            if let Some(connection) = connection {
+                idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            }
+            let outcome = Outcome { latency: due.elapsed(), status, first: request.first, count: request.count };
+            record(&recorder, &outcome);
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    skipped
 }
 
 #[cfg(test)]

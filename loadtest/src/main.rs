@@ -3,6 +3,7 @@
 
 mod baseline;
 mod driver;
+mod http1;
 mod payload;
 mod procstat;
 mod verify;

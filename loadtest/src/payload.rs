@@ -114,7 +114,7 @@ impl Generator {
     }
 
     pub fn request(&self, kind: Kind, rng: &mut SmallRng) -> Request {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let count = if kind == Kind::Batch { self.batch_size } else { 1 };
         let first = self.next.fetch_add(count, Ordering::Relaxed);
         let (path, body, basic_auth) = match kind {
