@@ -149,43 +149,84 @@ impl Generator {
         Request { path, body, gzip, basic_auth, first, count }
     }
 
-    /// One message in the shape and size the SDKs produce (about 700 bytes).
+    /// One message in the shape and size the SDKs produce (about 700 bytes). Written piece by
+    /// piece rather than through `format!`: the generator shares the machine with the target,
+    /// so its cost per event is kept small.
     fn message(&self, out: &mut String, kind: Kind, n: u64, now: &str, rng: &mut SmallRng, in_batch: bool) {
         let user = rng.random_range(0..self.users);
         let path = PATHS[rng.random_range(0..PATHS.len())];
-        let ids = if rng.random_ratio(7, 10) {
-            format!("\"userId\":\"user-{user}\",\"anonymousId\":\"anon-{user}\"")
+        push_all(out, &["{\"messageId\":\"", &self.run, "-"]);
+        push_number(out, n);
+        if rng.random_ratio(7, 10) {
+            out.push_str("\",\"userId\":\"user-");
+            push_number(out, user);
+            out.push('"');
         } else {
-            format!("\"anonymousId\":\"anon-{user}\"")
-        };
-        let specific = match kind {
-            Kind::Page => format!(
-                "\"type\":\"page\",\"name\":\"{path}\",\"properties\":{{\"path\":\"{path}\",\"title\":\"Inlet load test\"}}"
+            out.push('"');
+        }
+        out.push_str(",\"anonymousId\":\"anon-");
+        push_number(out, user);
+        match kind {
+            Kind::Page => push_all(
+                out,
+                &[
+                    "\",\"type\":\"page\",\"name\":\"",
+                    path,
+                    "\",\"properties\":{\"path\":\"",
+                    path,
+                    "\",\"title\":\"Inlet load test\"}",
+                ],
             ),
-            Kind::Identify => format!(
-                "\"type\":\"identify\",\"traits\":{{\"profession\":\"dentist\",\"specialty\":\"implants\",\"createdAt\":\"2024-03-0{}\"}}",
-                1 + user % 9
-            ),
-            _ => format!(
-                "\"type\":\"track\",\"event\":\"{}\",\"properties\":{{\"path\":\"{path}\",\"position\":{},\"category\":\"clinical\"}}",
-                EVENTS[rng.random_range(0..EVENTS.len())],
-                rng.random_range(0..50)
-            ),
-        };
-        let envelope =
-            if in_batch { String::new() } else { format!(",\"writeKey\":\"{}\",\"sentAt\":\"{now}\"", self.write_key) };
-        let _ = std::fmt::Write::write_fmt(
+            Kind::Identify => {
+                out.push_str("\",\"type\":\"identify\",\"traits\":{\"profession\":\"dentist\",\"specialty\":\"implants\",\"createdAt\":\"2024-03-0");
+                push_number(out, 1 + user % 9);
+                out.push_str("\"}");
+            }
+            _ => {
+                let event = EVENTS[rng.random_range(0..EVENTS.len())];
+                push_all(
+                    out,
+                    &[
+                        "\",\"type\":\"track\",\"event\":\"",
+                        event,
+                        "\",\"properties\":{\"path\":\"",
+                        path,
+                        "\",\"position\":",
+                    ],
+                );
+                push_number(out, rng.random_range(0..50));
+                out.push_str(",\"category\":\"clinical\"}");
+            }
+        }
+        push_all(
             out,
-            format_args!(
-                "{{\"messageId\":\"{run}-{n}\",{ids},{specific},\"timestamp\":\"{now}\",\"context\":{{\
-                 \"library\":{{\"name\":\"analytics.js\",\"version\":\"next-1.84.3\"}},\
-                 \"page\":{{\"path\":\"{path}\",\"url\":\"https://www.example.com{path}\",\"referrer\":\"https://search.example.org/\",\"title\":\"Inlet load test\"}},\
+            &[
+                ",\"timestamp\":\"",
+                now,
+                "\",\"context\":{\"library\":{\"name\":\"analytics.js\",\"version\":\"next-1.84.3\"},\"page\":{\"path\":\"",
+                path,
+                "\",\"url\":\"https://www.example.com",
+                path,
+                "\",\"referrer\":\"https://search.example.org/\",\"title\":\"Inlet load test\"},\
                  \"userAgent\":\"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36\",\
-                 \"locale\":\"ko-KR\",\"timezone\":\"Asia/Seoul\",\"screen\":{{\"width\":1440,\"height\":900}}}}{envelope}}}",
-                run = self.run
-            ),
+                 \"locale\":\"ko-KR\",\"timezone\":\"Asia/Seoul\",\"screen\":{\"width\":1440,\"height\":900}}",
+            ],
         );
+        if !in_batch {
+            push_all(out, &[",\"writeKey\":\"", &self.write_key, "\",\"sentAt\":\"", now, "\""]);
+        }
+        out.push('}');
     }
+}
+
+fn push_all(out: &mut String, pieces: &[&str]) {
+    for piece in pieces {
+        out.push_str(piece);
+    }
+}
+
+fn push_number(out: &mut String, number: u64) {
+    let _ = std::fmt::Write::write_fmt(out, format_args!("{number}"));
 }
 
 fn gzip_bytes(raw: &[u8]) -> Bytes {
@@ -214,6 +255,22 @@ mod tests {
         assert_eq!(ids, ["run1-1", "run1-2", "run1-3", "run1-4", "run1-5"]);
         assert_eq!((batch.first, batch.count, generator.issued()), (1, 5, 6));
         assert!(single.body.len() > 500 && single.body.len() < 1200, "{} bytes", single.body.len());
+        for (kind, type_name, path) in [
+            (Kind::Page, "page", "/v1/p"),
+            (Kind::Identify, "identify", "/v1/identify"),
+            (Kind::Track, "track", "/v1/t"),
+        ] {
+            let request = generator.request(kind, &mut rng);
+            let value: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+            assert_eq!((value["type"].as_str(), request.path), (Some(type_name), path));
+            let user = value["anonymousId"].as_str().expect("anonymousId").trim_start_matches("anon-");
+            assert!(value["userId"].is_null() || value["userId"] == format!("user-{user}"), "{value}");
+            assert_eq!(
+                value["context"]["page"]["url"],
+                format!("https://www.example.com{}", value["context"]["page"]["path"].as_str().expect("path"))
+            );
+            assert_eq!((value["sentAt"].as_str(), value["timestamp"].as_str()).0, value["timestamp"].as_str());
+        }
     }
 
     #[test]
