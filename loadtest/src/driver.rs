@@ -71,8 +71,7 @@ pub struct Totals {
 /// handing each outcome to another task).
 struct Recorder {
     totals: Totals,
-    acks: Option<std::io::BufWriter<std::fs::File>>,
-    acks_error: Option<std::io::Error>,
+    acks: Option<AcksFile>,
 }
 
 impl Recorder {
@@ -91,11 +90,61 @@ impl Recorder {
         if (200..300).contains(&outcome.status) {
             totals.acknowledged_requests += 1;
             totals.acknowledged_events += outcome.count;
-            if let Some(writer) = self.acks.as_mut()
-                && let Err(error) = writeln!(writer, "{} {}", outcome.first, outcome.count)
-            {
-                self.acks_error.get_or_insert(error);
+            if let Some(acks) = self.acks.as_mut() {
+                acks.push(outcome.first, outcome.count);
             }
+        }
+    }
+}
+
+/// Ranges handed to the writer thread at a time.
+const ACKS_PER_HANDOFF: usize = 4096;
+
+/// The acks file, written by a thread of its own. The workers must never wait for the disk:
+/// after the target's bursts the kernel throttles writers while it writes back dirty pages,
+/// and a worker stalled there would show as the target's latency (and, in open loop, as a
+/// burst of new connections once it resumes).
+struct AcksFile {
+    pending: Vec<(u64, u64)>,
+    handoff: std::sync::mpsc::Sender<Vec<(u64, u64)>>,
+    writer: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl AcksFile {
+    /// Creates the file with its first line, the run id.
+    fn create(path: &std::path::Path, run: &str) -> anyhow::Result<AcksFile> {
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        writeln!(out, "{run}")?;
+        let (handoff, ranges) = std::sync::mpsc::channel::<Vec<(u64, u64)>>();
+        let writer = std::thread::Builder::new().name("acks-writer".into()).spawn(move || {
+            for chunk in ranges {
+                for (first, count) in chunk {
+                    writeln!(out, "{first} {count}")?;
+                }
+            }
+            out.flush()?;
+            out.get_ref().sync_all()
+        })?;
+        Ok(AcksFile { pending: Vec::with_capacity(ACKS_PER_HANDOFF), handoff, writer })
+    }
+
+    fn push(&mut self, first: u64, count: u64) {
+        self.pending.push((first, count));
+        if self.pending.len() >= ACKS_PER_HANDOFF {
+            let full = std::mem::replace(&mut self.pending, Vec::with_capacity(ACKS_PER_HANDOFF));
+            // The writer only goes away after an error, which `finish` reports.
+            let _ = self.handoff.send(full);
+        }
+    }
+
+    /// Writes what is left and syncs the file.
+    fn finish(self) -> anyhow::Result<()> {
+        let _ = self.handoff.send(self.pending);
+        drop(self.handoff);
+        match self.writer.join() {
+            Ok(result) => result.context("writing the acks file"),
+            Err(_) => anyhow::bail!("the acks writer panicked"),
         }
     }
 }
@@ -174,16 +223,11 @@ fn base64_basic(write_key: &str) -> String {
 
 pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Result<Totals> {
     let acks = match &settings.acks {
-        Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            let mut writer = std::io::BufWriter::new(file);
-            writeln!(writer, "{}", generator.run)?;
-            Some(writer)
-        }
+        Some(path) => Some(AcksFile::create(path, &generator.run)?),
         None => None,
     };
     let totals = Totals { latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?), ..Totals::default() };
-    let recorder = Arc::new(Mutex::new(Recorder { totals, acks, acks_error: None }));
+    let recorder = Arc::new(Mutex::new(Recorder { totals, acks }));
     let client = Arc::new(Client {
         target: Target::parse(&settings.target)?,
         authorization: base64_basic(&generator.write_key),
@@ -208,12 +252,8 @@ pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Resul
     let elapsed = started.elapsed();
     let Ok(recorder) = Arc::try_unwrap(recorder) else { anyhow::bail!("a request outlived the run") };
     let mut recorder = recorder.into_inner().unwrap_or_else(PoisonError::into_inner);
-    if let Some(error) = recorder.acks_error {
-        return Err(error).context("writing the acks file");
-    }
-    if let Some(mut writer) = recorder.acks {
-        writer.flush()?;
-        writer.get_ref().sync_all()?;
+    if let Some(acks) = recorder.acks.take() {
+        acks.finish()?;
     }
     recorder.totals.skipped = skipped;
     recorder.totals.elapsed = elapsed;

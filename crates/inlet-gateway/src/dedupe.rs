@@ -1,14 +1,22 @@
 //! Deduplication by `(source, messageId)` within a time window, in bounded memory.
 //!
-//! Ids are kept as 128-bit hashes (a false match is astronomically unlikely) in one set, and
+//! Ids are kept as 128-bit hashes (a false match is astronomically unlikely) in a set, and
 //! listed again by generation: one list per `window / GENERATIONS` of time, or per
 //! `max_entries / GENERATIONS` ids when traffic fills that first. A lookup is one
 //! probe of the set however long the window (a set per generation made it one probe per
 //! generation, each a cache miss once the window was full); an insert goes to the set and to
 //! the newest list. A generation older than the window is dropped by taking its ids out of the
-//! set, and when the set passes `max_entries` the oldest generation is dropped early (counted
-//! in `inlet_dedupe_evicted_total`), so memory stays bounded whatever the traffic. A request
-//! takes the lock once for all its ids.
+//! set, and when the set passes its bound the oldest generation is dropped early (counted in
+//! `inlet_dedupe_evicted_total`), so memory stays bounded whatever the traffic.
+//!
+//! The index is cut into shards by the key's high bits, each with its own lock, set,
+//! generations and share of `max_entries` (one shard per 64 Ki ids of the bound, at most 64).
+//! Why: with one set, dropping a generation at the 2 M default meant 83,000 removals, and the
+//! set's periodic rehash (its deleted slots pile up) moved all 2 M ids, 5–45 ms under a lock
+//! that every request takes; both runtime threads waited, and under load such a stall turned
+//! into hundreds of milliseconds of queueing and 429s. A shard does a thirty-second of that
+//! work, and only requests whose ids fall in it wait. Small bounds get one shard, which is the
+//! single-set behaviour exactly.
 //!
 //! Ids are remembered only after their events are durable, so a duplicate can never be
 //! acknowledged in place of an original that was then lost. The price: two copies sent at the
@@ -16,13 +24,16 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// How many slices the window is cut into (an id lives between `window` and
 /// `window × (1 + 1/GENERATIONS)`).
 const GENERATIONS: u32 = 24;
+/// The share of `max_entries` below which the index is not cut further.
+const ENTRIES_PER_SHARD: usize = 65_536;
+const MAX_SHARDS: usize = 64;
 
 /// The keys are xxh3 hashes already: their low 64 bits serve as the set's hash.
 #[derive(Debug, Default)]
@@ -55,6 +66,7 @@ struct Generation {
 /// A set of keys, hashed by what they already are.
 pub type KeySet = HashSet<u128, BuildHasherDefault<KeyHasher>>;
 
+/// One shard.
 #[derive(Debug)]
 struct Index {
     ids: KeySet,
@@ -78,9 +90,11 @@ impl Index {
 pub struct Deduplicator {
     window: Duration,
     span: Duration,
-    max_entries: usize,
-    index: RwLock<Index>,
-    /// The set's size, kept alongside so metrics never take the lock.
+    /// Each shard's bound: its share of `max_entries`.
+    shard_max_entries: usize,
+    /// A power of two in number.
+    shards: Box<[RwLock<Index>]>,
+    /// The sets' total size, kept alongside so metrics never take a lock.
     entries: AtomicUsize,
 }
 
@@ -99,15 +113,23 @@ impl Deduplicator {
     }
 
     fn new_at(window: Duration, max_entries: usize, now: Instant) -> Deduplicator {
-        let first = Generation { started: now, ids: Vec::new() };
-        let index = Index { ids: HashSet::default(), generations: VecDeque::from([first]) };
+        let shards = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS).next_power_of_two().min(MAX_SHARDS);
+        let shard = || {
+            let first = Generation { started: now, ids: Vec::new() };
+            RwLock::new(Index { ids: HashSet::default(), generations: VecDeque::from([first]) })
+        };
         Deduplicator {
             window,
             span: window / GENERATIONS,
-            max_entries,
-            index: RwLock::new(index),
+            shard_max_entries: (max_entries / shards).max(1),
+            shards: (0..shards).map(|_| shard()).collect(),
             entries: AtomicUsize::new(0),
         }
+    }
+
+    /// The set's own hash uses the low bits, so the shard comes from the high ones.
+    fn shard(&self, key: u128) -> &RwLock<Index> {
+        &self.shards[(key >> 64) as usize & (self.shards.len() - 1)]
     }
 
     /// One key's `known` (the ingest path asks for a whole request at once).
@@ -118,8 +140,9 @@ impl Deduplicator {
 
     /// For each key, whether it was seen within the window.
     pub fn known(&self, keys: &[u128]) -> Vec<bool> {
-        let index = self.index.read().expect("dedupe lock is never poisoned");
-        keys.iter().map(|key| index.ids.contains(key)).collect()
+        keys.iter()
+            .map(|key| self.shard(*key).read().expect("dedupe lock is never poisoned").ids.contains(key))
+            .collect()
     }
 
     /// Remembers `keys`; returns how many older ids were forgotten early to stay in bounds.
@@ -128,26 +151,40 @@ impl Deduplicator {
     }
 
     fn insert_all_at(&self, keys: impl IntoIterator<Item = u128>, now: Instant) -> u64 {
-        let mut index = self.index.write().expect("dedupe lock is never poisoned");
-        self.rotate(&mut index, now);
-        let Index { ids, generations } = &mut *index;
-        let full = (self.max_entries / GENERATIONS as usize).max(1);
-        for key in keys {
-            if !ids.insert(key) {
-                continue;
-            }
-            // A generation also ends when it holds its share of `max_entries`, so there is
-            // always an older one to drop when traffic outruns the budget within a span.
-            if generations.back().is_none_or(|g| g.ids.len() >= full) {
-                generations.push_back(Generation { started: now, ids: Vec::with_capacity(full) });
-            }
-            generations.back_mut().expect("just ensured").ids.push(key);
-        }
         let mut evicted = 0;
-        while index.generations.len() > 1 && index.ids.len() > self.max_entries {
-            evicted += index.drop_oldest() as u64;
+        for key in keys {
+            let mut shard = self.shard(key).write().expect("dedupe lock is never poisoned");
+            let before = shard.ids.len();
+            self.rotate(&mut shard, now);
+            evicted += self.insert(&mut shard, key, now);
+            let after = shard.ids.len();
+            drop(shard);
+            if after >= before {
+                self.entries.fetch_add(after - before, Ordering::Relaxed);
+            } else {
+                self.entries.fetch_sub(before - after, Ordering::Relaxed);
+            }
         }
-        self.entries.store(index.ids.len(), Ordering::Relaxed);
+        evicted
+    }
+
+    /// Inserts into one shard; returns the ids dropped early to keep the shard in its bound.
+    fn insert(&self, shard: &mut RwLockWriteGuard<'_, Index>, key: u128, now: Instant) -> u64 {
+        let Index { ids, generations } = &mut **shard;
+        if !ids.insert(key) {
+            return 0;
+        }
+        // A generation also ends when it holds its share of the bound, so there is always an
+        // older one to drop when traffic outruns the budget within a span.
+        let full = (self.shard_max_entries / GENERATIONS as usize).max(1);
+        if generations.back().is_none_or(|g| g.ids.len() >= full) {
+            generations.push_back(Generation { started: now, ids: Vec::with_capacity(full) });
+        }
+        generations.back_mut().expect("just ensured").ids.push(key);
+        let mut evicted = 0;
+        while shard.generations.len() > 1 && shard.ids.len() > self.shard_max_entries {
+            evicted += shard.drop_oldest() as u64;
+        }
         evicted
     }
 
@@ -178,10 +215,15 @@ mod tests {
 
     /// Ids in the generation lists, each of which must be in the set.
     fn listed(dedupe: &Deduplicator) -> usize {
-        let index = dedupe.index.read().expect("lock");
-        let listed: Vec<u128> = index.generations.iter().flat_map(|g| g.ids.iter().copied()).collect();
-        assert!(listed.iter().all(|id| index.ids.contains(id)));
-        listed.len()
+        let mut total = 0;
+        for shard in &dedupe.shards {
+            let index = shard.read().expect("lock");
+            let listed: Vec<u128> = index.generations.iter().flat_map(|g| g.ids.iter().copied()).collect();
+            assert!(listed.iter().all(|id| index.ids.contains(id)));
+            assert_eq!(listed.len(), index.ids.len(), "every id in the set is listed once");
+            total += listed.len();
+        }
+        total
     }
 
     #[test]
@@ -234,6 +276,32 @@ mod tests {
         assert!(dedupe.len() >= 240 - 240 / GENERATIONS as usize, "only what the bound requires is dropped");
         assert!(dedupe.contains(dedupe_key("s", "49-99")));
         assert!(!dedupe.contains(dedupe_key("s", "0-0")));
+    }
+
+    /// At the default bound the index is cut into 32 shards: the bound holds in total, ids
+    /// spread over every shard, and dropping a generation early takes out a shard's small
+    /// share, never a twenty-fourth of the whole index at once.
+    #[test]
+    fn large_bounds_are_sharded_and_evict_a_shards_share_at_a_time() {
+        let start = Instant::now();
+        let max_entries = 2_000_000;
+        let dedupe = Deduplicator::new_at(24 * HOUR, max_entries, start);
+        assert_eq!(dedupe.shards.len(), 32);
+        let per_generation = (max_entries / 32 / GENERATIONS as usize) as u64;
+        let mut evicted = 0;
+        for n in 0..2_300_000u64 {
+            let forgotten = dedupe.insert_all_at([xxhash_rust::xxh3::xxh3_128(&n.to_le_bytes())], start);
+            assert!(forgotten <= per_generation, "{forgotten} ids dropped at once");
+            evicted += forgotten;
+        }
+        assert!(dedupe.len() <= max_entries && dedupe.len() >= max_entries - 32 * per_generation as usize);
+        assert_eq!(dedupe.len(), listed(&dedupe));
+        assert_eq!(evicted, 2_300_000 - dedupe.len() as u64);
+        for shard in &dedupe.shards {
+            let ids = shard.read().expect("lock").ids.len();
+            assert!(ids > max_entries / 32 * 9 / 10 && ids <= max_entries / 32, "{ids} ids in one shard");
+        }
+        assert!(dedupe.contains(xxhash_rust::xxh3::xxh3_128(&2_299_999u64.to_le_bytes())));
     }
 
     #[test]
