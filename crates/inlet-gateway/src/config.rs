@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// Connections open at once; beyond it new ones wait in the listen backlog. What bounds
     /// the memory of many idle or slow clients (each connection costs tens of KiB).
     pub max_connections: usize,
+    /// Connections the kernel completes and queues before the gateway accepts them (capped
+    /// by `net.core.somaxconn`). Beyond it SYNs are dropped and clients retry a second later.
+    pub listen_backlog: u32,
     pub tls: Option<TlsConfig>,
 }
 
@@ -205,6 +208,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             body_read_timeout_secs: 30,
             max_connections: 10_000,
+            listen_backlog: 4096,
             tls: None,
         }
     }
@@ -287,8 +291,8 @@ impl Config {
         {
             return invalid("limits must be greater than zero".into());
         }
-        if self.server.max_connections == 0 {
-            return invalid("server.max_connections must be greater than zero".into());
+        if self.server.max_connections == 0 || self.server.listen_backlog == 0 {
+            return invalid("server.max_connections and server.listen_backlog must be greater than zero".into());
         }
         if l.max_event_bytes > l.max_request_bytes {
             return invalid("limits.max_event_bytes must not exceed limits.max_request_bytes".into());

@@ -189,10 +189,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Binds with the configured backlog: tokio's `bind` fixes it at 1,024, which a burst of new
+/// connections (clients reconnecting after a stall, a load balancer's pool refilling)
+/// overflows, and each dropped SYN costs its client a one-second retry.
+fn bind(listen: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(backlog)
+}
+
 async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<()> {
     let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
     let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = bind(listen, config.server.listen_backlog).with_context(|| format!("binding {listen}"))?;
     let state = Arc::new(tokio::task::block_in_place(|| AppState::open(config, Arc::new(SystemClock)))?);
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, public_url = %state.public_url, tls = tls.is_some(), "inlet gateway listening");
