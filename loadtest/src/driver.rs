@@ -11,16 +11,12 @@
 //! `warm_connections` in the pool), so the first seconds do not measure TCP handshakes that a
 //! client in steady state would not make. Requests go over the minimal client in `http1`.
 //!
-//! Every acknowledged (2xx) request's id range goes to the acks file: the first line is the run
-//! id, then one `first count` line per request.
+//! Outcomes are counted in `record`, which also writes the acks file.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -28,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::http1::{Connection, Headers, Target};
 use crate::payload::{Generator, Mix, Request};
+use crate::record::{AcksFile, Outcome, Recorder, SharedRecorder, Totals, record};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
@@ -43,116 +40,6 @@ pub struct Settings {
     pub mix: Mix,
     pub acks: Option<PathBuf>,
     pub warm_connections: usize,
-}
-
-/// One answered (or failed) request.
-#[derive(Debug)]
-struct Outcome {
-    latency: Duration,
-    /// 0 for a transport error.
-    status: u16,
-    first: u64,
-    count: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct Totals {
-    pub latency: Option<Histogram<u64>>,
-    pub requests: u64,
-    pub acknowledged_requests: u64,
-    pub acknowledged_events: u64,
-    pub statuses: BTreeMap<u16, u64>,
-    pub transport_errors: u64,
-    pub skipped: u64,
-    pub elapsed: Duration,
-}
-
-/// Where every outcome goes, shared by the workers (one short lock per request: cheaper than
-/// handing each outcome to another task).
-struct Recorder {
-    totals: Totals,
-    acks: Option<AcksFile>,
-}
-
-impl Recorder {
-    fn record(&mut self, outcome: &Outcome) {
-        let totals = &mut self.totals;
-        totals.requests += 1;
-        let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
-        if let Some(histogram) = totals.latency.as_mut() {
-            histogram.saturating_record(micros);
-        }
-        if outcome.status == 0 {
-            totals.transport_errors += 1;
-            return;
-        }
-        *totals.statuses.entry(outcome.status).or_default() += 1;
-        if (200..300).contains(&outcome.status) {
-            totals.acknowledged_requests += 1;
-            totals.acknowledged_events += outcome.count;
-            if let Some(acks) = self.acks.as_mut() {
-                acks.push(outcome.first, outcome.count);
-            }
-        }
-    }
-}
-
-/// Ranges handed to the writer thread at a time.
-const ACKS_PER_HANDOFF: usize = 4096;
-
-/// The acks file, written by a thread of its own. The workers must never wait for the disk:
-/// after the target's bursts the kernel throttles writers while it writes back dirty pages,
-/// and a worker stalled there would show as the target's latency (and, in open loop, as a
-/// burst of new connections once it resumes).
-struct AcksFile {
-    pending: Vec<(u64, u64)>,
-    handoff: std::sync::mpsc::Sender<Vec<(u64, u64)>>,
-    writer: std::thread::JoinHandle<std::io::Result<()>>,
-}
-
-impl AcksFile {
-    /// Creates the file with its first line, the run id.
-    fn create(path: &std::path::Path, run: &str) -> anyhow::Result<AcksFile> {
-        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        writeln!(out, "{run}")?;
-        let (handoff, ranges) = std::sync::mpsc::channel::<Vec<(u64, u64)>>();
-        let writer = std::thread::Builder::new().name("acks-writer".into()).spawn(move || {
-            for chunk in ranges {
-                for (first, count) in chunk {
-                    writeln!(out, "{first} {count}")?;
-                }
-            }
-            out.flush()?;
-            out.get_ref().sync_all()
-        })?;
-        Ok(AcksFile { pending: Vec::with_capacity(ACKS_PER_HANDOFF), handoff, writer })
-    }
-
-    fn push(&mut self, first: u64, count: u64) {
-        self.pending.push((first, count));
-        if self.pending.len() >= ACKS_PER_HANDOFF {
-            let full = std::mem::replace(&mut self.pending, Vec::with_capacity(ACKS_PER_HANDOFF));
-            // The writer only goes away after an error, which `finish` reports.
-            let _ = self.handoff.send(full);
-        }
-    }
-
-    /// Writes what is left and syncs the file.
-    fn finish(self) -> anyhow::Result<()> {
-        let _ = self.handoff.send(self.pending);
-        drop(self.handoff);
-        match self.writer.join() {
-            Ok(result) => result.context("writing the acks file"),
-            Err(_) => anyhow::bail!("the acks writer panicked"),
-        }
-    }
-}
-
-type SharedRecorder = Arc<Mutex<Recorder>>;
-
-fn record(recorder: &SharedRecorder, outcome: &Outcome) {
-    recorder.lock().unwrap_or_else(PoisonError::into_inner).record(outcome);
 }
 
 /// What every request needs besides its body.

@@ -6,6 +6,7 @@ mod driver;
 mod http1;
 mod payload;
 mod procstat;
+mod record;
 mod verify;
 
 use std::path::PathBuf;
