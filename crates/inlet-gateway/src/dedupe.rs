@@ -24,8 +24,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// How many slices the window is cut into (an id lives between `window` and
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 const GENERATIONS: u32 = 24;
 /// The share of `max_entries` below which the index is not cut further.
 const ENTRIES_PER_SHARD: usize = 65_536;
+/// A power of two, so rounding the count up never passes it.
 const MAX_SHARDS: usize = 64;
 
 /// The keys are xxh3 hashes already: their low 64 bits serve as the set's hash.
@@ -113,7 +114,7 @@ impl Deduplicator {
     }
 
     fn new_at(window: Duration, max_entries: usize, now: Instant) -> Deduplicator {
-        let shards = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS).next_power_of_two().min(MAX_SHARDS);
+        let shards = (max_entries / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS).next_power_of_two();
         let shard = || {
             let first = Generation { started: now, ids: Vec::new() };
             RwLock::new(Index { ids: HashSet::default(), generations: VecDeque::from([first]) })
@@ -169,8 +170,8 @@ impl Deduplicator {
     }
 
     /// Inserts into one shard; returns the ids dropped early to keep the shard in its bound.
-    fn insert(&self, shard: &mut RwLockWriteGuard<'_, Index>, key: u128, now: Instant) -> u64 {
-        let Index { ids, generations } = &mut **shard;
+    fn insert(&self, shard: &mut Index, key: u128, now: Instant) -> u64 {
+        let Index { ids, generations } = &mut *shard;
         if !ids.insert(key) {
             return 0;
         }
