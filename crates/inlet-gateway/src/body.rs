@@ -42,20 +42,17 @@ pub fn content_length(headers: &HeaderMap) -> Option<usize> {
 
 /// Reads the whole body, refusing more than `limit` bytes on the wire (chunked bodies without
 /// `Content-Length` are counted as they stream) and bodies slower than `timeout`. Every byte
-/// is reserved from the in-flight budget before it is kept.
+/// is reserved from the in-flight budget before it is kept; the reservation already covers
+/// the declared length, if any.
 pub async fn read_capped(
     body: Body,
     limit: usize,
     timeout: Duration,
-    declared: Option<usize>,
     reservation: &mut Reservation<'_>,
 ) -> Result<Bytes, ApiError> {
     let read = async {
         let mut body = body;
-        if let Some(declared) = declared {
-            reservation.grow_to(declared)?;
-        }
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+        let mut buf = BytesMut::with_capacity(reservation.bytes().min(limit));
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
             let Ok(data) = frame.into_data() else { continue };
@@ -69,6 +66,26 @@ pub async fn read_capped(
         Ok(buf.freeze())
     };
     tokio::time::timeout(timeout, read).await.unwrap_or(Err(ApiError::BodyTimeout(timeout.as_secs())))
+}
+
+/// Reads and drops up to `limit` bytes of a refused request's body, on a task of its own so
+/// that the answer goes out first. The connection carries another request once the body has
+/// been read to its end; if it is longer or slower than allowed, dropping it makes the server
+/// close the connection instead.
+pub fn discard_after_answer(body: Body, limit: usize, timeout: Duration) {
+    tokio::spawn(async move {
+        let discard = async {
+            let mut body = body;
+            let mut seen = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > limit {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, discard).await;
+    });
 }
 
 /// Decodes `raw`, producing at most `limit` bytes; one byte more is a 413.

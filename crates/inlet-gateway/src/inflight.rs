@@ -76,6 +76,11 @@ impl Reservation<'_> {
         Ok(())
     }
 
+    /// Bytes reserved so far.
+    pub fn bytes(&self) -> usize {
+        self.units * UNIT
+    }
+
     /// Gives back everything beyond `bytes`.
     pub fn shrink_to(&mut self, bytes: usize) {
         let keep = bytes.div_ceil(UNIT).min(self.units);

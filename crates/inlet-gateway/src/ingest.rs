@@ -8,17 +8,18 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use inlet_segment::{RequestMeta, RouteKind, encode_stored_event, parse_body};
 use serde::Serialize;
 
 use crate::auth::basic_write_key;
-use crate::body::{Encoding, content_length, decode, read_capped};
+use crate::body::{Encoding, content_length, decode, discard_after_answer, read_capped};
 use crate::client_ip::client_ip;
 use crate::dedupe::{KeySet, dedupe_key};
 use crate::error::{ApiError, ItemError};
+use crate::inflight::Reservation;
 use crate::state::AppState;
 
 /// Bodies at least this large (or compressed) are decoded on the blocking pool, so one big
@@ -60,7 +61,7 @@ pub async fn ingest(
 ) -> Response {
     match ingest_inner(&state, kind, peer, &headers, body).await {
         Ok(accepted) => Json(accepted).into_response(),
-        Err(error) => {
+        Err(Refused { error, connection }) => {
             state.metrics.requests_rejected.with_label_values(&[error.code()]).inc();
             if error.status().is_server_error() || error.status().as_u16() == 429 {
                 // Under an outage every request fails the same way: log the first of each second.
@@ -70,8 +71,32 @@ pub async fn ingest(
             } else {
                 tracing::debug!(code = error.code(), %error, "ingestion refused");
             }
-            error.into_response()
+            let mut response = error.into_response();
+            if connection == AfterRefusal::Close {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
+    }
+}
+
+/// A refusal, and whether the connection can carry the client's next request.
+struct Refused {
+    error: ApiError,
+    connection: AfterRefusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterRefusal {
+    KeepAlive,
+    /// Part of the body is unread and will stay so: the server closes the connection, and says
+    /// so in `Connection: close` rather than let the client find out on its next request.
+    Close,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Refused {
+        Refused { error, connection: AfterRefusal::KeepAlive }
     }
 }
 
@@ -81,27 +106,17 @@ async fn ingest_inner(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Accepted, ApiError> {
-    // First, so that under overload the excess costs as little as possible.
-    let mut reservation = state.inflight.reservation()?;
-    if state.wal.poisoned().is_some() {
-        return Err(ApiError::StorageUnavailable);
-    }
-    if state.wal.disk_bytes() >= state.config.wal.max_disk_bytes {
-        return Err(ApiError::StorageFull);
-    }
+) -> Result<Accepted, Refused> {
     let limits = &state.config.limits;
-    let encoding = Encoding::from_headers(headers)?;
-    let header_key = basic_write_key(headers)?;
-    if let Some(key) = &header_key {
-        state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?;
-    }
     let declared = content_length(headers);
-    if declared.is_some_and(|n| n > limits.max_request_bytes) {
-        return Err(ApiError::PayloadTooLarge { limit: limits.max_request_bytes });
-    }
+    let (mut reservation, encoding, header_key) = match admit(state, headers, declared) {
+        Ok(admitted) => admitted,
+        Err(error) => return Err(refuse_unread(state, error, headers, body)),
+    };
     let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
-    let raw = read_capped(body, limits.max_request_bytes, timeout, declared, &mut reservation).await?;
+    let raw = read_capped(body, limits.max_request_bytes, timeout, &mut reservation)
+        .await
+        .map_err(|error| Refused { error, connection: AfterRefusal::Close })?;
     if encoding != Encoding::Identity {
         // Until decoded, the compressed and the decompressed body (at most the limit) coexist.
         reservation.grow_to(raw.len() + limits.max_request_bytes)?;
@@ -120,7 +135,51 @@ async fn ingest_inner(
     };
     // What stays until the WAL answers: the encoded records.
     reservation.shrink_to(prepared.events.iter().map(|e| e.record.len()).sum());
-    store(state, prepared).await
+    Ok(store(state, prepared).await?)
+}
+
+/// Everything decided from the head alone, before any of the body is read: a request slot and
+/// the declared bytes, whether the WAL can take more, the encoding and the header's write key.
+fn admit<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    declared: Option<usize>,
+) -> Result<(Reservation<'a>, Encoding, Option<String>), ApiError> {
+    // First, so that under overload the excess costs as little as possible.
+    let mut reservation = state.inflight.reservation()?;
+    if state.wal.poisoned().is_some() {
+        return Err(ApiError::StorageUnavailable);
+    }
+    if state.wal.disk_bytes() >= state.config.wal.max_disk_bytes {
+        return Err(ApiError::StorageFull);
+    }
+    let encoding = Encoding::from_headers(headers)?;
+    let header_key = basic_write_key(headers)?;
+    if let Some(key) = &header_key {
+        state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?;
+    }
+    let limit = state.config.limits.max_request_bytes;
+    if let Some(declared) = declared {
+        if declared > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        reservation.grow_to(declared)?;
+    }
+    Ok((reservation, encoding, header_key))
+}
+
+/// A refusal decided from the head. Its body is read and dropped after the answer, as nginx
+/// does, so that the client's keep-alive connection carries its retry; it holds no slot and
+/// keeps no byte. A body declared over the limit is not worth reading, and a client waiting
+/// for `100 Continue` will not send one: those connections close.
+fn refuse_unread(state: &AppState, error: ApiError, headers: &HeaderMap, body: Body) -> Refused {
+    let expects_continue = headers.get(header::EXPECT).is_some();
+    if matches!(error, ApiError::PayloadTooLarge { .. }) || expects_continue {
+        return Refused { error, connection: AfterRefusal::Close };
+    }
+    let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
+    discard_after_answer(body, state.config.limits.max_request_bytes, timeout);
+    Refused { error, connection: AfterRefusal::KeepAlive }
 }
 
 /// The CPU part: decompress, parse, authenticate by body key, normalise, encode.

@@ -315,3 +315,97 @@ async fn beyond_the_connection_limit_new_clients_wait_until_one_closes() {
     drop(second);
     gateway.stop().await;
 }
+
+/// One request on a raw connection and its answer: status, lower-cased head, body.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
+    let mut received = Vec::new();
+    let head_end = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk)).await;
+        let read = read.expect("an answer within 10 s").expect("the connection is open");
+        assert!(read > 0, "the connection closed before an answer: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    while received.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the connection closed inside the body");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    (status, head, received[head_end..head_end + length].to_vec())
+}
+
+fn raw_post(path: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: inlet\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_leaves_the_connection_usable() {
+    use tokio::io::AsyncWriteExt;
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.wal.segment_bytes = 1024 * 1024;
+        c.wal.max_disk_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    let filler: Vec<Value> = (0..40)
+        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "z".repeat(10_000), "i": i}}))
+        .collect();
+    let big = batch(filler);
+    for _ in 0..20 {
+        if gateway.post("/v1/batch").body(big.clone()).send().await.unwrap().status() == 503 {
+            break;
+        }
+    }
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // The head and a little of the body; the refusal comes before the rest is sent, as it does
+    // for a client on a slow network.
+    let request = raw_post("/v1/batch", "", &big);
+    let split = request.len() - big.len() + 1000;
+    let (status, head, body) = exchange(&mut stream, &request[..split]).await;
+    assert_eq!(status, 503, "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "storage_full");
+    stream.write_all(&request[split..]).await.unwrap();
+    // The same connection answers the next request.
+    let (status, _, _) = exchange(&mut stream, b"GET /healthz HTTP/1.1\r\nHost: inlet\r\n\r\n").await;
+    assert_eq!(status, 200);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_and_the_connection_closed_with_notice() {
+    use tokio::io::AsyncReadExt;
+    let gateway = TestGateway::start().await;
+    let addr = gateway.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "POST /v1/batch HTTP/1.1\r\nHost: inlet\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"batch\":[",
+        100 * 1024 * 1024
+    );
+    let (status, head, body) = exchange(&mut stream, request.as_bytes()).await;
+    assert_eq!(status, 413);
+    assert!(head.contains("connection: close"), "the client is told the connection ends: {head}");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "request_too_large");
+    let mut rest = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closes the connection: {read:?}");
+    gateway.stop().await;
+}
