@@ -36,7 +36,9 @@
 //! request's records may straddle two segments. With `preallocate` (the default) a new segment
 //! starts as a zero-filled file of the full segment size, so the newest segment may end in
 //! zeros after its last record; closing a segment cuts them, so closed segments end at their
-//! last record.
+//! last record. A segment that did not start that way (the first one, the one reopened after a
+//! restart, or one begun when no spare was ready) is closed early, as soon as a spare is ready,
+//! so segments may be shorter than the configured size.
 //!
 //! ## Group commit
 //! A single writer thread owns the files. Appends from any number of tasks queue on a channel;

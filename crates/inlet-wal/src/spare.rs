@@ -41,8 +41,9 @@ pub(crate) enum SpareSegments {
     Off,
     /// Zero-filled when needed, on the caller's thread (a bare [`crate::Wal`]: tests, tools).
     Inline { dir: PathBuf, segment_bytes: u64 },
-    /// Prepared by a thread of its own once the active segment is half full, so a roll does not
-    /// wait for zero-filling; if the spare is not ready by then, the segment starts empty.
+    /// Prepared by a thread of its own once the active segment is half full (at once if it
+    /// grows), so a roll does not wait for zero-filling; if the spare is not ready by then, the
+    /// segment starts empty and grows until one is.
     Background {
         requests: Option<mpsc::Sender<()>>,
         ready: mpsc::Receiver<Result<PathBuf>>,
@@ -76,10 +77,12 @@ impl SpareSegments {
         Ok(SpareSegments::Background { requests: Some(requests), ready, requested: false, thread: Some(thread) })
     }
 
-    /// Called as the active segment fills: from half full on, the next spare is prepared.
-    pub(crate) fn active_filled(&mut self, bytes: u64, segment_bytes: u64) {
+    /// Called as the active segment fills: from half full on, the next spare is prepared. An
+    /// active segment that `grows` (it did not start as a spare: the first one, or one started
+    /// when no spare was ready) wants a spare at once, to move onto it early.
+    pub(crate) fn active_filled(&mut self, bytes: u64, segment_bytes: u64, grows: bool) {
         if let SpareSegments::Background { requests: Some(requests), requested: requested @ false, .. } = self
-            && bytes >= segment_bytes / 2
+            && (grows || bytes >= segment_bytes / 2)
         {
             *requested = requests.send(()).is_ok();
         }
@@ -90,12 +93,16 @@ impl SpareSegments {
         let prepared = match self {
             SpareSegments::Off => return None,
             SpareSegments::Inline { dir, segment_bytes } => zero_fill(dir, *segment_bytes),
-            SpareSegments::Background { ready, requested, .. } => {
-                let prepared = ready.try_recv().ok()?;
-                *requested = false;
-                prepared
-            }
+            SpareSegments::Background { .. } => return self.take_ready(),
         };
+        prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
+    }
+
+    /// The spare prepared in the background, if it is ready; never waits, never zero-fills here.
+    pub(crate) fn take_ready(&mut self) -> Option<PathBuf> {
+        let SpareSegments::Background { ready, requested, .. } = self else { return None };
+        let prepared = ready.try_recv().ok()?;
+        *requested = false;
         prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
     }
 }

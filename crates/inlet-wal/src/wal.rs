@@ -162,6 +162,8 @@ impl Wal {
         self.reaper = SegmentReaper::background(self.config.dir.clone())?;
         if self.config.preallocate {
             self.spares = SpareSegments::background(self.config.dir.clone(), self.config.segment_bytes)?;
+            let bytes = self.active_info().bytes;
+            self.spares.active_filled(bytes, self.config.segment_bytes, self.active_grows());
         }
         Ok(())
     }
@@ -174,6 +176,7 @@ impl Wal {
         if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max) {
             return Err(WalError::RecordTooLarge { len: p.as_ref().len(), max });
         }
+        self.move_to_a_ready_spare()?;
         let start = self.next_lsn;
         for payload in payloads {
             let payload = payload.as_ref();
@@ -288,18 +291,48 @@ impl Wal {
             .write_all_at(&self.buf, info.bytes)
             .map_err(WalError::io(format!("writing {}", info.path.display())))?;
         info.bytes += self.buf.len() as u64;
+        let grows = self.active_len <= info.bytes;
         self.active_len = self.active_len.max(info.bytes);
-        self.spares.active_filled(info.bytes, self.config.segment_bytes);
+        self.spares.active_filled(info.bytes, self.config.segment_bytes, grows);
         self.buf.clear();
         Ok(())
+    }
+
+    /// Whether the active segment grows as it is written (it did not start as a spare), so
+    /// that every sync also writes its inode.
+    fn active_grows(&self) -> bool {
+        self.active_len <= self.active_info().bytes
+    }
+
+    /// Moves a log whose active segment grows onto a spare as soon as one is ready, instead of
+    /// paying for the inode on every sync until the segment is full: after a start, and after
+    /// a roll that found no spare ready. A segment without records is left alone (the next one
+    /// would have the same first LSN, hence the same name).
+    fn move_to_a_ready_spare(&mut self) -> Result<()> {
+        if !self.active_grows() || self.next_lsn == self.active_info().first_lsn {
+            return Ok(());
+        }
+        match self.spares.take_ready() {
+            Some(spare) => self.roll_onto(Some(spare)),
+            None => Ok(()),
+        }
     }
 
     /// Closes the active segment (synced, and cut to its records, so only the newest segment
     /// can ever be torn) and starts the next one.
     fn roll(&mut self) -> Result<()> {
+        let spare = self.spares.take();
+        self.roll_onto(spare)
+    }
+
+    /// [`Wal::roll`] onto `spare`, or onto a new, growing file without one.
+    fn roll_onto(&mut self, spare: Option<PathBuf>) -> Result<()> {
         self.sync()?;
         self.cut_unused_tail()?;
-        let (file, info) = new_segment(&self.config.dir, &mut self.spares, self.next_lsn)?;
+        let (file, info) = match spare {
+            Some(spare) => segment::name_spare(&self.config.dir, &spare, self.next_lsn)?,
+            None => segment::create_segment(&self.config.dir, self.next_lsn)?,
+        };
         self.active_len = spare::file_len(&file, &info.path)?;
         self.active = file;
         self.active_synced_bytes = info.bytes;
@@ -318,14 +351,6 @@ impl Wal {
             self.active_len = info.bytes;
         }
         Ok(())
-    }
-}
-
-/// Starts the segment whose first record will be `first_lsn`, from a spare when one is ready.
-fn new_segment(dir: &std::path::Path, spares: &mut SpareSegments, first_lsn: u64) -> Result<(File, SegmentInfo)> {
-    match spares.take() {
-        Some(spare) => segment::name_spare(dir, &spare, first_lsn),
-        None => segment::create_segment(dir, first_lsn),
     }
 }
 

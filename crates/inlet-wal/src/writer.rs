@@ -419,39 +419,52 @@ mod tests {
         assert_eq!(segments(), 1, "only the active segment is left once the reaper finished");
     }
 
-    /// Once the active segment is half full a spare is zero-filled off the writer thread, and
-    /// the roll names it: the new segment is full-length from its first record on.
+    /// The first segment grows as it is written, so a spare is zero-filled off the writer
+    /// thread at once and the log moves onto it. From then on the next spare is prepared once
+    /// the active segment is half full, and the roll names it: segments are full-length from
+    /// their first record on.
     #[tokio::test]
-    async fn rolls_start_segments_from_a_spare_prepared_in_the_background() {
+    async fn segments_start_from_spares_prepared_in_the_background() {
         let dir = tempfile::tempdir().expect("tempdir");
         let segment_bytes = 4096;
         let config = WalConfig { segment_bytes, ..WalConfig::new(dir.path()) };
         let (wal, _) = WalHandle::start(config, None).expect("start");
         let spare = dir.path().join("next-segment.spare");
-        assert!(!spare.exists(), "no spare before the first segment is half full");
-        let records: Vec<Vec<u8>> = (0..60u8).map(|i| vec![i; 100]).collect();
-        for record in &records[..25] {
-            wal.append(vec![record.clone()]).await.expect("append");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(&spare).map(|m| m.len()).unwrap_or(0) < segment_bytes {
-            assert!(Instant::now() < deadline, "the spare was never prepared");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // its sync, then its answer
-        for record in &records[25..45] {
-            wal.append(vec![record.clone()]).await.expect("append");
-        }
-        assert_eq!(wal.segments(), 2);
+        let spare_ready = || async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::fs::metadata(&spare).map(|m| m.len()).unwrap_or(0) < segment_bytes {
+                assert!(Instant::now() < deadline, "the spare was never prepared");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // its sync, then its answer
+        };
+        let records: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 100]).collect();
+        wal.append(vec![records[0].clone()]).await.expect("append");
+        spare_ready().await;
+        wal.append(vec![records[1].clone()]).await.expect("append");
+        assert_eq!(wal.segments(), 2, "the log moved onto the spare");
         let files = crate::segment::list_segments(dir.path()).expect("list");
         assert_eq!(files[1].bytes, segment_bytes, "the new segment is the preallocated spare");
-        assert!(files[0].bytes < segment_bytes);
-        for record in &records[45..] {
+        assert_eq!(files[1].first_lsn, 1);
+        assert!(!spare.exists(), "no spare is asked for before the new segment is half full");
+
+        for record in &records[2..26] {
+            wal.append(vec![record.clone()]).await.expect("append");
+        }
+        spare_ready().await;
+        for record in &records[26..50] {
+            wal.append(vec![record.clone()]).await.expect("append");
+        }
+        assert_eq!(wal.segments(), 3);
+        let files = crate::segment::list_segments(dir.path()).expect("list");
+        assert_eq!(files[2].bytes, segment_bytes, "the roll named the spare");
+        assert!(files[1].bytes < segment_bytes, "a closed segment is cut to its records");
+        for record in &records[50..] {
             wal.append(vec![record.clone()]).await.expect("append");
         }
         wal.shutdown().expect("shutdown");
         let files = crate::segment::list_segments(dir.path()).expect("list");
-        assert!(files[1].bytes < segment_bytes, "a clean stop cuts the unused zeros");
+        assert!(files.last().expect("segments").bytes < segment_bytes, "a clean stop cuts the unused zeros");
         let read: Vec<Vec<u8>> = crate::WalReader::open(dir.path(), 0, u64::MAX, 1 << 20)
             .expect("reader")
             .map(|r| r.expect("record").payload)
