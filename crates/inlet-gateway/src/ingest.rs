@@ -237,10 +237,12 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     let accepted = records.len();
     if !records.is_empty() {
         let bytes: usize = records.iter().map(Vec::len).sum();
+        let appending = std::time::Instant::now();
         state.wal.append(records).await.map_err(|error| {
             tracing::error!(%error, "write-ahead log append failed");
             ApiError::StorageUnavailable
         })?;
+        state.metrics.wal_append_duration.observe(appending.elapsed().as_secs_f64());
         state.metrics.wal_appended_records.inc_by(accepted as u64);
         state.metrics.wal_appended_bytes.inc_by(bytes as u64);
     }

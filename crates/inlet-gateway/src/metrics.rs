@@ -28,6 +28,8 @@ pub struct Metrics {
     pub wal_appended_bytes: IntCounter,
     pub wal_fsync_duration: Histogram,
     pub wal_group_commit_records: Histogram,
+    pub wal_append_queue: Histogram,
+    pub wal_append_duration: Histogram,
     pub wal_disk_bytes: IntGauge,
     pub wal_segments: IntGauge,
     pub wal_durable_lsn: IntGauge,
@@ -139,6 +141,18 @@ impl Metrics {
                 "Records made durable by one fdatasync (group commit size).",
                 vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
             ),
+            wal_append_queue: histogram(
+                &r,
+                "inlet_wal_append_queue_seconds",
+                "Time an append waited before the write-ahead log's writer thread took it.",
+                LATENCY_BUCKETS.to_vec(),
+            ),
+            wal_append_duration: histogram(
+                &r,
+                "inlet_wal_append_duration_seconds",
+                "Time from a request's append to its answer: queue, write, fdatasync and wake-up.",
+                LATENCY_BUCKETS.to_vec(),
+            ),
             wal_disk_bytes: gauge(&r, "inlet_wal_disk_bytes", "Bytes of write-ahead log segments on disk."),
             wal_segments: gauge(&r, "inlet_wal_segments", "Write-ahead log segment files on disk."),
             wal_durable_lsn: gauge(
@@ -191,5 +205,9 @@ impl WalObserver for WalMetrics {
     fn synced(&self, duration: Duration, records: u64) {
         self.0.wal_fsync_duration.observe(duration.as_secs_f64());
         self.0.wal_group_commit_records.observe(records as f64);
+    }
+
+    fn queued(&self, waited: Duration) {
+        self.0.wal_append_queue.observe(waited.as_secs_f64());
     }
 }

@@ -23,6 +23,9 @@ pub const GROUP_COMMIT_MAX_BYTES: usize = 8 * 1024 * 1024;
 pub trait WalObserver: Send + Sync + fmt::Debug {
     /// One `fdatasync` took `duration` and made `records` records durable.
     fn synced(&self, duration: Duration, records: u64);
+
+    /// An append waited `waited` in the queue before the writer thread took it.
+    fn queued(&self, waited: Duration);
 }
 
 /// Live figures of a running log, updated by the writer thread after every group commit.
@@ -62,6 +65,7 @@ enum Command {
     Append {
         payloads: Vec<Vec<u8>>,
         reply: oneshot::Sender<Result<Range<u64>>>,
+        queued_at: Instant,
     },
     Confirm {
         consumer: String,
@@ -109,7 +113,7 @@ impl WalHandle {
     /// fsync policy promises (with [`FsyncPolicy::Always`]: synced to disk).
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Command::Append { payloads, reply })?;
+        self.submit(Command::Append { payloads, reply, queued_at: Instant::now() })?;
         answer.await.map_err(|_| WalError::Closed)?
     }
 
@@ -232,7 +236,10 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
         let mut after_sync = Vec::new();
         for command in commands {
             match command {
-                Command::Append { payloads, reply } => {
+                Command::Append { payloads, reply, queued_at } => {
+                    if let Some(observer) = observer {
+                        observer.queued(queued_at.elapsed());
+                    }
                     if let Some(message) = stats.poisoned.get() {
                         let _ = reply.send(Err(WalError::Poisoned(message.clone())));
                         continue;
@@ -328,11 +335,15 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Default)]
-    struct CountingObserver(AtomicU64, AtomicU64);
+    struct CountingObserver(AtomicU64, AtomicU64, AtomicU64);
     impl WalObserver for CountingObserver {
         fn synced(&self, _: Duration, records: u64) {
             self.0.fetch_add(1, Ordering::Relaxed);
             self.1.fetch_add(records, Ordering::Relaxed);
+        }
+
+        fn queued(&self, _: Duration) {
+            self.2.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -365,6 +376,7 @@ mod tests {
         assert_eq!(lsns, (0..64 * 20 * 2).collect::<Vec<u64>>());
         assert_eq!(wal.durable_lsn(), 2560);
         assert_eq!(observer.1.load(Ordering::Relaxed), 2560);
+        assert_eq!(observer.2.load(Ordering::Relaxed), 1280, "every append's wait in the queue is reported");
         let syncs = observer.0.load(Ordering::Relaxed);
         assert!(syncs < 1280, "group commit should share syncs ({syncs} syncs for 1280 appends)");
         wal.shutdown().expect("shutdown");
