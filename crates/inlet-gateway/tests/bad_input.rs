@@ -253,14 +253,8 @@ async fn over_the_inflight_request_limit_the_answer_is_429_at_once() {
 
 #[tokio::test]
 async fn over_the_disk_budget_the_answer_is_503_and_nothing_is_written() {
-    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
-        c.wal.segment_bytes = 1024 * 1024;
-        c.wal.max_disk_bytes = 2 * 1024 * 1024;
-    })
-    .await;
-    let filler: Vec<Value> = (0..60)
-        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "z".repeat(8000), "i": i}}))
-        .collect();
+    let gateway = gateway_with_a_2_mib_wal_budget().await;
+    let filler = large_events(60, 8000);
     let mut statuses = Vec::new();
     for chunk in filler.chunks(6).cycle().take(60) {
         let status = gateway.post("/v1/batch").body(batch(chunk.to_vec())).send().await.unwrap().status().as_u16();
@@ -277,6 +271,21 @@ async fn over_the_disk_budget_the_answer_is_503_and_nothing_is_written() {
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "storage_full");
     assert_eq!(gateway.stored().len(), stored_before);
     gateway.stop().await;
+}
+
+async fn gateway_with_a_2_mib_wal_budget() -> TestGateway {
+    TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.wal.segment_bytes = 1024 * 1024;
+        c.wal.max_disk_bytes = 2 * 1024 * 1024;
+    })
+    .await
+}
+
+/// `count` track events of a little over `bytes` each.
+fn large_events(count: usize, bytes: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "z".repeat(bytes), "i": i}}))
+        .collect()
 }
 
 fn tokio_stream_from(
@@ -359,15 +368,8 @@ fn raw_post(path: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_refusal_before_the_body_is_read_leaves_the_connection_usable() {
     use tokio::io::AsyncWriteExt;
-    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
-        c.wal.segment_bytes = 1024 * 1024;
-        c.wal.max_disk_bytes = 2 * 1024 * 1024;
-    })
-    .await;
-    let filler: Vec<Value> = (0..40)
-        .map(|i| json!({"type": "track", "event": "e", "userId": "u", "properties": {"p": "z".repeat(10_000), "i": i}}))
-        .collect();
-    let big = batch(filler);
+    let gateway = gateway_with_a_2_mib_wal_budget().await;
+    let big = batch(large_events(40, 10_000));
     for _ in 0..20 {
         if gateway.post("/v1/batch").body(big.clone()).send().await.unwrap().status() == 503 {
             break;
