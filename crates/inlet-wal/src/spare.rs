@@ -90,12 +90,11 @@ impl SpareSegments {
 
     /// A zero-filled, synced file to name as the next segment, if one is ready.
     pub(crate) fn take(&mut self) -> Option<PathBuf> {
-        let prepared = match self {
-            SpareSegments::Off => return None,
-            SpareSegments::Inline { dir, segment_bytes } => zero_fill(dir, *segment_bytes),
-            SpareSegments::Background { .. } => return self.take_ready(),
-        };
-        prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
+        match self {
+            SpareSegments::Off => None,
+            SpareSegments::Inline { dir, segment_bytes } => usable(zero_fill(dir, *segment_bytes)),
+            SpareSegments::Background { .. } => self.take_ready(),
+        }
     }
 
     /// The spare prepared in the background, if it is ready; never waits, never zero-fills here.
@@ -103,8 +102,13 @@ impl SpareSegments {
         let SpareSegments::Background { ready, requested, .. } = self else { return None };
         let prepared = ready.try_recv().ok()?;
         *requested = false;
-        prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
+        usable(prepared)
     }
+}
+
+/// A spare that failed to be prepared is not fatal: the next segment grows as written.
+fn usable(prepared: Result<PathBuf>) -> Option<PathBuf> {
+    prepared.inspect_err(|error| tracing::warn!(%error, "no spare WAL segment; the next one grows as written")).ok()
 }
 
 impl Drop for SpareSegments {
