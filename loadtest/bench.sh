@@ -35,7 +35,7 @@ baseline="http://127.0.0.1:$baseline_port"
 measure --label "baseline singles" --target "$baseline" --concurrency 64 --mix "$singles"
 measure --label "baseline batch" --target "$baseline" --concurrency 16 --mix batch=1
 
-# GATEWAY_ENV: extra VAR=VALUE settings for the gateway (e.g. MALLOC_ARENA_MAX=2).
+# GATEWAY_ENV: extra VAR=VALUE settings for the gateway (e.g. _RJEM_MALLOC_CONF=background_thread:false).
 # shellcheck disable=SC2086
 start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" ${GATEWAY_ENV:-}
 gateway="$gateway_url"

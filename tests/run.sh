@@ -29,6 +29,11 @@ ignored_test() {
   rm -f "$log"
 }
 
+step "build tools (make, for jemalloc, the gateway's allocator, built from C sources)"
+if ! command -v make > /dev/null; then
+  apt-get update -qq && apt-get install -y -qq make
+fi
+
 step "node dependencies (official @segment/analytics-node and @segment/analytics-next, playwright-core, sdk-js's build tools)"
 if ! command -v npm > /dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm

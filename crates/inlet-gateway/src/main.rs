@@ -110,6 +110,15 @@ enum WalCommand {
     },
 }
 
+/// jemalloc instead of glibc's malloc. Under glibc every thread of the request path shared an
+/// arena lock with the lake encoder, which runs at a lower priority: preempted while holding
+/// it, the encoder stalled every request (p99 in the hundreds of milliseconds at half the
+/// maximum rate while a range was encoded). jemalloc's per-thread caches take no shared lock
+/// for most allocations and frees; `docs/benchmarks.md` has the measurements.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -121,30 +130,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives each thread that meets contention an arena of its own, up to eight per core,
-/// and an arena keeps what its threads freed. Gzip bodies, inflated on the blocking pool's
-/// threads, left about 55 MiB more resident in a 15 s gzip batch run (275 against 220 MiB,
-/// throughput the same); one arena per core is enough for this workload. `MALLOC_ARENA_MAX`
-/// in the environment still decides when it is set.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
-        #[allow(unsafe_code)]
-        // SAFETY: mallopt takes two integers and has no memory-safety preconditions; it is
-        // called before the runtime starts any thread.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
-        }
-    }
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let mut config = Config::load(cli.config.as_deref(), &env)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            limit_malloc_arenas();
             init_logging(&config);
             let dev_key = dev::ensure_dev_source(&mut config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
