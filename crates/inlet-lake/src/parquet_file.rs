@@ -9,7 +9,7 @@ use parquet::schema::types::ColumnPath;
 use crate::schema::LAKE_SCHEMA;
 
 /// The codecs `lake.compression` offers. Measured on 100k realistic events
-/// (`docs/benchmarks.md`): gzip 43.2 B/event, zstd 30.7, snappy 89.2, against 53.3 for gzipped
+/// (`docs/benchmarks.md`): gzip 43.9 B/event, zstd 30.7, snappy 89.2, against 53.3 for gzipped
 /// NDJSON. Gzip is the default because Redshift Spectrum documents gzip and snappy only, and
 /// gzip is also the smaller of those two by half; zstd is for lakes read by Athena, DataFusion
 /// or Spark alone.
