@@ -207,7 +207,8 @@ impl LakeWriter {
     /// marker. Returns false if it stopped for shutdown before finishing.
     async fn complete(&self, pending: PendingRange, shutdown: &mut watch::Receiver<bool>) -> Result<bool, LakeError> {
         if pending.to > pending.from {
-            write_pending(&self.settings.state_dir, &pending)?;
+            let state_dir = self.settings.state_dir.clone();
+            off_the_runtime(move || write_pending(&state_dir, &pending)).await?;
             let files = self.encode_range(pending.from, pending.to).await?;
             for file in files {
                 if !self.upload(&file.key, file.bytes.clone(), shutdown).await {
@@ -229,7 +230,8 @@ impl LakeWriter {
         }
         if pending.to > pending.from {
             self.wal.confirm(LAKE_CONSUMER, pending.to).await?;
-            clear_pending(&self.settings.state_dir)?;
+            let state_dir = self.settings.state_dir.clone();
+            off_the_runtime(move || clear_pending(&state_dir)).await?;
         }
         self.metrics.cursor_lsn.set(pending.to as i64);
         Ok(true)
@@ -344,6 +346,13 @@ fn lower_this_threads_priority() {
     if let Err(error) = rustix::process::setpriority_process(thread, current + ENCODER_NICENESS) {
         tracing::debug!(%error, "could not lower the lake encoder's priority; it runs at the normal one");
     }
+}
+
+/// Runs blocking file work (the pending marker's two fsyncs) on the blocking pool: on one of the
+/// runtime's threads it would stop that thread's requests for as long as the disk takes, and
+/// the gateway has one such thread per core.
+async fn off_the_runtime(work: impl FnOnce() -> Result<(), LakeError> + Send + 'static) -> Result<(), LakeError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| LakeError::Task("the pending-marker task panicked".into()))?
 }
 
 pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError> {
