@@ -53,9 +53,11 @@ lake_catch_up() {
   caught_up="$(date +%s.%N)"
   # Then the system settles before the latency runs: the WAL segments the lake confirmed are
   # deleted (gigabytes after the batch runs) and dirty pages written back, which otherwise
-  # stall fsyncs during the next run.
+  # stall fsyncs during the next run. The wait is on the segment files, not on
+  # inlet_wal_segments: that metric drops when a segment is handed to the reaper, which then
+  # frees it 8 MiB at a time for a while longer.
   local tries=0
-  while [ "$(curl -s "$gateway/metrics" | awk '/^inlet_wal_segments /{print $2}')" -gt 8 ] && [ $((tries += 1)) -lt 240 ]; do
+  while [ "$(find "$work/data/wal" -name '*.wal' | wc -l)" -gt 8 ] && [ $((tries += 1)) -lt 240 ]; do
     sleep 0.5
   done
   sync
