@@ -207,8 +207,7 @@ impl LakeWriter {
     /// marker. Returns false if it stopped for shutdown before finishing.
     async fn complete(&self, pending: PendingRange, shutdown: &mut watch::Receiver<bool>) -> Result<bool, LakeError> {
         if pending.to > pending.from {
-            let state_dir = self.settings.state_dir.clone();
-            off_the_runtime(move || write_pending(&state_dir, &pending)).await?;
+            off_the_runtime(&self.settings.state_dir, move |dir| write_pending(dir, &pending)).await?;
             let files = self.encode_range(pending.from, pending.to).await?;
             for file in files {
                 if !self.upload(&file.key, file.bytes.clone(), shutdown).await {
@@ -230,8 +229,7 @@ impl LakeWriter {
         }
         if pending.to > pending.from {
             self.wal.confirm(LAKE_CONSUMER, pending.to).await?;
-            let state_dir = self.settings.state_dir.clone();
-            off_the_runtime(move || clear_pending(&state_dir)).await?;
+            off_the_runtime(&self.settings.state_dir, clear_pending).await?;
         }
         self.metrics.cursor_lsn.set(pending.to as i64);
         Ok(true)
@@ -351,8 +349,14 @@ fn lower_this_threads_priority() {
 /// Runs blocking file work (the pending marker's two fsyncs) on the blocking pool: on one of the
 /// runtime's threads it would stop that thread's requests for as long as the disk takes, and
 /// the gateway has one such thread per core.
-async fn off_the_runtime(work: impl FnOnce() -> Result<(), LakeError> + Send + 'static) -> Result<(), LakeError> {
-    tokio::task::spawn_blocking(work).await.map_err(|_| LakeError::Task("the pending-marker task panicked".into()))?
+async fn off_the_runtime(
+    state_dir: &Path,
+    work: impl FnOnce(&Path) -> Result<(), LakeError> + Send + 'static,
+) -> Result<(), LakeError> {
+    let state_dir = state_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || work(&state_dir))
+        .await
+        .map_err(|_| LakeError::Task("the pending-marker task panicked".into()))?
 }
 
 pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError> {
