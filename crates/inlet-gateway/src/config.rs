@@ -106,6 +106,9 @@ pub struct WalSettings {
     pub max_disk_bytes: u64,
     /// Zero-fill each next segment ahead of time, so syncs write data only.
     pub preallocate: bool,
+    /// With `preallocate`: confirmed segments kept to be zero-filled in place as the next
+    /// spares, instead of deleted while new files are filled.
+    pub recycled_segments: usize,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -235,6 +238,7 @@ impl Default for WalSettings {
             segment_bytes: 64 * 1024 * 1024,
             max_disk_bytes: 10 * 1024 * 1024 * 1024,
             preallocate: true,
+            recycled_segments: 4,
         }
     }
 }

@@ -97,6 +97,7 @@ impl AppState {
             dir: config.wal_dir(),
             segment_bytes: config.wal.segment_bytes,
             preallocate: config.wal.preallocate,
+            recycled_segments: config.wal.recycled_segments,
             fsync: config.fsync_policy(),
             // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
             max_record_bytes: config.limits.max_event_bytes + 64 * 1024,

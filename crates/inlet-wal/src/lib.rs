@@ -22,6 +22,8 @@
 //! {dir}/00000000000000041273.wal   next segment, first LSN 41273
 //! {dir}/cursors.json               consumer cursors (see below)
 //! {dir}/next-segment.spare         zeros only: the next segment, prepared ahead (see `spare`)
+//! {dir}/recycled-00000000000000000000.spare
+//!                                  a confirmed segment kept to become a spare (see `recycle`)
 //! ```
 //! A segment file is a 24-byte header followed by records, back to back:
 //! ```text
@@ -66,7 +68,9 @@
 //! past its last record; with no consumers configured, nothing is ever deleted (nothing
 //! downstream has confirmed anything), and the disk budget enforced by the caller takes over.
 //! The newest segment is never deleted. A consumer seen for the first time starts at the
-//! oldest retained record.
+//! oldest retained record. With `preallocate`, up to `recycled_segments` released segments are
+//! renamed out of the segments' namespace instead and later zero-filled in place as spares;
+//! only the rest are deleted.
 //!
 //! ## Failure
 //! A failed `write` or `fdatasync` poisons the log: after an fsync error the kernel may have
@@ -80,6 +84,7 @@ mod policy;
 mod reader;
 mod reaper;
 mod record;
+mod recycle;
 mod segment;
 mod spare;
 mod wal;

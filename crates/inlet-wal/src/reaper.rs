@@ -21,13 +21,18 @@
 //! the rest as a gap, which is what that consumer's start would have skipped a moment later.
 //! A bare [`crate::Wal`] deletes inline and at once, so its callers see the directory they
 //! expect.
+//!
+//! With spare segments on, a released segment is first offered to the recycled files (see
+//! `recycle`), up to their limit, and only the rest are shrunk and deleted: in steady state the
+//! confirmed segments become the next spares and no block is freed at all.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Result, WalError};
+use crate::recycle::RecycledSegments;
 use crate::segment::{SEGMENT_HEADER_BYTES, sync_dir};
 
 /// How much of a segment one step frees. With 2 GiB deleted this way beside a loop of 16 KiB
@@ -39,20 +44,28 @@ pub(crate) const SHRINK_STEP_BYTES: u64 = 8 << 20;
 /// eight steps, so a lake flush's four segments are gone in well under a second.
 pub(crate) const SHRINK_PAUSE: Duration = Duration::from_millis(2);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SegmentReaper {
     sender: Option<mpsc::Sender<Vec<PathBuf>>>,
     thread: Option<JoinHandle<()>>,
+    recycled: Arc<RecycledSegments>,
 }
 
 impl SegmentReaper {
+    /// Deletes (or recycles) inline, at once: a bare [`crate::Wal`].
+    pub(crate) fn inline(recycled: Arc<RecycledSegments>) -> SegmentReaper {
+        SegmentReaper { sender: None, thread: None, recycled }
+    }
+
     /// Deletes on a thread of its own, which finishes its queue when the reaper is dropped.
-    pub(crate) fn background(dir: PathBuf) -> Result<SegmentReaper> {
+    pub(crate) fn background(dir: PathBuf, recycled: Arc<RecycledSegments>) -> Result<SegmentReaper> {
         let (sender, receiver) = mpsc::channel::<Vec<PathBuf>>();
+        let thread_recycled = recycled.clone();
         let thread = std::thread::Builder::new()
             .name("inlet-wal-reaper".into())
             .spawn(move || {
                 for paths in receiver {
+                    let paths = keep_for_reuse(&thread_recycled, paths);
                     for path in &paths {
                         if let Err(error) = shrink_gradually(path) {
                             tracing::warn!(%error, path = %path.display(), "shrinking a confirmed WAL segment failed; deleting it at once");
@@ -64,18 +77,35 @@ impl SegmentReaper {
                 }
             })
             .map_err(WalError::io("starting the WAL segment reaper thread"))?;
-        Ok(SegmentReaper { sender: Some(sender), thread: Some(thread) })
+        Ok(SegmentReaper { sender: Some(sender), thread: Some(thread), recycled })
     }
 
-    pub(crate) fn delete(&self, dir: &Path, paths: Vec<PathBuf>) -> Result<()> {
-        match &self.sender {
+    /// Releases confirmed segments: recycled up to the limit, the rest deleted.
+    pub(crate) fn release(&self, dir: &Path, paths: Vec<PathBuf>) -> Result<()> {
+        let paths = match &self.sender {
             Some(sender) => match sender.send(paths) {
-                Ok(()) => Ok(()),
-                Err(mpsc::SendError(paths)) => delete_now(dir, &paths),
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(paths)) => paths,
             },
-            None => delete_now(dir, &paths),
-        }
+            None => paths,
+        };
+        delete_now(dir, &keep_for_reuse(&self.recycled, paths))
     }
+}
+
+/// Offers each segment for reuse and returns those that were not kept, to be deleted. A
+/// failed offer is not fatal: that segment is deleted instead.
+fn keep_for_reuse(recycled: &RecycledSegments, paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths
+        .into_iter()
+        .filter(|path| match recycled.offer(path) {
+            Ok(kept) => !kept,
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "recycling a confirmed WAL segment failed; deleting it");
+                path.exists()
+            }
+        })
+        .collect()
 }
 
 impl Drop for SegmentReaper {
@@ -100,6 +130,9 @@ fn shrink_gradually(path: &Path) -> std::io::Result<()> {
 }
 
 fn delete_now(dir: &Path, paths: &[PathBuf]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
     for path in paths {
         std::fs::remove_file(path).map_err(WalError::io(format!("deleting {}", path.display())))?;
     }

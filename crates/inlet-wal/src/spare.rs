@@ -18,17 +18,21 @@
 //!   verify as a record (the CRC of a zero length is not zero). Recovery cuts that tail like a
 //!   torn one; a clean close and a roll to the next segment truncate it, so closed segments end
 //!   at their last record, as before.
+//! - A spare is a recycled segment overwritten with zeros in place when one is kept (see
+//!   `recycle`), and a new file otherwise; either way it is zeros only, `segment_bytes` long,
+//!   data and size synced, before the writer may take it.
 //! - Disk accounting (`disk_bytes`, the budget) counts records, not the zeros ahead of them:
 //!   the files take up to two `segment_bytes` more (the active segment's unused part, and the
-//!   spare).
+//!   spare), plus the recycled files kept.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use crate::error::{Result, WalError};
+use crate::recycle::RecycledSegments;
 
 const SPARE_NAME: &str = "next-segment.spare";
 const ZEROS_PER_WRITE: usize = 1024 * 1024;
@@ -40,7 +44,7 @@ pub(crate) enum SpareSegments {
     #[default]
     Off,
     /// Zero-filled when needed, on the caller's thread (a bare [`crate::Wal`]: tests, tools).
-    Inline { dir: PathBuf, segment_bytes: u64 },
+    Inline { dir: PathBuf, segment_bytes: u64, recycled: Arc<RecycledSegments> },
     /// Prepared by a thread of its own once the active segment is half full (at once if it
     /// grows), so a roll does not wait for zero-filling; if the spare is not ready by then, the
     /// segment starts empty and grows until one is.
@@ -61,14 +65,18 @@ impl SpareSegments {
         }
     }
 
-    pub(crate) fn background(dir: PathBuf, segment_bytes: u64) -> Result<SpareSegments> {
+    pub(crate) fn background(
+        dir: PathBuf,
+        segment_bytes: u64,
+        recycled: Arc<RecycledSegments>,
+    ) -> Result<SpareSegments> {
         let (requests, wanted) = mpsc::channel::<()>();
         let (done, ready) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("inlet-wal-spare".into())
             .spawn(move || {
                 for () in wanted {
-                    if done.send(zero_fill(&dir, segment_bytes)).is_err() {
+                    if done.send(zero_fill(&dir, segment_bytes, &recycled)).is_err() {
                         return;
                     }
                 }
@@ -92,7 +100,7 @@ impl SpareSegments {
     pub(crate) fn take(&mut self) -> Option<PathBuf> {
         match self {
             SpareSegments::Off => None,
-            SpareSegments::Inline { dir, segment_bytes } => usable(zero_fill(dir, *segment_bytes)),
+            SpareSegments::Inline { dir, segment_bytes, recycled } => usable(zero_fill(dir, *segment_bytes, recycled)),
             SpareSegments::Background { .. } => self.take_ready(),
         }
     }
@@ -122,11 +130,17 @@ impl Drop for SpareSegments {
     }
 }
 
-/// Writes the spare: `segment_bytes` of zeros, data and size synced.
-fn zero_fill(dir: &Path, segment_bytes: u64) -> Result<PathBuf> {
+/// Writes the spare: `segment_bytes` of zeros, data and size synced, over a recycled file if
+/// one is kept (renamed first, so a crash meanwhile leaves a spare, deleted at the next open).
+fn zero_fill(dir: &Path, segment_bytes: u64, recycled: &RecycledSegments) -> Result<PathBuf> {
     let path = dir.join(SPARE_NAME);
     let failed = |source| WalError::Io { context: format!("preparing {}", path.display()), source };
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(failed)?;
+    let reused = recycled.take();
+    if let Some(old) = &reused {
+        fs::rename(old, &path).map_err(failed)?;
+    }
+    let mut file =
+        OpenOptions::new().create(true).write(true).truncate(reused.is_none()).open(&path).map_err(failed)?;
     let zeros = vec![0u8; ZEROS_PER_WRITE];
     let mut left = segment_bytes;
     while left > 0 {
@@ -136,7 +150,8 @@ fn zero_fill(dir: &Path, segment_bytes: u64) -> Result<PathBuf> {
         file.write_all(&zeros[..n]).and_then(|()| file.sync_data()).map_err(failed)?;
         left -= n as u64;
     }
-    file.sync_all().map_err(failed)?;
+    // A recycled segment may have been longer (a record larger than the rest of a segment).
+    file.set_len(segment_bytes).and_then(|()| file.sync_all()).map_err(failed)?;
     Ok(path)
 }
 

@@ -4,12 +4,14 @@ use std::fs::{self, File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::cursors::Cursors;
 use crate::error::{Result, WalError};
 use crate::policy::FsyncPolicy;
 use crate::reaper::SegmentReaper;
 use crate::record::{RECORD_HEADER_BYTES, encode_record};
+use crate::recycle::RecycledSegments;
 use crate::segment::{self, SegmentInfo};
 use crate::spare::{self, SpareSegments};
 
@@ -27,6 +29,9 @@ pub struct WalConfig {
     pub consumers: Vec<String>,
     /// Start segments zero-filled to `segment_bytes`, so syncs write data only (see `spare`).
     pub preallocate: bool,
+    /// With `preallocate`: how many confirmed segments to keep as files to zero-fill in place
+    /// as the next spares, instead of deleting them and filling new files (see `recycle`).
+    pub recycled_segments: usize,
 }
 
 impl WalConfig {
@@ -39,6 +44,7 @@ impl WalConfig {
             max_record_bytes: 1024 * 1024,
             consumers: Vec::new(),
             preallocate: true,
+            recycled_segments: 4,
         }
     }
 }
@@ -73,6 +79,7 @@ pub struct Wal {
     cursors: Cursors,
     buf: Vec<u8>,
     reaper: SegmentReaper,
+    recycled: Arc<RecycledSegments>,
 }
 
 /// Where the active segment stands; for diagnostics and crash-simulation tests.
@@ -90,8 +97,14 @@ impl Wal {
         fs::create_dir_all(&config.dir).map_err(WalError::io(format!("creating {}", config.dir.display())))?;
         let _ = fs::remove_file(config.dir.join("cursors.json.tmp"));
         SpareSegments::discard_leftover(&config.dir)?;
+        let recycled_limit = if config.preallocate { config.recycled_segments } else { 0 };
+        let recycled = Arc::new(RecycledSegments::open(&config.dir, recycled_limit)?);
         let spares = if config.preallocate {
-            SpareSegments::Inline { dir: config.dir.clone(), segment_bytes: config.segment_bytes }
+            SpareSegments::Inline {
+                dir: config.dir.clone(),
+                segment_bytes: config.segment_bytes,
+                recycled: Arc::clone(&recycled),
+            }
         } else {
             SpareSegments::Off
         };
@@ -151,7 +164,8 @@ impl Wal {
             active_synced_bytes,
             cursors,
             buf: Vec::new(),
-            reaper: SegmentReaper::default(),
+            reaper: SegmentReaper::inline(Arc::clone(&recycled)),
+            recycled,
         };
         Ok((wal, report))
     }
@@ -159,9 +173,13 @@ impl Wal {
     /// From now on, confirmed segments are deleted by a thread of their own (see `reaper`), and
     /// spare segments are zero-filled by another (see `spare`).
     pub(crate) fn move_file_work_to_background(&mut self) -> Result<()> {
-        self.reaper = SegmentReaper::background(self.config.dir.clone())?;
+        self.reaper = SegmentReaper::background(self.config.dir.clone(), Arc::clone(&self.recycled))?;
         if self.config.preallocate {
-            self.spares = SpareSegments::background(self.config.dir.clone(), self.config.segment_bytes)?;
+            self.spares = SpareSegments::background(
+                self.config.dir.clone(),
+                self.config.segment_bytes,
+                Arc::clone(&self.recycled),
+            )?;
             let bytes = self.active_info().bytes;
             self.spares.active_filled(bytes, self.config.segment_bytes, self.active_grows());
         }
@@ -207,7 +225,8 @@ impl Wal {
     }
 
     /// Records that `consumer` has made every record before `lsn` durable elsewhere, persists
-    /// that, and deletes the segments no consumer needs any more. Returns how many were deleted.
+    /// that, and releases (deletes or recycles) the segments no consumer needs any more. Returns
+    /// how many were released.
     pub fn confirm(&mut self, consumer: &str, lsn: u64) -> Result<usize> {
         if !self.cursors.advance(consumer, lsn.min(self.acknowledged_lsn()))? {
             return Ok(0);
@@ -218,12 +237,12 @@ impl Wal {
         while self.segments.len() > 1 && self.segments[1].first_lsn <= min {
             released.push(self.segments.remove(0).path);
         }
-        let deleted = released.len();
-        if deleted > 0 {
-            self.reaper.delete(&self.config.dir, released)?;
-            tracing::debug!(deleted, oldest_lsn = self.oldest_lsn(), "deleted confirmed segments");
+        let count = released.len();
+        if count > 0 {
+            self.reaper.release(&self.config.dir, released)?;
+            tracing::debug!(released = count, oldest_lsn = self.oldest_lsn(), "released confirmed segments");
         }
-        Ok(deleted)
+        Ok(count)
     }
 
     /// The LSN the next appended record will get.
@@ -457,6 +476,73 @@ mod tests {
         assert_eq!(wal.append(&[b"after"]).expect("append"), 12..13);
         wal.sync().expect("sync");
         assert_eq!(read_all(&cfg, 0).len(), 13);
+    }
+
+    #[test]
+    fn confirmed_segments_become_the_next_spares_and_their_old_records_never_return() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WalConfig { recycled_segments: 2, ..config(dir.path()) };
+        let inode = |path: &std::path::Path| fs::metadata(path).expect("metadata").ino();
+        let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+        let first: Vec<Vec<u8>> = (0..40).map(|i| vec![b'a' + (i % 26) as u8; 30 + i as usize]).collect();
+        wal.append(&first).expect("append");
+        wal.sync().expect("sync");
+        let released: Vec<u64> =
+            segment::list_segments(dir.path()).expect("list")[..3].iter().map(|s| inode(&s.path)).collect();
+        let fourth = segment::list_segments(dir.path()).expect("list")[3].first_lsn;
+        for consumer in ["lake", "amplitude"] {
+            wal.confirm(consumer, fourth).expect("confirm");
+        }
+        let recycled: Vec<PathBuf> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.to_str().is_some_and(|p| p.contains("recycled-")))
+            .collect();
+        assert_eq!(recycled.len(), 2, "two kept, the third deleted");
+        assert!(recycled.iter().all(|p| released.contains(&inode(p))));
+
+        // The next rolls fill the kept files in place, so their inodes come back as segments.
+        let second: Vec<Vec<u8>> = (0..12).map(|i| vec![b'z'; 20 + i]).collect();
+        wal.append(&second).expect("append");
+        wal.sync().expect("sync");
+        let reused: Vec<SegmentInfo> = segment::list_segments(dir.path())
+            .expect("list")
+            .into_iter()
+            .filter(|s| released.contains(&inode(&s.path)))
+            .collect();
+        assert_eq!(reused.len(), 2, "both kept files are segments again");
+        let active = wal.active_segment();
+        assert!(reused.iter().any(|s| s.path == active.path), "the active segment is a reused file");
+
+        // Dies in the reused file: what follows its records is zeros, not the old records.
+        std::mem::forget(wal);
+        let tail = fs::read(&active.path).expect("read")[active.bytes as usize..].to_vec();
+        assert_eq!(tail.len() as u64, cfg.segment_bytes - active.bytes);
+        assert!(tail.iter().all(|&b| b == 0), "the reused file was zero-filled past its new records");
+        let (_, report) = Wal::open(cfg.clone()).expect("recover");
+        assert_eq!(report.next_lsn, 52);
+        assert_eq!(report.truncated_bytes, tail.len() as u64);
+        let read: Vec<Vec<u8>> = read_all(&cfg, fourth).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(read, [&first[fourth as usize..], &second[..]].concat());
+    }
+
+    #[test]
+    fn without_preallocation_nothing_is_recycled_and_leftovers_are_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("recycled-00000000000000000123.spare"), b"an earlier run's").expect("write");
+        let cfg = WalConfig { preallocate: false, ..config(dir.path()) };
+        let (mut wal, _) = Wal::open(cfg).expect("open");
+        wal.append(&vec![vec![b'n'; 60]; 20]).expect("append");
+        wal.sync().expect("sync");
+        for consumer in ["lake", "amplitude"] {
+            wal.confirm(consumer, 20).expect("confirm");
+        }
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("recycled")), "{names:?}");
     }
 
     #[test]

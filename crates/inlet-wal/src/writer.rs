@@ -117,7 +117,7 @@ impl WalHandle {
         answer.await.map_err(|_| WalError::Closed)?
     }
 
-    /// Confirms, for `consumer`, every record before `lsn`; deletes what no one needs any more.
+    /// Confirms, for `consumer`, every record before `lsn`; releases what no one needs any more.
     pub async fn confirm(&self, consumer: &str, lsn: u64) -> Result<usize> {
         let (reply, answer) = oneshot::channel();
         self.submit(Command::Confirm { consumer: consumer.to_owned(), lsn, reply })?;
@@ -411,9 +411,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn confirmed_segments_are_deleted_off_the_writer_thread_by_shutdown() {
+    async fn confirmed_segments_are_released_off_the_writer_thread_by_shutdown() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = WalConfig { segment_bytes: 256, consumers: vec!["lake".into()], ..WalConfig::new(dir.path()) };
+        let config = WalConfig {
+            segment_bytes: 256,
+            consumers: vec!["lake".into()],
+            recycled_segments: 3,
+            ..WalConfig::new(dir.path())
+        };
         let (wal, _) = WalHandle::start(config, None).expect("start");
         for i in 0..40u8 {
             wal.append(vec![vec![i; 60]]).await.expect("append");
@@ -429,6 +434,12 @@ mod tests {
         assert!(wal.segments() < before as u64, "the log stops counting them at once");
         wal.shutdown().expect("shutdown");
         assert_eq!(segments(), 1, "only the active segment is left once the reaper finished");
+        let recycled = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("recycled-")))
+            .count();
+        assert!(before > 4);
+        assert!(recycled <= 3, "at most the limit is kept; the rest was deleted");
     }
 
     /// The first segment grows as it is written, so a spare is zero-filled off the writer

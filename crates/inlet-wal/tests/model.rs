@@ -1,5 +1,6 @@
-//! Model-based property test: random appends, syncs, confirmations, clean reopens and crashes
-//! that tear the unsynced tail, checked against a plain vector of every record ever appended.
+//! Model-based property test: random appends, syncs, confirmations (which recycle segments as
+//! spares, or delete them), clean reopens and crashes that tear the unsynced tail, checked
+//! against a plain vector of every record ever appended.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -52,12 +53,18 @@ fn check(wal: &Wal, model: &Model) {
         .map(|r| r.expect("record"))
         .collect();
     assert_eq!(read.len() as u64, wal.next_lsn() - oldest);
+    let recycled = std::fs::read_dir(dir)
+        .expect("ls")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("recycled-")))
+        .count();
+    let limit = if wal.config().preallocate { wal.config().recycled_segments } else { 0 };
+    assert!(recycled <= limit, "{recycled} recycled files kept, more than {limit}");
     for record in read {
         assert_eq!(record.payload, model.records[record.lsn as usize], "record {}", record.lsn);
     }
 }
 
-fn run(ops: Vec<Op>, preallocate: bool) {
+fn run(ops: Vec<Op>, preallocate: bool, recycled_segments: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = WalConfig {
         segment_bytes: 400,
@@ -65,6 +72,7 @@ fn run(ops: Vec<Op>, preallocate: bool) {
         max_record_bytes: 1000,
         consumers: CONSUMERS.iter().map(|c| c.to_string()).collect(),
         preallocate,
+        recycled_segments,
         ..WalConfig::new(dir.path())
     };
     let (mut wal, _) = Wal::open(config.clone()).expect("open");
@@ -95,10 +103,14 @@ fn run(ops: Vec<Op>, preallocate: bool) {
                 std::mem::forget(wal);
                 let unsynced = active.bytes - active.synced_bytes;
                 let keep_bytes = active.synced_bytes + unsynced * u64::from(keep) / 1000;
-                let file = OpenOptions::new().write(true).open(&active.path).expect("segment");
+                let file = OpenOptions::new().read(true).write(true).open(&active.path).expect("segment");
                 let file_len = file.metadata().expect("metadata").len();
                 if file_len > active.bytes {
-                    // A preallocated segment keeps its length: what was not written is zeros.
+                    // A preallocated segment keeps its length, and what was not written is zeros
+                    // (also in a recycled file: no record of its earlier life may be left).
+                    let mut unwritten = vec![0; (file_len - active.bytes) as usize];
+                    file.read_exact_at(&mut unwritten, active.bytes).expect("read");
+                    assert!(unwritten.iter().all(|&b| b == 0), "a spare held more than zeros");
                     file.write_all_at(&vec![0; (file_len - keep_bytes) as usize], keep_bytes).expect("tear");
                     file.write_all_at(&garbage, keep_bytes).expect("garbage");
                 } else {
@@ -127,7 +139,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn wal_matches_model(ops in prop::collection::vec(op(), 1..60), preallocate in any::<bool>()) {
-        run(ops, preallocate);
+    fn wal_matches_model(
+        ops in prop::collection::vec(op(), 1..60),
+        preallocate in any::<bool>(),
+        recycled_segments in 0..3usize,
+    ) {
+        run(ops, preallocate, recycled_segments);
     }
 }
