@@ -65,8 +65,9 @@ PY
 
 crash() {
   local data="$work/crash"
-  # Small segments, so kills also land while segments roll and in preallocated ones.
-  local segments=(INLET_WAL__SEGMENT_BYTES=1048576)
+  # Small segments, so kills also land while segments roll and in preallocated ones; the lake
+  # flushes every second, so confirmed segments are recycled as spares while kills land too.
+  local segments=(INLET_WAL__SEGMENT_BYTES=1048576 INLET_LAKE__MAX_AGE_SECS=1)
   start_inlet "$data" "${segments[@]}"
   load crash
   for _ in $(seq 1 "$kills"); do
