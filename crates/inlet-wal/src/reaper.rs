@@ -1,4 +1,4 @@
-//! Deleting confirmed segments.
+//! Releasing confirmed segments: recycled as spares up to a limit (see `recycle`), else deleted.
 //!
 //! Unlinking a segment frees its cached pages: about 16 ms per 64 MiB segment on our test
 //! disk. On the writer thread that stalls every append queued behind it; measured, each lake
