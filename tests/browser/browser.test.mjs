@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startGateway, waitFor } from './gateway.mjs';
+import { startLink } from './link.mjs';
 import { pageUrl, startSite } from './site.mjs';
 
 const WRITE_KEY = 'browser-test-key';
@@ -49,11 +50,11 @@ after(async () => {
   gateway?.cleanup();
 });
 
-/** Every request the page sends to the gateway: path, time, the messages and the status. */
-function watchGateway(context) {
+/** Every request the page sends to the gateway (at `url`): path, time, the messages and the status. */
+function watchGateway(context, url = gateway.url) {
   const requests = [];
   context.on('request', (request) => {
-    if (!request.url().startsWith(gateway.url) || request.method() !== 'POST') return;
+    if (!request.url().startsWith(url) || request.method() !== 'POST') return;
     const body = JSON.parse(request.postData() ?? '{}');
     const entry = { path: new URL(request.url()).pathname, at: Date.now(), messages: body.batch ?? [body], status: undefined };
     requests.push(entry);
@@ -147,24 +148,25 @@ test('sdk-js: the snippet queues calls until the script loads; every call type a
   });
 });
 
-test('sdk-js: offline → reload → back online delivers the queued events once', async () => {
+test('sdk-js: offline → reload → back online delivers the queued events once', async (t) => {
   const context = await browser.newContext();
   await serveSiteOffline(context);
-  const requests = watchGateway(context);
+  const link = await startLink(gateway.url);
+  t.after(() => link.close());
+  const requests = watchGateway(context, link.url);
   const page = await context.newPage();
   let before = await gateway.accepted();
-  await page.goto(pageUrl(site, '/sdk.html'));
+  await page.goto(pageUrl(site, '/sdk.html', { gateway: link.url }));
   await sdkLoaded(page);
   await waitFor('the page call', grown(before, 1));
 
   // Offline: navigator.onLine is false and the gateway cannot be reached (Chromium's offline
-  // emulation does not cut loopback requests of a context with routes, so they are failed here).
-  const gatewayDown = (route) => route.abort('internetdisconnected');
-  await context.route(`${gateway.url}/**`, gatewayDown);
+  // emulation does not cut loopback requests of a context with routes, so the link is cut).
+  link.cut();
   await context.setOffline(true);
   before = await gateway.accepted();
   await tracked(page, 'offline', 5);
-  await sleep(1500); // past the flush interval: the SDK tried and failed
+  await sleep(1500); // past the flush interval: the SDK holds its queue while offline
   await page.reload(); // still offline: the page comes from memory, the queue from localStorage
   await sdkLoaded(page);
   await sleep(1500);
@@ -172,7 +174,7 @@ test('sdk-js: offline → reload → back online delivers the queued events once
   assert.equal(queued, 6, 'the 5 events and the new page call wait in localStorage');
   assert.equal(await gateway.accepted(), before, 'nothing reached the gateway while offline');
 
-  await context.unroute(`${gateway.url}/**`, gatewayDown);
+  link.restore();
   await context.setOffline(false);
   await waitFor('the queued events', grown(before, 6));
   await waitFor('the queue to empty', () =>

@@ -7,7 +7,8 @@
 //   /segment-snippet.html  a page keeping a Segment-style snippet (calls queued on an array,
 //                    `_cdn` set to the gateway) that loads the package's own script-tag build,
 //                    self-hosted as /js/analytics.min.js
-// `respond(url)` gives the same bytes without the network, for pages loaded while offline.
+// `respond(url)` gives the same bytes without the network, for pages loaded while offline. A
+// page's `gateway` option sends its events to another URL than the gateway's own.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { build } from 'esbuild';
@@ -91,7 +92,7 @@ export async function startSite(gatewayUrl, writeKey) {
     const options = JSON.parse(searchParams.get('options') ?? '{}');
     switch (pathname) {
       case '/sdk.html':
-        return { type: 'text/html', body: snippetPage(gatewayUrl, writeKey, options) };
+        return { type: 'text/html', body: snippetPage(options.gateway ?? gatewayUrl, writeKey, options) };
       case '/inlet.min.js':
         return { type: 'text/javascript', body: script, delay: Number(searchParams.get('delay') ?? 0) };
       case '/ajs.html':
