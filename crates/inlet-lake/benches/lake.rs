@@ -12,6 +12,10 @@ use serde_json::json;
 
 const EVENTS: usize = 100_000;
 
+/// The gateway's allocator, so allocation costs here are the ones the lake writer pays there.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Events shaped like a community app's traffic: a few hundred users, a dozen event names,
 /// browser context with page and campaign, per-event properties.
 fn events() -> Vec<StoredEvent> {

@@ -36,6 +36,7 @@
 //! the interrupted range under its recorded bounds, retrying afresh until `final_flush_timeout`.
 
 pub mod ddl;
+mod field_index;
 pub mod layout;
 pub mod metrics;
 pub mod parquet_file;

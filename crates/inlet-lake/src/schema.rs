@@ -3,10 +3,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{ArrayBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use inlet_segment::{ObjectWriter, RawObject, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar};
+use inlet_segment::{ObjectWriter, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar};
+
+use crate::field_index::{CONTEXT, InContext, TOP_LEVEL, TopLevel};
 
 /// Top-level string columns taken as they are from the event.
 pub(crate) const ID_COLUMNS: [(&str, &str); 9] = [
@@ -65,27 +67,6 @@ const INTEGER_CONTEXT_COLUMNS: [&str; 2] = ["context_screen_width", "context_scr
 
 /// Objects kept whole, as JSON text, so nothing the client sent is lost.
 pub(crate) const JSON_COLUMNS: [&str; 4] = ["context", "properties", "traits", "integrations"];
-
-/// Top-level fields with a column of their own; anything else lands in `extra`.
-const MAPPED_FIELDS: [&str; 17] = [
-    "messageId",
-    "type",
-    "event",
-    "name",
-    "category",
-    "userId",
-    "anonymousId",
-    "groupId",
-    "previousId",
-    "timestamp",
-    "originalTimestamp",
-    "sentAt",
-    "receivedAt",
-    "context",
-    "properties",
-    "traits",
-    "integrations",
-];
 
 /// The lake's Arrow schema, in column order.
 pub static LAKE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -167,43 +148,44 @@ impl EventColumns {
 
     /// Appends one stored event as a row.
     pub fn append(&mut self, record: &StoredRecord<'_>) {
-        let event = &record.event;
-        for (builder, (_, field)) in self.ids.iter_mut().zip(ID_COLUMNS) {
-            builder.append_option(event.get(field).and_then(scalar_text));
+        let mut ids = [None; ID_COLUMNS.len()];
+        let mut times = [None; TIME_COLUMNS.len()];
+        let mut json = [None; JSON_COLUMNS.len()];
+        let mut unmapped = 0;
+        // Keys are unique (splitting keeps the last of a repeated key), so each slot is set once.
+        for member in &record.event.members {
+            match TOP_LEVEL.get(&member.key) {
+                Some(TopLevel::Id(i)) => ids[i] = Some(member.value),
+                Some(TopLevel::Time(i)) => times[i] = Some(member.value),
+                Some(TopLevel::Json(i)) => json[i] = Some(member.value),
+                None => unmapped += 1,
+            }
         }
-        for (builder, (_, field)) in self.times.iter_mut().zip(TIME_COLUMNS) {
-            let micros = record.text(field).and_then(|t| parse_timestamp(&t)).map(|t| t.timestamp_micros());
+        for (builder, value) in self.ids.iter_mut().zip(ids) {
+            builder.append_option(value.and_then(scalar_text));
+        }
+        for (builder, value) in self.times.iter_mut().zip(times) {
+            let micros = value.and_then(|v| match scalar(v) {
+                Scalar::String(t) => parse_timestamp(&t).map(|t| t.timestamp_micros()),
+                _ => None,
+            });
             builder.append_option(micros);
         }
         self.source.append_value(&record.source);
-        let context = event.get("context").and_then(object_members);
-        // Columns sharing a parent (`page`, `campaign`, …) are listed together: read it once.
-        let mut parent: Option<(&str, Option<RawObject<'_>>)> = None;
-        for (builder, (_, path)) in self.context.iter_mut().zip(CONTEXT_COLUMNS) {
-            let value = match path {
-                [key] => context.as_ref().and_then(|c| c.get(key)),
-                [outer, key] => {
-                    if parent.as_ref().is_none_or(|(name, _)| name != outer) {
-                        let inner = context.as_ref().and_then(|c| c.get(outer)).and_then(object_members);
-                        parent = Some((outer, inner));
-                    }
-                    parent.as_ref().and_then(|(_, inner)| inner.as_ref()?.get(key))
-                }
-                _ => unreachable!("context columns are one or two levels deep"),
-            };
+        let context = flattened_context(json[CONTEXT_JSON_COLUMN]);
+        for (builder, value) in self.context.iter_mut().zip(context) {
             match builder {
                 ContextBuilder::Text(b) => b.append_option(value.and_then(scalar_text)),
                 ContextBuilder::Integer(b) => b.append_option(value.and_then(integer)),
             }
         }
-        for (builder, field) in self.json.iter_mut().zip(JSON_COLUMNS) {
-            builder.append_option(event.get(field).filter(|v| !is_null(v)));
+        for (builder, value) in self.json.iter_mut().zip(json) {
+            builder.append_option(value.filter(|v| !is_null(v)));
         }
-        let mut unmapped = event.members.iter().filter(|m| !MAPPED_FIELDS.contains(&m.key.as_ref())).peekable();
-        if unmapped.peek().is_some() {
+        if unmapped > 0 {
             let mut extra = Vec::new();
             let mut out = ObjectWriter::new(&mut extra);
-            for member in unmapped {
+            for member in record.event.members.iter().filter(|m| TOP_LEVEL.get(&m.key).is_none()) {
                 out.member(member);
             }
             out.finish();
@@ -217,18 +199,51 @@ impl EventColumns {
     /// Takes the rows built so far as a record batch, leaving the builders empty.
     pub fn finish(&mut self) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(LAKE_SCHEMA.fields().len());
-        columns.extend(self.ids.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(self.ids.iter_mut().map(finish_strings));
         columns.extend(self.times.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.push(Arc::new(self.source.finish()));
+        columns.push(finish_strings(&mut self.source));
         columns.extend(self.context.iter_mut().map(|builder| match builder {
-            ContextBuilder::Text(b) => Arc::new(b.finish()) as ArrayRef,
+            ContextBuilder::Text(b) => finish_strings(b),
             ContextBuilder::Integer(b) => Arc::new(b.finish()) as ArrayRef,
         }));
-        columns.extend(self.json.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        columns.push(Arc::new(self.extra.finish()));
+        columns.extend(self.json.iter_mut().map(finish_strings));
+        columns.push(finish_strings(&mut self.extra));
         self.rows = 0;
         RecordBatch::try_new(Arc::clone(&LAKE_SCHEMA), columns).expect("columns follow LAKE_SCHEMA")
     }
+}
+
+/// Finishes a string column, leaving in its place a builder with room for as many rows and
+/// bytes: the next batch of a range is usually alike, and growing a builder from empty copies
+/// its bytes again at every doubling (several MiB per batch for `context`).
+fn finish_strings(builder: &mut StringBuilder) -> ArrayRef {
+    let sized = StringBuilder::with_capacity(builder.len(), builder.values_slice().len());
+    Arc::new(std::mem::replace(builder, sized).finish())
+}
+
+/// `context`'s place in `JSON_COLUMNS`.
+const CONTEXT_JSON_COLUMN: usize = 0;
+
+/// The raw values of the flattened context columns, in `CONTEXT_COLUMNS` order, from one pass
+/// over `context` and over each parent object (`page`, `campaign`, …) it has.
+fn flattened_context(context: Option<&str>) -> [Option<&str>; CONTEXT_COLUMNS.len()] {
+    let mut values = [None; CONTEXT_COLUMNS.len()];
+    let Some(context) = context.and_then(object_members) else { return values };
+    for member in &context.members {
+        match CONTEXT.top.get(&member.key) {
+            Some(InContext::Column(column)) => values[column] = Some(member.value),
+            Some(InContext::Parent(parent)) => {
+                let Some(inner) = object_members(member.value) else { continue };
+                for member in &inner.members {
+                    if let Some(column) = CONTEXT.inner[parent].get(&member.key) {
+                        values[column] = Some(member.value);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    values
 }
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as
@@ -311,5 +326,47 @@ mod tests {
         assert_eq!(ts.value(0), 1_714_557_599_123_456);
         assert!(batch.column_by_name("sent_at").expect("col").is_null(0));
         assert!(columns.is_empty(), "finish leaves the builders empty");
+    }
+
+    #[test]
+    fn context_columns_are_read_at_their_own_depth_only() {
+        let mut columns = EventColumns::default();
+        let event = |context: Value| {
+            json!({"messageId": "m", "type": "track", "timestamp": "2024-05-01T10:00:00.000000Z",
+                   "receivedAt": "2024-05-01T10:00:00.000000Z", "context": context})
+        };
+        // A key at the wrong depth, a parent that is not an object, a nested key no column has.
+        append(
+            &mut columns,
+            &stored(event(
+                json!({"name": "n", "page": "/flat", "library": {"ip": "1.2.3.4", "name": "lib", "extra": 1},
+                                  "screen": {"width": 800}}),
+            )),
+        );
+        append(&mut columns, &stored(event(json!("not an object"))));
+        append(
+            &mut columns,
+            &stored(json!({"messageId": "m3", "type": "track", "ip": "5.6.7.8",
+            "timestamp": "2024-05-01T10:00:00.000000Z", "receivedAt": "2024-05-01T10:00:00.000000Z"})),
+        );
+        let batch = columns.finish();
+        let filled = |row: usize| -> Vec<&str> {
+            CONTEXT_COLUMNS
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| batch.column_by_name(name).expect(name).is_valid(row))
+                .collect()
+        };
+        assert_eq!(filled(0), ["context_library_name", "context_screen_width"]);
+        assert_eq!(batch.column_by_name("context_library_name").expect("col").as_string::<i32>().value(0), "lib");
+        assert!(filled(1).is_empty());
+        assert_eq!(batch.column_by_name("context").expect("col").as_string::<i32>().value(1), r#""not an object""#);
+        assert!(filled(2).is_empty(), "a top-level `ip` is not the context's");
+        assert_eq!(batch.column_by_name("extra").expect("col").as_string::<i32>().value(2), r#"{"ip":"5.6.7.8"}"#);
+    }
+
+    #[test]
+    fn the_flattened_context_is_read_from_the_context_column() {
+        assert_eq!(JSON_COLUMNS[CONTEXT_JSON_COLUMN], "context");
     }
 }
