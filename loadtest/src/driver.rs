@@ -113,8 +113,6 @@ pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Resul
         Some(path) => Some(AcksFile::create(path, &generator.run)?),
         None => None,
     };
-    let totals = Totals { latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?), ..Totals::default() };
-    let recorder = Arc::new(Mutex::new(Recorder { totals, acks }));
     let client = Arc::new(Client {
         target: Target::parse(&settings.target)?,
         authorization: base64_basic(&generator.write_key),
@@ -124,7 +122,13 @@ pub async fn run(settings: Settings, generator: Arc<Generator>) -> anyhow::Resul
         Mode::Open { .. } => settings.warm_connections,
     };
     let connections = open_connections(&client.target, warm).await;
+    let totals = Totals {
+        latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        started_at: Some(chrono::Utc::now()),
+        ..Totals::default()
+    };
     let started = Instant::now();
+    let recorder = Arc::new(Mutex::new(Recorder { totals, acks, started }));
     let deadline = started + settings.duration;
     let skipped = match settings.mode {
         Mode::Closed { .. } => {

@@ -19,6 +19,9 @@ use serde_json::json;
 use crate::driver::{Mode, Settings};
 use crate::payload::{Generator, Mix};
 
+/// The 100 ms windows with a slow answer listed in a run's report: the worst this many.
+const MAX_STALLS_REPORTED: usize = 50;
+
 #[derive(Debug, Parser)]
 #[command(name = "inlet-loadtest", version, about = "Load, baseline and zero-loss verification for Inlet")]
 #[command(args_override_self = true)]
@@ -197,6 +200,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 "skipped": totals.skipped,
                 "next_id": generator.issued(),
                 "target": target_usage,
+                "started_at": totals.started_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "stalls": totals.stalls(MAX_STALLS_REPORTED).iter().map(|(at, w)| json!({
+                    "at_s": at.as_secs_f64(),
+                    "answers": w.answers,
+                    "slow": w.slow,
+                    "max_ms": w.max_latency_micros as f64 / 1000.0,
+                })).collect::<Vec<_>>(),
             });
             println!("{report}");
         }

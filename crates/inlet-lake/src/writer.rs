@@ -249,6 +249,7 @@ impl LakeWriter {
         // so that answering requests comes first when the CPUs are busy: a range encoded late
         // loses nothing (it stays in the WAL until uploaded), a request answered late does.
         let (result, answer) = tokio::sync::oneshot::channel();
+        let started = std::time::Instant::now();
         std::thread::Builder::new()
             .name("inlet-lake-encode".into())
             .spawn(move || {
@@ -256,7 +257,10 @@ impl LakeWriter {
                 let _ = result.send(encoder.encode(from, to));
             })
             .map_err(|e| LakeError::Task(format!("starting the encoder thread: {e}")))?;
-        answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))?
+        let files = answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))??;
+        // With its start (the time logged less `ms`): what a latency timeline is lined up with.
+        tracing::debug!(from, to, files = files.len(), ms = started.elapsed().as_millis() as u64, "lake range encoded");
+        Ok(files)
     }
 
     /// Uploads with retries; false if shutdown was asked before it succeeded.
