@@ -30,12 +30,16 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::error::{Result, WalError};
 use crate::recycle::RecycledSegments;
 
 const SPARE_NAME: &str = "next-segment.spare";
-const ZEROS_PER_WRITE: usize = 1024 * 1024;
+/// Zeros written and synced at a time. The log's own `fdatasync`s queue behind a chunk's, so
+/// the chunk bounds how long one of them waits (1 MiB chunks, back to back, held the log's
+/// syncs for long enough to show as 20–120 ms stalls of every request; `docs/benchmarks.md`).
+const ZEROS_PER_WRITE: usize = 256 * 1024;
 
 /// Where the next segment's file comes from.
 #[derive(Debug, Default)]
@@ -76,7 +80,10 @@ impl SpareSegments {
             .name("inlet-wal-spare".into())
             .spawn(move || {
                 for () in wanted {
-                    if done.send(zero_fill(&dir, segment_bytes, &recycled)).is_err() {
+                    let started = Instant::now();
+                    let prepared = zero_fill(&dir, segment_bytes, &recycled);
+                    tracing::debug!(ms = started.elapsed().as_millis() as u64, "spare WAL segment prepared");
+                    if done.send(prepared).is_err() {
                         return;
                     }
                 }
@@ -146,9 +153,14 @@ fn zero_fill(dir: &Path, segment_bytes: u64, recycled: &RecycledSegments) -> Res
     while left > 0 {
         let n = left.min(ZEROS_PER_WRITE as u64) as usize;
         // Synced a chunk at a time: one sync of the whole segment at the end would hold the
-        // disk for tens of milliseconds, and the log's own syncs would queue behind it.
+        // disk for tens of milliseconds, and the log's own syncs would queue behind it. Then
+        // idle for as long as the chunk took, so the log has the disk at least half the time
+        // however slow the disk is right now (on the test machine a new file took 90–1,240 ms
+        // to fill, a recycled one 40–50 ms).
+        let started = Instant::now();
         file.write_all(&zeros[..n]).and_then(|()| file.sync_data()).map_err(failed)?;
         left -= n as u64;
+        std::thread::sleep(started.elapsed());
     }
     // A recycled segment may have been longer (a record larger than the rest of a segment).
     file.set_len(segment_bytes).and_then(|()| file.sync_all()).map_err(failed)?;

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cursors::Cursors;
 use crate::error::{Result, WalError};
@@ -346,6 +347,8 @@ impl Wal {
 
     /// [`Wal::roll`] onto `spare`, or onto a new, growing file without one.
     fn roll_onto(&mut self, spare: Option<PathBuf>) -> Result<()> {
+        let started = Instant::now();
+        let onto_spare = spare.is_some();
         self.sync()?;
         self.cut_unused_tail()?;
         let (file, info) = match spare {
@@ -355,6 +358,12 @@ impl Wal {
         self.active_len = spare::file_len(&file, &info.path)?;
         self.active = file;
         self.active_synced_bytes = info.bytes;
+        tracing::debug!(
+            first_lsn = info.first_lsn,
+            onto_spare,
+            ms = started.elapsed().as_millis() as u64,
+            "WAL segment started"
+        );
         self.segments.push(info);
         Ok(())
     }
