@@ -1,7 +1,8 @@
 //! Which column each member of a stored event feeds, found in one pass over the event's
 //! members (and its context's) instead of one scan of the members per column: the lake
 //! writer's hot path reads every member of every event, and looking up 44 columns by key in
-//! objects of a dozen or more members was a tenth of its encoding time.
+//! objects of a dozen or more members cost 5 % of its encoding's instructions
+//! (`docs/benchmarks.md`).
 //!
 //! The tables are built from the schema's own column lists (`schema.rs`), so a column added
 //! there is found here without a second list to keep in step.
