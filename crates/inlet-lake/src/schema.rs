@@ -6,7 +6,9 @@ use std::sync::{Arc, LazyLock};
 use arrow_array::builder::{ArrayBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use inlet_segment::{ObjectWriter, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar};
+use inlet_segment::{
+    ObjectWriter, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar, string_value,
+};
 
 use crate::field_index::{CONTEXT, InContext, TOP_LEVEL, TopLevel};
 
@@ -165,10 +167,7 @@ impl EventColumns {
             builder.append_option(value.and_then(scalar_text));
         }
         for (builder, value) in self.times.iter_mut().zip(times) {
-            let micros = value.and_then(|v| match scalar(v) {
-                Scalar::String(t) => parse_timestamp(&t).map(|t| t.timestamp_micros()),
-                _ => None,
-            });
+            let micros = value.and_then(string_value).and_then(|t| parse_timestamp(&t)).map(|t| t.timestamp_micros());
             builder.append_option(micros);
         }
         self.source.append_value(&record.source);

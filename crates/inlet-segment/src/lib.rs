@@ -23,6 +23,7 @@ pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
 pub use raw_json::{
     MAX_MESSAGE_DEPTH, Member, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar,
+    string_value,
 };
 pub use rejection::{RejectReason, Rejection, RequestError};
 pub use stored::{EventKey, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord, encode_stored_event};

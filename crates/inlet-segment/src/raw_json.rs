@@ -138,6 +138,14 @@ pub fn scalar(text: &str) -> Scalar<'_> {
     }
 }
 
+/// A raw value's string, when it is a string (anything else has no string reading).
+pub fn string_value(text: &str) -> Option<Cow<'_, str>> {
+    match scalar(text) {
+        Scalar::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 pub fn is_null(json: &str) -> bool {
     json == "null"
 }

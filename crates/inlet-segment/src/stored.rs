@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::normalise::Event;
-use crate::raw_json::{RawObject, Scalar, leading_string_len, object_members, scalar};
+use crate::raw_json::{RawObject, Scalar, leading_string_len, object_members, scalar, string_value};
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
@@ -92,10 +92,7 @@ impl<'a> StoredRecord<'a> {
 
     /// A top-level field of the event, when it is a string.
     pub fn text(&self, field: &str) -> Option<Cow<'a, str>> {
-        match self.event.get(field).map(scalar) {
-            Some(Scalar::String(s)) => Some(s),
-            _ => None,
-        }
+        self.event.get(field).and_then(string_value)
     }
 }
 

@@ -171,8 +171,8 @@ impl Wal {
         Ok((wal, report))
     }
 
-    /// From now on, confirmed segments are deleted by a thread of their own (see `reaper`), and
-    /// spare segments are zero-filled by another (see `spare`).
+    /// From now on, confirmed segments are released (recycled or deleted) by a thread of their
+    /// own (see `reaper`), and spare segments are zero-filled by another (see `spare`).
     pub(crate) fn move_file_work_to_background(&mut self) -> Result<()> {
         self.reaper = SegmentReaper::background(self.config.dir.clone(), Arc::clone(&self.recycled))?;
         if self.config.preallocate {
