@@ -5,9 +5,11 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use inlet_lake::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
-use inlet_lake::schema::EventColumns;
-use inlet_segment::{StoredEvent, StoredRecord};
+use chrono::{DateTime, Utc};
+use inlet_lake::range_encoder::{RecordEncoder, builder_threads};
+use inlet_lake::{Codec, LakeMetrics};
+use inlet_segment::StoredEvent;
+use inlet_wal::Record;
 use serde_json::json;
 
 const EVENTS: usize = 100_000;
@@ -50,18 +52,20 @@ fn events() -> Vec<StoredEvent> {
         .collect()
 }
 
-/// What the lake writer does with a range of WAL records: decode, build columns, encode.
+/// What the lake writer does with a range of WAL records: decode, build columns, encode (the
+/// threads of `range_encoder`). The records are copied first, as reading them from
+/// the WAL does.
 fn encode(records: &[Vec<u8>], codec: Codec) -> Vec<u8> {
-    let mut columns = EventColumns::default();
-    let mut file = ParquetFile::new(codec);
-    for record in records {
-        columns.append(&StoredRecord::decode(record).expect("record"));
-        if columns.len() >= WRITE_BATCH_ROWS {
-            file.write(&columns.finish()).expect("write");
-        }
-    }
-    file.write(&columns.finish()).expect("write");
-    file.finish().expect("finish")
+    let encoder = RecordEncoder {
+        codec,
+        min_time: DateTime::<Utc>::MIN_UTC,
+        metrics: LakeMetrics::register(&prometheus::Registry::new()),
+        builders: builder_threads(),
+    };
+    let records = records.iter().enumerate().map(|(lsn, payload)| Ok(Record { lsn: lsn as u64, payload: payload.clone() }));
+    let mut files = encoder.encode(records).expect("encode");
+    assert_eq!(files.len(), 1, "the events are all of one hour");
+    files.pop().expect("one file").bytes
 }
 
 fn gzip_ndjson(events: &[StoredEvent]) -> Vec<u8> {

@@ -40,6 +40,7 @@ mod field_index;
 pub mod layout;
 pub mod metrics;
 pub mod parquet_file;
+pub mod range_encoder;
 pub mod read;
 pub mod schema;
 pub mod store;

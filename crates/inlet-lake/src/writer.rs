@@ -1,13 +1,11 @@
 //! The lake writer: the WAL's `lake` consumer. See the crate documentation for the protocol.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use inlet_segment::StoredRecord;
 use inlet_wal::{WalHandle, WalReader};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -15,8 +13,8 @@ use tokio::sync::watch;
 
 use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
-use crate::schema::EventColumns;
+use crate::parquet_file::Codec;
+use crate::range_encoder::{EncodedPartition, RecordEncoder, builder_threads};
 use crate::store::{LakeLocation, ObjectStore, S3Settings};
 
 /// The WAL consumer name of the lake writer.
@@ -240,10 +238,13 @@ impl LakeWriter {
         let encoder = RangeEncoder {
             dir: self.wal.config().dir.clone(),
             max_record_bytes: self.wal.config().max_record_bytes,
-            min_time: self.settings.min_event_time,
             instance: self.settings.instance_id.clone(),
-            codec: self.settings.codec,
-            metrics: self.metrics.clone(),
+            records: RecordEncoder {
+                codec: self.settings.codec,
+                min_time: self.settings.min_event_time,
+                metrics: self.metrics.clone(),
+                builders: builder_threads(),
+            },
         };
         // A burst of CPU for up to a few seconds, on a thread of its own at a lower priority,
         // so that answering requests comes first when the CPUs are busy: a range encoded late
@@ -292,48 +293,25 @@ impl LakeWriter {
     }
 }
 
-/// What encoding a range needs, owned, so it can run on the blocking pool.
+/// What encoding a range needs, owned, so it can run on a thread of its own.
 struct RangeEncoder {
     dir: PathBuf,
     max_record_bytes: usize,
-    min_time: DateTime<Utc>,
     instance: String,
-    codec: Codec,
-    metrics: LakeMetrics,
+    records: RecordEncoder,
 }
 
 impl RangeEncoder {
     fn encode(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
-        let mut open: BTreeMap<Partition, (EventColumns, ParquetFile)> = BTreeMap::new();
-        for record in WalReader::open(&self.dir, from, to, self.max_record_bytes)? {
-            let record = record?;
-            let stored = match StoredRecord::decode(&record.payload) {
-                Ok(stored) => stored,
-                Err(error) => {
-                    // Written by this program, so this is a bug: say so loudly, keep going.
-                    self.metrics.undecodable_records.inc();
-                    tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
-                    continue;
-                }
-            };
-            let partition = Partition::of(&stored, self.min_time);
-            let (columns, file) =
-                open.entry(partition).or_insert_with(|| (EventColumns::default(), ParquetFile::new(self.codec)));
-            columns.append(&stored);
-            if columns.len() >= WRITE_BATCH_ROWS {
-                file.write(&columns.finish())?;
-            }
-        }
-        let mut files = Vec::with_capacity(open.len());
-        for (partition, (mut columns, mut file)) in open {
-            if !columns.is_empty() {
-                file.write(&columns.finish())?;
-            }
-            let rows = file.rows();
-            let key = partition.file_key(&self.instance, from, to);
-            files.push(EncodedFile { partition, key, rows, bytes: Bytes::from(file.finish()?) });
-        }
-        Ok(files)
+        let records = WalReader::open(&self.dir, from, to, self.max_record_bytes)?;
+        let files = self.records.encode(records)?;
+        Ok(files
+            .into_iter()
+            .map(|EncodedPartition { partition, rows, bytes }| {
+                let key = partition.file_key(&self.instance, from, to);
+                EncodedFile { partition, key, rows, bytes: Bytes::from(bytes) }
+            })
+            .collect())
     }
 }
 

@@ -1,0 +1,324 @@
+//! Encoding WAL records into one Parquet file per partition, on several threads.
+//!
+//! Building the columns (decoding each record, splitting its JSON) costs about twice as much as
+//! writing them (arrow-rs's Parquet writer: dictionaries, pages, compression): 64 % and 36 % of
+//! a range's CPU time (`docs/benchmarks.md`). So the work is split three ways:
+//!
+//! ```text
+//! WAL reader ──chunk k──▶ builder k mod N ──batches of chunk k──▶ Parquet writer (chunks in order)
+//! ```
+//!
+//! - The calling thread reads the records and deals them out in chunks of
+//!   [`WRITE_BATCH_ROWS`] records, round-robin, to [`builder_threads`] builders.
+//! - Each builder turns a chunk into one batch per partition it touches.
+//! - One writer (`inlet-lake-parquet`) takes the chunks' batches in chunk order and writes
+//!   each into its partition's file.
+//!
+//! Where cores are free, a range therefore takes about the builders' share of one thread's time
+//! divided among them, and the lake's ceiling grows with the cores instead of being one core's.
+//!
+//! - **Rows in WAL order.** Chunks are dealt, built and written in order, so each file holds
+//!   its rows in the order of their LSNs, as one thread would write them. With one partition per
+//!   chunk (the usual case: one source, one hour) the batches, and so the file's bytes, are the
+//!   same as one thread's; a chunk that straddles partitions gives each a smaller batch.
+//! - **Bounded memory.** Every hand-off is a rendezvous (a sender waits until the receiver
+//!   takes the value), so at most one chunk is being read, and each builder holds one chunk
+//!   and its batches: a few MB per thread.
+//! - **Errors.** A read error stops the dealing and is returned once the threads have stopped;
+//!   a Parquet error stops the writer, whose closed channels then stop the builders and the
+//!   reader. Records that are not stored events are counted and left out.
+//! - **Priority.** The threads are started by the encoding thread and so inherit its nice level
+//!   (on Linux, nice is per thread and new threads take their creator's).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+use inlet_segment::StoredRecord;
+use inlet_wal::{Record, WalError};
+
+use crate::layout::Partition;
+use crate::metrics::LakeMetrics;
+use crate::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
+use crate::schema::EventColumns;
+use crate::writer::LakeError;
+
+/// At most this many builders: each holds a few MB, and beyond it the single writer is the
+/// limit anyway (it does about half as much work as all the builders together).
+pub const MAX_BUILDER_THREADS: usize = 4;
+
+/// One builder per core, up to [`MAX_BUILDER_THREADS`]: builders that share a core only take
+/// turns.
+pub fn builder_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).clamp(1, MAX_BUILDER_THREADS)
+}
+
+/// One partition's finished file.
+#[derive(Debug)]
+pub struct EncodedPartition {
+    pub partition: Partition,
+    pub rows: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// How records are encoded: the lake's codec and partitioning rule, and how many builders.
+#[derive(Debug, Clone)]
+pub struct RecordEncoder {
+    pub codec: Codec,
+    /// Events dated before this are partitioned by `receivedAt` (see [`Partition::of`]).
+    pub min_time: DateTime<Utc>,
+    pub metrics: LakeMetrics,
+    /// See [`builder_threads`].
+    pub builders: usize,
+}
+
+/// A chunk's batches, one per partition it touches.
+type ChunkBatches = Vec<(Partition, RecordBatch)>;
+
+impl RecordEncoder {
+    /// Encodes every stored-event record into its partition's file, the files in partition
+    /// order.
+    pub fn encode(
+        &self,
+        records: impl IntoIterator<Item = Result<Record, WalError>>,
+    ) -> Result<Vec<EncodedPartition>, LakeError> {
+        std::thread::scope(|scope| {
+            let mut chunk_senders = Vec::new();
+            let mut batch_receivers = Vec::new();
+            let mut builders = Vec::new();
+            for _ in 0..self.builders.max(1) {
+                let (chunks, chunk_receiver) = sync_channel::<Vec<Record>>(0);
+                let (batch_sender, batches) = sync_channel::<ChunkBatches>(0);
+                builders.push(spawn(scope, "inlet-lake-build", move || self.build(chunk_receiver, batch_sender)));
+                chunk_senders.push(chunks);
+                batch_receivers.push(batches);
+            }
+            let writer = spawn(scope, "inlet-lake-parquet", || write_files(batch_receivers, self.codec));
+            let dealt = deal(records, &chunk_senders);
+            // Ends the builders' loops (they have stopped already if a send failed).
+            drop(chunk_senders);
+            let builders: Result<Vec<()>, LakeError> = builders.into_iter().map(joined).collect();
+            let written = joined(writer);
+            // A send fails only once the writer has stopped, so the writer's error comes first.
+            match (dealt, builders, written) {
+                (_, _, Err(error)) | (_, Err(error), _) | (Err(error), _, _) => Err(error),
+                (Ok(()), Ok(_), Ok(files)) => Ok(files),
+            }
+        })
+    }
+
+    /// A builder: each chunk it is dealt becomes one batch per partition, in partition order.
+    /// Its columns are kept from chunk to chunk, so their builders start at the last chunk's size.
+    fn build(&self, chunks: Receiver<Vec<Record>>, batches: SyncSender<ChunkBatches>) -> Result<(), LakeError> {
+        let mut open: BTreeMap<Partition, EventColumns> = BTreeMap::new();
+        for chunk in chunks {
+            for record in &chunk {
+                let stored = match StoredRecord::decode(&record.payload) {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        // Written by this program, so this is a bug: say so loudly, keep going.
+                        self.metrics.undecodable_records.inc();
+                        tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
+                        continue;
+                    }
+                };
+                let partition = Partition::of(&stored, self.min_time);
+                let columns = match open.get_mut(&partition) {
+                    Some(columns) => columns,
+                    None => open.entry(partition.clone()).or_default(),
+                };
+                columns.append(&stored);
+            }
+            let built = open
+                .iter_mut()
+                .filter(|(_, columns)| !columns.is_empty())
+                .map(|(partition, columns)| (partition.clone(), columns.finish()))
+                .collect();
+            if batches.send(built).is_err() {
+                // The writer has stopped; its error is the one reported.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reader: deals the records out in chunks, round-robin. Stops at a read error, or when a
+/// builder is gone (the writer failed).
+fn deal(
+    records: impl IntoIterator<Item = Result<Record, WalError>>,
+    builders: &[SyncSender<Vec<Record>>],
+) -> Result<(), LakeError> {
+    let mut next = 0;
+    let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
+    let mut send = |chunk: Vec<Record>| {
+        let sent = builders[next % builders.len()].send(chunk).is_ok();
+        next += 1;
+        sent
+    };
+    for record in records {
+        chunk.push(record?);
+        if chunk.len() == WRITE_BATCH_ROWS && !send(std::mem::replace(&mut chunk, Vec::with_capacity(WRITE_BATCH_ROWS))) {
+            return Ok(());
+        }
+    }
+    if !chunk.is_empty() {
+        send(chunk);
+    }
+    Ok(())
+}
+
+/// The writer: takes each chunk's batches from the builder it was dealt to, in chunk order,
+/// until the builder of the next chunk has none (there is no next chunk), then finishes the files.
+fn write_files(builders: Vec<Receiver<ChunkBatches>>, codec: Codec) -> Result<Vec<EncodedPartition>, LakeError> {
+    let mut files: BTreeMap<Partition, ParquetFile> = BTreeMap::new();
+    for chunk in builders.iter().cycle().map_while(|builder| builder.recv().ok()) {
+        for (partition, batch) in chunk {
+            files.entry(partition).or_insert_with(|| ParquetFile::new(codec)).write(&batch)?;
+        }
+    }
+    files
+        .into_iter()
+        .map(|(partition, file)| {
+            let rows = file.rows();
+            Ok(EncodedPartition { partition, rows, bytes: file.finish()? })
+        })
+        .collect()
+}
+
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    name: &str,
+    work: impl FnOnce() -> Result<T, LakeError> + Send + 'scope,
+) -> Result<ScopedJoinHandle<'scope, Result<T, LakeError>>, LakeError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, work)
+        .map_err(|e| LakeError::Task(format!("starting the {name} thread: {e}")))
+}
+
+fn joined<T>(thread: Result<ScopedJoinHandle<'_, Result<T, LakeError>>, LakeError>) -> Result<T, LakeError> {
+    thread?.join().map_err(|_| LakeError::Task("a lake encoding thread panicked".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn record(lsn: u64, hour: u32) -> Result<Record, WalError> {
+        let payload = format!(
+            r#"{{"source":"web","event":{{"messageId":"m{lsn}","type":"track","event":"E","userId":"u","timestamp":"2024-05-01T{hour:02}:30:00.000000Z","receivedAt":"2024-05-01T10:45:00.000000Z"}}}}"#
+        );
+        Ok(Record { lsn, payload: payload.into_bytes() })
+    }
+
+    fn encoder(builders: usize) -> RecordEncoder {
+        RecordEncoder {
+            codec: Codec::default(),
+            min_time: DateTime::<Utc>::MIN_UTC,
+            metrics: LakeMetrics::register(&prometheus::Registry::new()),
+            builders,
+        }
+    }
+
+    /// Several chunks and a partial last one; every `nth_at_nine` record in hour 09, the rest
+    /// in hour 10 (0: all in hour 10).
+    fn records(nth_at_nine: u64) -> Vec<Result<Record, WalError>> {
+        let hour = |lsn: u64| if nth_at_nine > 0 && lsn.is_multiple_of(nth_at_nine) { 9 } else { 10 };
+        (0..WRITE_BATCH_ROWS as u64 * 3 + 77).map(|lsn| record(lsn, hour(lsn))).collect()
+    }
+
+    /// What one thread writing each partition's batches as they fill makes of the records.
+    fn one_thread(records: Vec<Result<Record, WalError>>) -> Vec<u8> {
+        let (mut columns, mut file) = (EventColumns::default(), ParquetFile::new(Codec::default()));
+        for record in records {
+            let record = record.expect("record");
+            columns.append(&StoredRecord::decode(&record.payload).expect("stored"));
+            if columns.len() >= WRITE_BATCH_ROWS {
+                file.write(&columns.finish()).expect("write");
+            }
+        }
+        file.write(&columns.finish()).expect("write");
+        file.finish().expect("finish")
+    }
+
+    fn message_ids(file: &EncodedPartition) -> Vec<String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.bytes.clone())).expect("parquet");
+        let mut ids = Vec::new();
+        for batch in reader.build().expect("reader") {
+            let batch = batch.expect("batch");
+            let column = arrow_array::cast::AsArray::as_string::<i32>(batch.column(0).as_ref()).clone();
+            ids.extend((0..batch.num_rows()).map(|i| column.value(i).to_owned()));
+        }
+        ids
+    }
+
+    #[test]
+    fn one_partition_gets_the_bytes_one_thread_would_write() {
+        let expected = one_thread(records(0));
+        for builders in [1, 2, 3] {
+            let files = encoder(builders).encode(records(0)).expect("encode");
+            assert_eq!(files.len(), 1);
+            assert_eq!(files[0].rows, records(0).len());
+            assert!(files[0].bytes == expected, "{builders} builders: the file differs from one thread's");
+        }
+    }
+
+    #[test]
+    fn each_partition_holds_its_rows_in_wal_order() {
+        let count = records(5).len() as u64;
+        let in_order = |hour: u32| -> Vec<String> {
+            (0..count).filter(|lsn| lsn.is_multiple_of(5) == (hour == 9)).map(|lsn| format!("m{lsn}")).collect()
+        };
+        for builders in [1, 2, 3] {
+            let files = encoder(builders).encode(records(5)).expect("encode");
+            let hours: Vec<u32> = files.iter().map(|f| chrono::Timelike::hour(&f.partition.hour.start())).collect();
+            assert_eq!(hours, [9, 10], "files in partition order");
+            for (file, hour) in files.iter().zip([9, 10]) {
+                assert_eq!(message_ids(file), in_order(hour), "{builders} builders, hour {hour}");
+                assert_eq!(file.rows, in_order(hour).len());
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_to_encode_makes_no_files() {
+        assert!(encoder(2).encode(Vec::new()).expect("encode").is_empty());
+    }
+
+    #[test]
+    fn an_undecodable_record_is_counted_and_left_out() {
+        let encoder = encoder(2);
+        let records = vec![record(0, 10), Ok(Record { lsn: 1, payload: b"\xff not a record".to_vec() }), record(2, 10)];
+        let files = encoder.encode(records).expect("encode");
+        assert_eq!(files.iter().map(|f| f.rows).sum::<usize>(), 2);
+        assert_eq!(encoder.metrics.undecodable_records.get(), 1);
+    }
+
+    #[test]
+    fn a_read_error_stops_the_encoding_with_that_error() {
+        let mut records = records(0);
+        let corrupt = WalError::Corrupt { path: "segment".into(), offset: 42, reason: "bad crc".into() };
+        records.insert(WRITE_BATCH_ROWS * 2 + 3, Err(corrupt));
+        match encoder(2).encode(records) {
+            Err(LakeError::Wal(WalError::Corrupt { offset: 42, .. })) => {}
+            other => panic!("expected the read error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_thread_started_by_a_lowered_thread_runs_at_its_lower_priority() {
+        let own = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("priority");
+        let (lowered, inherited) = std::thread::spawn(move || {
+            let thread = Some(rustix::thread::gettid());
+            rustix::process::setpriority_process(thread, own() + 3).expect("lower");
+            (own(), std::thread::spawn(own).join().expect("child"))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(inherited, lowered);
+    }
+}
