@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::io::Write;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use chrono::{DateTime, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use inlet_lake::range_encoder::{RecordEncoder, builder_threads};
 use inlet_lake::{Codec, LakeMetrics};
 use inlet_segment::StoredEvent;
@@ -62,7 +62,8 @@ fn encode(records: &[Vec<u8>], codec: Codec) -> Vec<u8> {
         metrics: LakeMetrics::register(&prometheus::Registry::new()),
         builders: builder_threads(),
     };
-    let records = records.iter().enumerate().map(|(lsn, payload)| Ok(Record { lsn: lsn as u64, payload: payload.clone() }));
+    let records =
+        records.iter().enumerate().map(|(lsn, payload)| Ok(Record { lsn: lsn as u64, payload: payload.clone() }));
     let mut files = encoder.encode(records).expect("encode");
     assert_eq!(files.len(), 1, "the events are all of one hour");
     files.pop().expect("one file").bytes

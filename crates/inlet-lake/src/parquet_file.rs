@@ -43,12 +43,15 @@ impl Codec {
 }
 
 /// Rows per row group. A row group is the unit of parallel work in Spectrum and Athena; at
-/// ~1 KB per event, 128 Ki rows make row groups of tens of MB once compressed, in the range
-/// those engines like, while bounding the writer's memory per open file.
+/// ~1 KB per event, 128 Ki rows make row groups of about 128 MB of data (6 MB once encoded),
+/// in the range those engines like, while bounding the writer's memory per open file.
 pub const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Rows handed to the writer at a time (the Arrow batch size).
-pub const WRITE_BATCH_ROWS: usize = 8 * 1024;
+/// Rows handed to the writer at a time (the Arrow batch size), and so the records a lake
+/// builder thread takes at a time (`range_encoder`). Each thread in that pipeline holds a few
+/// such batches: at 8 Ki rows the gateway's peak RSS under batch load rose by 120–170 MiB,
+/// at 2 Ki by about 30, with the same encoding speed (`docs/benchmarks.md`).
+pub const WRITE_BATCH_ROWS: usize = 2 * 1024;
 
 /// Page-level statistics: min/max per page let engines skip pages on `timestamp`, `type`,
 /// `event`, `user_id` filters, at a few bytes per page.
