@@ -246,7 +246,8 @@ impl LakeWriter {
                 builders: builder_threads(),
             },
         };
-        // A burst of CPU for up to a few seconds, on a thread of its own at a lower priority,
+        // A burst of CPU for up to a few seconds, on threads of its own at a lower priority (this
+        // one reads the WAL, and starts the builders and the Parquet writer, which inherit it),
         // so that answering requests comes first when the CPUs are busy: a range encoded late
         // loses nothing (it stays in the WAL until uploaded), a request answered late does.
         let (result, answer) = tokio::sync::oneshot::channel();
