@@ -16,6 +16,10 @@
 //!
 //! Where cores are free, a range therefore takes about the builders' share of one thread's time
 //! divided among them, and the lake's ceiling grows with the cores instead of being one core's.
+//! The threads are for catching up: they take every core they can get (at a lower priority,
+//! but on two cores that still lengthened request latency tails at half load), so the lake
+//! writer uses them only when it is behind and otherwise encodes on the calling thread alone
+//! (`builders: 0`), in the same chunks, to the same bytes.
 //!
 //! - **Rows in WAL order.** Chunks are dealt, built and written in order, so each file holds
 //!   its rows in the order of their LSNs, as one thread would write them. With one partition per
@@ -66,14 +70,15 @@ pub struct EncodedPartition {
     pub bytes: Vec<u8>,
 }
 
-/// How records are encoded: the lake's codec and partitioning rule, and how many builders.
+/// How records are encoded: the lake's codec and partitioning rule, and on how many threads.
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
     pub codec: Codec,
     /// Events dated before this are partitioned by `receivedAt` (see [`Partition::of`]).
     pub min_time: DateTime<Utc>,
     pub metrics: LakeMetrics,
-    /// See [`builder_threads`].
+    /// Builder threads (see [`builder_threads`]); 0 does everything on the calling thread,
+    /// which leaves the other cores to ingestion when the lake is not behind.
     pub builders: usize,
 }
 
@@ -87,18 +92,30 @@ impl RecordEncoder {
         &self,
         records: impl IntoIterator<Item = Result<Record, WalError>>,
     ) -> Result<Vec<EncodedPartition>, LakeError> {
+        if self.builders == 0 {
+            return self.encode_here(records);
+        }
         std::thread::scope(|scope| {
             let mut chunk_senders = Vec::new();
             let mut batch_receivers = Vec::new();
             let mut builders = Vec::new();
-            for _ in 0..self.builders.max(1) {
+            for _ in 0..self.builders {
                 let (chunks, chunk_receiver) = sync_channel::<Vec<Record>>(0);
                 let (batch_sender, batches) = sync_channel::<ChunkBatches>(1);
-                builders.push(spawn(scope, "inlet-lake-build", move || self.build(chunk_receiver, batch_sender)));
+                builders.push(spawn(scope, "inlet-lake-build", move || {
+                    let mut builder = ChunkBuilder::new(self);
+                    // A failed send means the writer has stopped; its error is the one reported.
+                    for chunk in chunk_receiver {
+                        if batch_sender.send(builder.build(chunk)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                }));
                 chunk_senders.push(chunks);
                 batch_receivers.push(batches);
             }
-            let writer = spawn(scope, "inlet-lake-parquet", || write_files(batch_receivers, self.codec));
+            let writer = spawn(scope, "inlet-lake-parquet", || write_in_chunk_order(batch_receivers, self.codec));
             let dealt = deal(records, &chunk_senders);
             // Ends the builders' loops (they have stopped already if a send failed).
             drop(chunk_senders);
@@ -112,41 +129,91 @@ impl RecordEncoder {
         })
     }
 
-    /// A builder: each chunk it is dealt becomes one batch per partition, in partition order.
-    /// A partition's columns are kept while consecutive chunks have rows for it, so their
-    /// builders start at the last batch's size.
-    fn build(&self, chunks: Receiver<Vec<Record>>, batches: SyncSender<ChunkBatches>) -> Result<(), LakeError> {
-        let mut open: BTreeMap<Partition, EventColumns> = BTreeMap::new();
-        for chunk in chunks {
-            for record in &chunk {
-                let stored = match StoredRecord::decode(&record.payload) {
-                    Ok(stored) => stored,
-                    Err(error) => {
-                        // Written by this program, so this is a bug: say so loudly, keep going.
-                        self.metrics.undecodable_records.inc();
-                        tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
-                        continue;
-                    }
-                };
-                let partition = Partition::of(&stored, self.min_time);
-                let columns = match open.get_mut(&partition) {
-                    Some(columns) => columns,
-                    None => open.entry(partition.clone()).or_default(),
-                };
-                columns.append(&stored);
-            }
-            // Columns this chunk did not touch are dropped, so that a range over many partitions
-            // does not keep a batch's worth of room for each of them.
-            open.retain(|_, columns| !columns.is_empty());
-            let built = open.iter_mut().map(|(partition, columns)| (partition.clone(), columns.finish())).collect();
-            // The records are in the batches now; waiting for the writer need not hold both.
-            drop(chunk);
-            if batches.send(built).is_err() {
-                // The writer has stopped; its error is the one reported.
-                return Ok(());
+    /// The same work, chunk by chunk, on the calling thread.
+    fn encode_here(
+        &self,
+        records: impl IntoIterator<Item = Result<Record, WalError>>,
+    ) -> Result<Vec<EncodedPartition>, LakeError> {
+        let mut builder = ChunkBuilder::new(self);
+        let mut files = PartitionFiles::new(self.codec);
+        let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
+        for record in records {
+            chunk.push(record?);
+            if chunk.len() == WRITE_BATCH_ROWS {
+                files.write(builder.build(std::mem::replace(&mut chunk, Vec::with_capacity(WRITE_BATCH_ROWS))))?;
             }
         }
+        if !chunk.is_empty() {
+            files.write(builder.build(chunk))?;
+        }
+        files.finish()
+    }
+}
+
+/// Turns each chunk into one batch per partition, in partition order. A partition's columns
+/// are kept while consecutive chunks have rows for it, so their builders start at the last
+/// batch's size.
+struct ChunkBuilder<'e> {
+    encoder: &'e RecordEncoder,
+    open: BTreeMap<Partition, EventColumns>,
+}
+
+impl<'e> ChunkBuilder<'e> {
+    fn new(encoder: &'e RecordEncoder) -> ChunkBuilder<'e> {
+        ChunkBuilder { encoder, open: BTreeMap::new() }
+    }
+
+    fn build(&mut self, chunk: Vec<Record>) -> ChunkBatches {
+        for record in &chunk {
+            let stored = match StoredRecord::decode(&record.payload) {
+                Ok(stored) => stored,
+                Err(error) => {
+                    // Written by this program, so this is a bug: say so loudly, keep going.
+                    self.encoder.metrics.undecodable_records.inc();
+                    tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
+                    continue;
+                }
+            };
+            let partition = Partition::of(&stored, self.encoder.min_time);
+            let columns = match self.open.get_mut(&partition) {
+                Some(columns) => columns,
+                None => self.open.entry(partition.clone()).or_default(),
+            };
+            columns.append(&stored);
+        }
+        // Columns this chunk did not touch are dropped, so that a range over many partitions
+        // does not keep a batch's worth of room for each of them.
+        self.open.retain(|_, columns| !columns.is_empty());
+        self.open.iter_mut().map(|(partition, columns)| (partition.clone(), columns.finish())).collect()
+    }
+}
+
+/// One Parquet file per partition, written batch by batch.
+struct PartitionFiles {
+    codec: Codec,
+    files: BTreeMap<Partition, ParquetFile>,
+}
+
+impl PartitionFiles {
+    fn new(codec: Codec) -> PartitionFiles {
+        PartitionFiles { codec, files: BTreeMap::new() }
+    }
+
+    fn write(&mut self, batches: ChunkBatches) -> Result<(), LakeError> {
+        for (partition, batch) in batches {
+            self.files.entry(partition).or_insert_with(|| ParquetFile::new(self.codec)).write(&batch)?;
+        }
         Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<EncodedPartition>, LakeError> {
+        self.files
+            .into_iter()
+            .map(|(partition, file)| {
+                let rows = file.rows();
+                Ok(EncodedPartition { partition, rows, bytes: file.finish()? })
+            })
+            .collect()
     }
 }
 
@@ -178,20 +245,15 @@ fn deal(
 
 /// The writer: takes each chunk's batches from the builder it was dealt to, in chunk order,
 /// until the builder of the next chunk has none (there is no next chunk), then finishes the files.
-fn write_files(builders: Vec<Receiver<ChunkBatches>>, codec: Codec) -> Result<Vec<EncodedPartition>, LakeError> {
-    let mut files: BTreeMap<Partition, ParquetFile> = BTreeMap::new();
-    for chunk in builders.iter().cycle().map_while(|builder| builder.recv().ok()) {
-        for (partition, batch) in chunk {
-            files.entry(partition).or_insert_with(|| ParquetFile::new(codec)).write(&batch)?;
-        }
+fn write_in_chunk_order(
+    builders: Vec<Receiver<ChunkBatches>>,
+    codec: Codec,
+) -> Result<Vec<EncodedPartition>, LakeError> {
+    let mut files = PartitionFiles::new(codec);
+    for batches in builders.iter().cycle().map_while(|builder| builder.recv().ok()) {
+        files.write(batches)?;
     }
-    files
-        .into_iter()
-        .map(|(partition, file)| {
-            let rows = file.rows();
-            Ok(EncodedPartition { partition, rows, bytes: file.finish()? })
-        })
-        .collect()
+    files.finish()
 }
 
 fn spawn<'scope, T: Send + 'scope>(
@@ -265,7 +327,7 @@ mod tests {
     #[test]
     fn one_partition_gets_the_bytes_one_thread_would_write() {
         let expected = one_thread(records(0));
-        for builders in [1, 2, 3] {
+        for builders in [0, 1, 2, 3] {
             let files = encoder(builders).encode(records(0)).expect("encode");
             assert_eq!(files.len(), 1);
             assert_eq!(files[0].rows, records(0).len());
@@ -279,7 +341,7 @@ mod tests {
         let in_order = |hour: u32| -> Vec<String> {
             (0..count).filter(|lsn| lsn.is_multiple_of(5) == (hour == 9)).map(|lsn| format!("m{lsn}")).collect()
         };
-        for builders in [1, 2, 3] {
+        for builders in [0, 1, 2, 3] {
             let files = encoder(builders).encode(records(5)).expect("encode");
             let hours: Vec<u32> = files.iter().map(|f| chrono::Timelike::hour(&f.partition.hour.start())).collect();
             assert_eq!(hours, [9, 10], "files in partition order");
@@ -297,21 +359,26 @@ mod tests {
 
     #[test]
     fn an_undecodable_record_is_counted_and_left_out() {
-        let encoder = encoder(2);
-        let records = vec![record(0, 10), Ok(Record { lsn: 1, payload: b"\xff not a record".to_vec() }), record(2, 10)];
-        let files = encoder.encode(records).expect("encode");
-        assert_eq!(files.iter().map(|f| f.rows).sum::<usize>(), 2);
-        assert_eq!(encoder.metrics.undecodable_records.get(), 1);
+        for builders in [0, 2] {
+            let encoder = encoder(builders);
+            let records =
+                vec![record(0, 10), Ok(Record { lsn: 1, payload: b"\xff not a record".to_vec() }), record(2, 10)];
+            let files = encoder.encode(records).expect("encode");
+            assert_eq!(files.iter().map(|f| f.rows).sum::<usize>(), 2);
+            assert_eq!(encoder.metrics.undecodable_records.get(), 1);
+        }
     }
 
     #[test]
     fn a_read_error_stops_the_encoding_with_that_error() {
-        let mut records = records(0);
-        let corrupt = WalError::Corrupt { path: "segment".into(), offset: 42, reason: "bad crc".into() };
-        records.insert(WRITE_BATCH_ROWS * 2 + 3, Err(corrupt));
-        match encoder(2).encode(records) {
-            Err(LakeError::Wal(WalError::Corrupt { offset: 42, .. })) => {}
-            other => panic!("expected the read error, got {other:?}"),
+        for builders in [0, 2] {
+            let mut records = records(0);
+            let corrupt = WalError::Corrupt { path: "segment".into(), offset: 42, reason: "bad crc".into() };
+            records.insert(WRITE_BATCH_ROWS * 2 + 3, Err(corrupt));
+            match encoder(builders).encode(records) {
+                Err(LakeError::Wal(WalError::Corrupt { offset: 42, .. })) => {}
+                other => panic!("{builders} builders: expected the read error, got {other:?}"),
+            }
         }
     }
 

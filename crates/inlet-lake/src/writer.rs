@@ -233,8 +233,10 @@ impl LakeWriter {
         Ok(true)
     }
 
-    /// Reads WAL records `from..to` and encodes one Parquet file per partition.
+    /// Reads WAL records `from..to` and encodes one Parquet file per partition: on one thread
+    /// while the lake keeps up, on [`builder_threads`] more while it is behind.
     pub async fn encode_range(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
+        let builders = builders_for(self.wal.durable_lsn(), to, self.settings.max_range_records);
         let encoder = RangeEncoder {
             dir: self.wal.config().dir.clone(),
             max_record_bytes: self.wal.config().max_record_bytes,
@@ -243,11 +245,12 @@ impl LakeWriter {
                 codec: self.settings.codec,
                 min_time: self.settings.min_event_time,
                 metrics: self.metrics.clone(),
-                builders: builder_threads(),
+                builders,
             },
         };
         // A burst of CPU for up to a few seconds, on threads of its own at a lower priority (this
-        // one reads the WAL, and starts the builders and the Parquet writer, which inherit it),
+        // one reads the WAL and, when behind, starts the builders and the Parquet writer, which
+        // inherit it),
         // so that answering requests comes first when the CPUs are busy: a range encoded late
         // loses nothing (it stays in the WAL until uploaded), a request answered late does.
         let (result, answer) = tokio::sync::oneshot::channel();
@@ -261,7 +264,14 @@ impl LakeWriter {
             .map_err(|e| LakeError::Task(format!("starting the encoder thread: {e}")))?;
         let files = answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))??;
         // With its start (the time logged less `ms`): what a latency timeline is lined up with.
-        tracing::debug!(from, to, files = files.len(), ms = started.elapsed().as_millis() as u64, "lake range encoded");
+        tracing::debug!(
+            from,
+            to,
+            builders,
+            files = files.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "lake range encoded"
+        );
         Ok(files)
     }
 
@@ -314,6 +324,13 @@ impl RangeEncoder {
             })
             .collect())
     }
+}
+
+/// Builder threads for a range ending at `to`: behind (a whole range more already waiting after
+/// this one), every core's worth; keeping up, none, since one thread is enough and leaves the
+/// other cores to the requests.
+fn builders_for(durable: u64, to: u64, max_range_records: u64) -> usize {
+    if durable.saturating_sub(to) >= max_range_records { builder_threads() } else { 0 }
 }
 
 /// How much nicer than the gateway's other threads the range encoder is (Linux nice levels,
@@ -382,6 +399,14 @@ mod tests {
     use super::*;
     use inlet_wal::WalConfig;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn ranges_are_encoded_on_more_threads_only_while_a_whole_range_more_waits() {
+        assert_eq!(builders_for(1_000, 1_000, 250), 0, "caught up");
+        assert_eq!(builders_for(1_249, 1_000, 250), 0, "less than a range behind");
+        assert_eq!(builders_for(1_250, 1_000, 250), builder_threads());
+        assert_eq!(builders_for(900, 1_000, 250), 0, "durable read before the range was cut");
+    }
 
     #[test]
     fn the_encoder_thread_alone_runs_at_a_lower_priority() {
