@@ -18,13 +18,8 @@ key="ab-write-key"
 metric() { curl -s "$gateway_url/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
 for round in $(seq 1 "${ROUNDS:-1}"); do
   for bin in "$@"; do
-    rm -rf "$work/data" "$work/data.log"
-    sync
-    sleep 8
-    mkdir -p "$work/data"
-    GATEWAY_BIN="$bin"
     # shellcheck disable=SC2086
-    start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" ${GATEWAY_ENV:-}
+    start_fresh_gateway "$bin" "$key" ${GATEWAY_ENV:-}
     for burst in $(seq 1 "${BURSTS:-2}"); do
       started=$(date +%s.%N) first="$(metric inlet_wal_durable_lsn)"
       report="$("$loadtest" run --target "$gateway_url" --pid "$gateway_pid" --concurrency 32 --duration "$seconds" \

@@ -15,13 +15,8 @@ loadtest="${LOADTEST_BIN:-$CARGO_TARGET_DIR/release/inlet-loadtest}"
 key="ab-write-key"
 for round in $(seq 1 "${ROUNDS:-3}"); do
   for bin in "$@"; do
-    rm -rf "$work/data" "$work/data.log"
-    sync
-    sleep 8
-    mkdir -p "$work/data"
-    GATEWAY_BIN="$bin"
     # shellcheck disable=SC2086
-    start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" ${GATEWAY_ENV:-}
+    start_fresh_gateway "$bin" "$key" ${GATEWAY_ENV:-}
     report="$("$loadtest" run --target "$gateway_url" --pid "$gateway_pid" --rate "$rate" --duration "$seconds" \
       --write-key "$key" --mix track=6,page=3,identify=1)"
     slow="$(curl -s "$gateway_url/metrics" | awk '/^inlet_wal_fsync_duration_seconds_bucket\{le="0.01"\}/{b=$2} /^inlet_wal_fsync_duration_seconds_count /{c=$2} END{print c-b "/" c}')"

@@ -32,6 +32,20 @@ start_gateway() {
   wait_for "$gateway_url/healthz"
 }
 
+# start_fresh_gateway BIN WRITE_KEY [VAR=VALUE ...]: as start_gateway, with BIN on a new data
+# directory in $work (one source, `load`), after deleting the previous one and leaving the
+# disk 8 s to settle, so its freed blocks do not slow this run's fsyncs (the A/B scripts).
+start_fresh_gateway() {
+  local bin="$1" key="$2"
+  shift 2
+  rm -rf "$work/data" "$work/data.log"
+  sync
+  sleep 8
+  mkdir -p "$work/data"
+  GATEWAY_BIN="$bin"
+  start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" "$@"
+}
+
 # stop_gateway: SIGTERM, which flushes the lake and publishes the watermark.
 stop_gateway() {
   kill -TERM "$gateway_pid"
