@@ -136,15 +136,8 @@ impl RecordEncoder {
     ) -> Result<Vec<EncodedPartition>, LakeError> {
         let mut builder = ChunkBuilder::new(self);
         let mut files = PartitionFiles::new(self.codec);
-        let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
-        for record in records {
-            chunk.push(record?);
-            if chunk.len() == WRITE_BATCH_ROWS {
-                files.write(builder.build(std::mem::replace(&mut chunk, Vec::with_capacity(WRITE_BATCH_ROWS))))?;
-            }
-        }
-        if !chunk.is_empty() {
-            files.write(builder.build(chunk))?;
+        for chunk in chunks(records) {
+            files.write(builder.build(chunk?))?;
         }
         files.finish()
     }
@@ -217,28 +210,37 @@ impl PartitionFiles {
     }
 }
 
-/// The reader: deals the records out in chunks, round-robin. Stops at a read error, or when a
-/// builder is gone (the writer failed).
+/// The records in chunks of [`WRITE_BATCH_ROWS`] (the last one shorter), up to the first read
+/// error.
+fn chunks(
+    records: impl IntoIterator<Item = Result<Record, WalError>>,
+) -> impl Iterator<Item = Result<Vec<Record>, WalError>> {
+    let mut records = records.into_iter();
+    std::iter::from_fn(move || {
+        let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
+        for record in records.by_ref() {
+            match record {
+                Ok(record) => chunk.push(record),
+                Err(error) => return Some(Err(error)),
+            }
+            if chunk.len() == WRITE_BATCH_ROWS {
+                break;
+            }
+        }
+        (!chunk.is_empty()).then_some(Ok(chunk))
+    })
+}
+
+/// The reader: deals the chunks out round-robin. Stops at a read error, or when a builder is
+/// gone (the writer failed).
 fn deal(
     records: impl IntoIterator<Item = Result<Record, WalError>>,
     builders: &[SyncSender<Vec<Record>>],
 ) -> Result<(), LakeError> {
-    let mut next = 0;
-    let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
-    let mut send = |chunk: Vec<Record>| {
-        let sent = builders[next % builders.len()].send(chunk).is_ok();
-        next += 1;
-        sent
-    };
-    for record in records {
-        chunk.push(record?);
-        if chunk.len() == WRITE_BATCH_ROWS && !send(std::mem::replace(&mut chunk, Vec::with_capacity(WRITE_BATCH_ROWS)))
-        {
+    for (next, chunk) in chunks(records).enumerate() {
+        if builders[next % builders.len()].send(chunk?).is_err() {
             return Ok(());
         }
-    }
-    if !chunk.is_empty() {
-        send(chunk);
     }
     Ok(())
 }
