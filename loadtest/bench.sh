@@ -23,6 +23,9 @@ key="loadtest-write-key"
 singles="track=6,page=3,identify=1"
 # Every run's JSON report; kept when BENCH_RESULTS names a file.
 results="${BENCH_RESULTS:-$work/results.jsonl}"
+# The gateway's log (with GATEWAY_ENV=INLET_LOG_LEVEL=… for its debug lines) is kept when
+# BENCH_GATEWAY_LOG names a file, to line the reports' stalls up with what the gateway did.
+gateway_log="${BENCH_GATEWAY_LOG:-}"
 run_id="bench$(date +%s)"
 
 measure() { "$loadtest" run --duration "$seconds" --run-id "$run_id" --write-key "$key" "$@" | tee -a "$results"; }
@@ -87,6 +90,7 @@ gateway_run --label "gateway after overload (half max)" --rate "$((max_rate / 2)
 
 kill -TERM "$gateway_pid"
 wait "$gateway_pid"
+[ -z "$gateway_log" ] || cp "$work/data.log" "$gateway_log"
 "$loadtest" verify --lake "$work/data/lake" --acks "$work"/acks-* | tee -a "$results"
 
 python3 - "$results" <<'PY'
