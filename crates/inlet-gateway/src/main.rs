@@ -127,18 +127,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// than the one holding the memory the last range freed, so during a catch-up the gateway's
 /// resident memory grew with ranges its arenas had not yet returned. Batch bursts with the
 /// catch-up (`docs/benchmarks.md`): peak RSS 270–327 → 236–240 MiB, throughput the same.
-#[cfg(not(target_env = "msvc"))]
+/// Linux only: per-CPU arenas need `sched_getcpu`.
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_OPTIONS: JemallocOptions = JemallocOptions(c"percpu_arena:percpu".as_ptr());
 
 /// A C string pointer, as jemalloc declares `malloc_conf` (`const char *`).
-#[cfg(not(target_env = "msvc"))]
+#[cfg(target_os = "linux")]
 #[repr(transparent)]
 struct JemallocOptions(*const std::ffi::c_char);
 
 // SAFETY: the pointer is to a string literal, immutable for the whole run.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 unsafe impl Sync for JemallocOptions {}
 
