@@ -23,11 +23,13 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     stop_gateway
     python3 - "$report" "$round" "$bin" "$slow" <<'PY'
 import json, sys
-r = json.loads(sys.argv[1]); l = r["latency"]; t = r["target"] or {}
+r = json.loads(sys.argv[1]); l = r["latency"]; t = r["target"] or {}; m = r.get("machine") or {}
 print(f"round {sys.argv[2]} {sys.argv[3]}: {r['requests_per_second']:,.0f} req/s, "
       f"p50 {l['p50_ms']:.2f} p99 {l['p99_ms']:.2f} p99.9 {l['p999_ms']:.2f} ms, answers {r['statuses']}, "
       f"transport errors {r['transport_errors']}, CPU {t.get('cpu_percent', 0):.0f} %, "
-      f"peak RSS {t.get('peak_rss_mib', 0):.0f} MiB, fdatasyncs over 10 ms {sys.argv[4]}")
+      f"peak RSS {t.get('peak_rss_mib', 0):.0f} MiB, fdatasyncs over 10 ms {sys.argv[4]}, "
+      f"generator CPU {(r.get('generator') or {}).get('cpu_percent', 0):.0f} %, "
+      f"machine idle {m.get('idle_percent', 0):.0f} % steal {m.get('steal_percent', 0):.1f} %")
 PY
   done
 done

@@ -96,8 +96,8 @@ wait "$gateway_pid"
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| run | mode | req/s | events/s | p50 ms | p99 ms | p99.9 ms | statuses | target CPU % | target peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("\n| run | mode | req/s | events/s | p50 ms | p99 ms | p99.9 ms | statuses | target CPU % | target peak RSS MiB | generator CPU % | machine idle / steal % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if "lake_catch_up" in r:
         c = r["lake_catch_up"]
@@ -106,9 +106,10 @@ for r in rows:
     if "label" not in r:
         print(f"\nverify: {r['acknowledged']} acknowledged, {r['in_lake']} in the lake, missing {r['missing']}, duplicated {r['duplicated']}")
         continue
-    l, t = r["latency"], r["target"] or {}
+    l, t, g, m = r["latency"], r["target"] or {}, r.get("generator") or {}, r.get("machine") or {}
     mode = f"closed {r['mode']['closed']}" if "closed" in r["mode"] else f"open {r['mode']['open_rate']:.0f}/s"
     statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items()) + (f", errors: {r['transport_errors']}" if r["transport_errors"] else "")
     print(f"| {r['label']} | {mode} | {r['requests_per_second']:,.0f} | {r['events_per_second']:,.0f} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {statuses} | "
-          f"{t.get('cpu_percent', 0):.0f} | {t.get('peak_rss_mib', 0):.0f} |")
+          f"{t.get('cpu_percent', 0):.0f} | {t.get('peak_rss_mib', 0):.0f} | {g.get('cpu_percent', 0):.0f} | "
+          f"{m.get('idle_percent', 0):.0f} / {m.get('steal_percent', 0):.1f} |")
 PY

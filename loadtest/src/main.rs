@@ -163,8 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 warm_connections,
             };
             let before = pid.and_then(procstat::sample);
+            let (generator_before, machine_before) = (procstat::sample(std::process::id()), procstat::machine());
             let totals = driver::run(settings, Arc::clone(&generator)).await?;
             let after = pid.and_then(procstat::sample);
+            let (generator_after, machine_after) = (procstat::sample(std::process::id()), procstat::machine());
             let seconds = totals.elapsed.as_secs_f64();
             let latency = totals.latency.as_ref().map(|h| {
                 json!({
@@ -183,6 +185,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }),
                 _ => serde_json::Value::Null,
             };
+            let generator_usage = match (generator_before, generator_after) {
+                (Some(b), Some(a)) => {
+                    json!({"cpu_percent": (a.cpu.saturating_sub(b.cpu)).as_secs_f64() / seconds * 100.0})
+                }
+                _ => serde_json::Value::Null,
+            };
+            let machine_usage = match machine_before.zip(machine_after).and_then(|(b, a)| b.shares_until(&a)) {
+                Some(shares) => json!({
+                    "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+                    "busy_percent": shares.busy,
+                    "idle_percent": shares.idle,
+                    "iowait_percent": shares.iowait,
+                    "steal_percent": shares.steal,
+                }),
+                None => serde_json::Value::Null,
+            };
             let report = json!({
                 "label": label,
                 "run": generator.run,
@@ -200,6 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 "skipped": totals.skipped,
                 "next_id": generator.issued(),
                 "target": target_usage,
+                "generator": generator_usage,
+                "machine": machine_usage,
                 "started_at": totals.started_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                 "stalls": totals.stalls(MAX_STALLS_REPORTED).iter().map(|(at, w)| json!({
                     "at_s": at.as_secs_f64(),
