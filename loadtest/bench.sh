@@ -32,11 +32,12 @@ measure() { "$loadtest" run --duration "$seconds" --run-id "$run_id" --write-key
 
 baseline_port="$(free_port)"
 "$loadtest" baseline --listen "127.0.0.1:$baseline_port" &
-background_pids+=($!)
+baseline_pid=$!
+background_pids+=("$baseline_pid")
 wait_for "http://127.0.0.1:$baseline_port/anything"
 baseline="http://127.0.0.1:$baseline_port"
-measure --label "baseline singles" --target "$baseline" --concurrency 64 --mix "$singles"
-measure --label "baseline batch" --target "$baseline" --concurrency 16 --mix batch=1
+measure --label "baseline singles" --target "$baseline" --pid "$baseline_pid" --concurrency 64 --mix "$singles"
+measure --label "baseline batch" --target "$baseline" --pid "$baseline_pid" --concurrency 16 --mix batch=1
 
 # GATEWAY_ENV: extra VAR=VALUE settings for the gateway (e.g. _RJEM_MALLOC_CONF=background_thread:false).
 # shellcheck disable=SC2086
