@@ -179,16 +179,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             });
             let target_usage = match (before, after) {
                 (Some(b), Some(a)) => json!({
-                    "cpu_percent": (a.cpu.saturating_sub(b.cpu)).as_secs_f64() / seconds * 100.0,
+                    "cpu_percent": b.cpu_percent_until(&a, seconds),
                     "peak_rss_mib": a.peak_rss_bytes as f64 / 1048576.0,
                     "rss_mib_at_end": a.rss_bytes as f64 / 1048576.0,
                 }),
                 _ => serde_json::Value::Null,
             };
             let generator_usage = match (generator_before, generator_after) {
-                (Some(b), Some(a)) => {
-                    json!({"cpu_percent": (a.cpu.saturating_sub(b.cpu)).as_secs_f64() / seconds * 100.0})
-                }
+                (Some(b), Some(a)) => json!({"cpu_percent": b.cpu_percent_until(&a, seconds)}),
                 _ => serde_json::Value::Null,
             };
             let machine_usage = match machine_before.zip(machine_after).and_then(|(b, a)| b.shares_until(&a)) {

@@ -12,6 +12,14 @@ pub struct Sample {
     pub rss_bytes: u64,
 }
 
+impl Sample {
+    /// The CPU the process used between `self` and a `later` sample, in per cent of one core
+    /// over `seconds`.
+    pub fn cpu_percent_until(&self, later: &Sample, seconds: f64) -> f64 {
+        later.cpu.saturating_sub(self.cpu).as_secs_f64() / seconds * 100.0
+    }
+}
+
 /// Clock ticks per second of /proc/PID/stat; 100 on every Linux this runs on.
 const TICKS_PER_SECOND: u64 = 100;
 
@@ -35,7 +43,7 @@ pub fn sample(pid: u32) -> Option<Sample> {
 /// The machine's CPU time since boot, all CPUs together, by state (the first line of
 /// /proc/stat). Interrupt time counts as busy; `steal` is time the hypervisor ran something else
 /// while a virtual CPU wanted to run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MachineTicks {
     pub busy: u64,
     pub idle: u64,
