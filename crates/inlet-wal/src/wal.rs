@@ -74,6 +74,8 @@ pub struct Wal {
     active_len: u64,
     spares: SpareSegments,
     next_lsn: u64,
+    /// Every record below this LSN is in the segment files; the rest are staged in `buf`.
+    written_lsn: u64,
     synced_lsn: u64,
     /// Bytes of the active segment covered by the last sync (everything before is durable).
     active_synced_bytes: u64,
@@ -161,6 +163,7 @@ impl Wal {
             active_len,
             spares,
             next_lsn,
+            written_lsn: next_lsn,
             synced_lsn: next_lsn,
             active_synced_bytes,
             cursors,
@@ -191,6 +194,15 @@ impl Wal {
     /// [`Wal::sync`] before treating them as durable. Either every payload is accepted or, on a
     /// size error, none is written.
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Range<u64>> {
+        let lsns = self.stage(payloads)?;
+        self.write_staged()?;
+        Ok(lsns)
+    }
+
+    /// As [`Wal::append`], but the records may stay in memory until [`Wal::write_staged`] or
+    /// [`Wal::sync`] writes them, so a group commit writes all its requests' records with one
+    /// system call. A roll writes what was staged before it, into the segment it belongs to.
+    pub fn stage<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Range<u64>> {
         let max = self.config.max_record_bytes;
         if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max) {
             return Err(WalError::RecordTooLarge { len: p.as_ref().len(), max });
@@ -203,23 +215,42 @@ impl Wal {
             let active_first = self.active_info().first_lsn;
             let projected = self.active_info().bytes + self.buf.len() as u64 + framed;
             if projected > self.config.segment_bytes && self.next_lsn > active_first {
-                self.write_buffer()?;
                 self.roll()?;
             }
             encode_record(&mut self.buf, payload);
             self.next_lsn += 1;
         }
-        self.write_buffer()?;
         Ok(start..self.next_lsn)
     }
 
-    /// Makes every appended record durable.
+    /// Writes the staged records to the active segment (not synced).
+    pub fn write_staged(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let info = self.segments.last_mut().expect("the active segment always exists");
+        self.active
+            .write_all_at(&self.buf, info.bytes)
+            .map_err(|source| WalError::Io { context: format!("writing {}", info.path.display()), source })?;
+        info.bytes += self.buf.len() as u64;
+        let grows = self.active_len <= info.bytes;
+        self.active_len = self.active_len.max(info.bytes);
+        self.spares.active_filled(info.bytes, self.config.segment_bytes, grows);
+        self.buf.clear();
+        self.written_lsn = self.next_lsn;
+        Ok(())
+    }
+
+    /// Makes every appended or staged record durable.
     pub fn sync(&mut self) -> Result<()> {
         if self.synced_lsn == self.next_lsn {
             return Ok(());
         }
+        self.write_staged()?;
         let path = &self.active_info().path;
-        self.active.sync_data().map_err(WalError::io(format!("syncing {}", path.display())))?;
+        self.active
+            .sync_data()
+            .map_err(|source| WalError::Io { context: format!("syncing {}", path.display()), source })?;
         self.synced_lsn = self.next_lsn;
         self.active_synced_bytes = self.active_info().bytes;
         Ok(())
@@ -258,10 +289,11 @@ impl Wal {
 
     /// Every record below this LSN is as durable as the fsync policy promises, so it may be
     /// acknowledged, read by consumers and confirmed: the synced position, except under
-    /// [`FsyncPolicy::Never`], which promises nothing beyond the write.
+    /// [`FsyncPolicy::Never`], which promises nothing beyond the write (staged records are not
+    /// written yet).
     pub fn acknowledged_lsn(&self) -> u64 {
         match self.config.fsync {
-            FsyncPolicy::Never => self.next_lsn,
+            FsyncPolicy::Never => self.written_lsn,
             FsyncPolicy::Always | FsyncPolicy::Interval(_) => self.synced_lsn,
         }
     }
@@ -302,22 +334,6 @@ impl Wal {
         self.segments.last().expect("the active segment always exists")
     }
 
-    fn write_buffer(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let info = self.segments.last_mut().expect("the active segment always exists");
-        self.active
-            .write_all_at(&self.buf, info.bytes)
-            .map_err(WalError::io(format!("writing {}", info.path.display())))?;
-        info.bytes += self.buf.len() as u64;
-        let grows = self.active_len <= info.bytes;
-        self.active_len = self.active_len.max(info.bytes);
-        self.spares.active_filled(info.bytes, self.config.segment_bytes, grows);
-        self.buf.clear();
-        Ok(())
-    }
-
     /// Whether the active segment grows as it is written (it did not start as a spare), so
     /// that every sync also writes its inode.
     fn active_grows(&self) -> bool {
@@ -332,6 +348,7 @@ impl Wal {
         if !self.active_grows() || self.next_lsn == self.active_info().first_lsn {
             return Ok(());
         }
+        self.write_staged()?;
         match self.spares.take_ready() {
             Some(spare) => self.roll_onto(Some(spare)),
             None => Ok(()),
@@ -341,12 +358,16 @@ impl Wal {
     /// Closes the active segment (synced, and cut to its records, so only the newest segment
     /// can ever be torn) and starts the next one.
     fn roll(&mut self) -> Result<()> {
+        self.write_staged()?;
         let spare = self.spares.take();
         self.roll_onto(spare)
     }
 
-    /// [`Wal::roll`] onto `spare`, or onto a new, growing file without one.
+    /// [`Wal::roll`] onto `spare`, or onto a new, growing file without one. Nothing may be
+    /// staged: writing tells the spare thread how full the active segment is, which may set
+    /// it preparing the next spare under the name of the one just taken.
     fn roll_onto(&mut self, spare: Option<PathBuf>) -> Result<()> {
+        debug_assert!(self.buf.is_empty(), "staged records are written before a spare is taken");
         let started = Instant::now();
         let onto_spare = spare.is_some();
         self.sync()?;
@@ -384,7 +405,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        if let Err(error) = self.write_buffer().and_then(|()| self.sync()).and_then(|()| self.cut_unused_tail()) {
+        if let Err(error) = self.sync().and_then(|()| self.cut_unused_tail()) {
             tracing::error!(%error, "final sync of the write-ahead log failed");
         }
     }
@@ -440,6 +461,38 @@ mod tests {
             assert_eq!(payload, &payloads[i]);
         }
         assert_eq!(read_all(&cfg, 37)[0].0, 37);
+    }
+
+    /// A group commit stages many requests and writes them once; rolls in between must put
+    /// each staged record in the segment its LSN belongs to, and nothing staged is readable
+    /// (or acknowledged, even without fsync) before it is written.
+    #[test]
+    fn staged_records_are_written_once_into_the_right_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = WalConfig { fsync: FsyncPolicy::Never, ..config(dir.path()) };
+        let payloads: Vec<Vec<u8>> = (0..40).map(|i| format!("staged-{i}").repeat(i % 5 + 1).into_bytes()).collect();
+        {
+            let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
+            let mut next = 0;
+            for chunk in payloads.chunks(3) {
+                assert_eq!(wal.stage(chunk).expect("stage"), next..next + chunk.len() as u64);
+                next += chunk.len() as u64;
+            }
+            assert!(wal.segment_count() > 3, "staging rolled the small segments");
+            let written = wal.acknowledged_lsn();
+            assert!(written < 40, "the records staged since the last roll are not written yet");
+            assert_eq!(read_all(&cfg, 0).len() as u64, written, "what is written is readable, no more");
+            wal.write_staged().expect("write");
+            assert_eq!(wal.acknowledged_lsn(), 40);
+            wal.stage(&[b"left staged"]).expect("stage");
+            // Dropping the log writes and syncs what is staged.
+        }
+        let (_, report) = Wal::open(cfg.clone()).expect("reopen");
+        assert_eq!((report.next_lsn, report.truncated_bytes), (41, 0));
+        let read = read_all(&cfg, 0);
+        assert_eq!(read.iter().map(|(lsn, _)| *lsn).collect::<Vec<_>>(), (0..41).collect::<Vec<u64>>());
+        assert_eq!(read[..40].iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(), payloads);
+        assert_eq!(read[40].1, b"left staged");
     }
 
     #[test]
