@@ -11,7 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inlet_segment::{RequestMeta, RouteKind, encode_stored_event, parse_body};
+use inlet_segment::{RequestMeta, RouteKind, encode_stored_event_into, parse_body};
+use inlet_wal::FramedRecords;
 use serde::Serialize;
 
 use crate::auth::basic_write_key;
@@ -40,15 +41,12 @@ pub struct Accepted {
     pub errors: Vec<ItemError>,
 }
 
-/// One message ready for the WAL.
-struct Prepared {
-    key: u128,
-    record: Vec<u8>,
-}
-
 struct PreparedRequest {
     source: Arc<str>,
-    events: Vec<Prepared>,
+    /// The messages ready for the WAL, framed where they were encoded (see [`FramedRecords`]).
+    records: FramedRecords,
+    /// The dedupe key of each record, in the same order.
+    keys: Vec<u128>,
     errors: Vec<ItemError>,
 }
 
@@ -134,7 +132,7 @@ async fn ingest_inner(
         prepare(state, raw, encoding, kind, header_key.as_deref(), &meta)?
     };
     // What stays until the WAL answers: the encoded records.
-    reservation.shrink_to(prepared.events.iter().map(|e| e.record.len()).sum());
+    reservation.shrink_to(prepared.records.framed_bytes());
     Ok(store(state, prepared).await?)
 }
 
@@ -195,14 +193,15 @@ fn prepare(
     let body = decode(raw, encoding, limits.max_request_bytes)?;
     let parsed = parse_body(&body, kind, &state.normaliser.limits)?;
     let source = state.sources.resolve(header_key, parsed.write_key.as_deref())?;
-    let mut events = Vec::with_capacity(parsed.items.len());
+    let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());
+    let mut keys = Vec::with_capacity(parsed.items.len());
     let mut errors = Vec::new();
     for (index, item) in parsed.items.iter().enumerate() {
         match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, meta) {
-            Ok(event) => events.push(Prepared {
-                key: dedupe_key(&source, &event.message_id),
-                record: encode_stored_event(&source, &event),
-            }),
+            Ok(event) => {
+                keys.push(dedupe_key(&source, &event.message_id));
+                records.push_with(|out| encode_stored_event_into(out, &source, &event));
+            }
             Err(rejection) => {
                 state.metrics.events_rejected.with_label_values(&[rejection.reason.code()]).inc();
                 if parsed.forced_type.is_some() {
@@ -212,33 +211,25 @@ fn prepare(
             }
         }
     }
-    Ok(PreparedRequest { source, events, errors })
+    Ok(PreparedRequest { source, records, keys, errors })
 }
 
 /// Drops duplicates, appends the rest durably, then remembers their ids.
 async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, ApiError> {
-    let PreparedRequest { source, events, errors } = request;
-    let mut in_this_request = KeySet::with_capacity_and_hasher(events.len(), Default::default());
-    let mut keys = Vec::with_capacity(events.len());
-    let mut records = Vec::with_capacity(events.len());
-    let mut duplicates = 0;
-    let known = state.dedupe.known(&events.iter().map(|event| event.key).collect::<Vec<_>>());
-    for (event, known) in events.into_iter().zip(known) {
-        if !in_this_request.insert(event.key) || known {
-            duplicates += 1;
-            continue;
-        }
-        keys.push(event.key);
-        records.push(event.record);
-    }
+    let PreparedRequest { source, records, keys, errors } = request;
+    let known = state.dedupe.known(&keys);
+    let mut in_this_request = KeySet::with_capacity_and_hasher(keys.len(), Default::default());
+    let fresh: Vec<bool> = keys.iter().zip(known).map(|(key, known)| in_this_request.insert(*key) && !known).collect();
+    let duplicates = fresh.iter().filter(|fresh| !**fresh).count();
+    let (records, keys) = if duplicates == 0 { (records, keys) } else { without_duplicates(&records, &keys, &fresh) };
     if records.is_empty() && duplicates == 0 {
         return Err(ApiError::AllRejected(errors));
     }
     let accepted = records.len();
     if !records.is_empty() {
-        let bytes: usize = records.iter().map(Vec::len).sum();
+        let bytes = records.payload_bytes();
         let appending = std::time::Instant::now();
-        state.wal.append(records).await.map_err(|error| {
+        state.wal.append_framed(records).await.map_err(|error| {
             tracing::error!(%error, "write-ahead log append failed");
             ApiError::StorageUnavailable
         })?;
@@ -252,4 +243,15 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     metrics.events_accepted.with_label_values(&[&source]).inc_by(accepted as u64);
     metrics.events_deduplicated.with_label_values(&[&source]).inc_by(duplicates as u64);
     Ok(Accepted { success: true, accepted, duplicates, rejected: errors.len(), errors })
+}
+
+/// The records (and their keys) marked fresh, framed again: the rare request with duplicates.
+fn without_duplicates(records: &FramedRecords, keys: &[u128], fresh: &[bool]) -> (FramedRecords, Vec<u128>) {
+    let mut kept = FramedRecords::with_capacity(keys.len(), records.payload_bytes());
+    let mut kept_keys = Vec::with_capacity(keys.len());
+    for (index, key) in keys.iter().enumerate().filter(|(index, _)| fresh[*index]) {
+        kept.push(records.payload(index));
+        kept_keys.push(*key);
+    }
+    (kept, kept_keys)
 }

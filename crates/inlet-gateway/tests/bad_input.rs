@@ -169,6 +169,32 @@ async fn duplicates_are_acknowledged_but_stored_once() {
     gateway.stop().await;
 }
 
+/// A batch mixing new messages with repeats (of an earlier request's, and of its own) stores
+/// each new one once, in order, with its own content.
+#[tokio::test]
+async fn a_batch_with_duplicates_stores_the_rest_in_order() {
+    let gateway = TestGateway::start().await;
+    let with_id = |i: usize| {
+        let mut e = event(i);
+        e["messageId"] = json!(format!("id-{i}"));
+        e
+    };
+    assert_eq!(gateway.post("/v1/batch").body(batch(vec![with_id(0)])).send().await.unwrap().status(), 200);
+    let mixed = vec![with_id(1), with_id(0), with_id(2), with_id(1), with_id(3)];
+    let response = gateway.post("/v1/batch").body(batch(mixed)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!((answer["accepted"].clone(), answer["duplicates"].clone()), (json!(3), json!(2)));
+    let stored: Vec<(String, Value)> = gateway
+        .stored()
+        .iter()
+        .map(|s| (s.message_id().unwrap().to_owned(), s.event["properties"]["i"].clone()))
+        .collect();
+    let want: Vec<(String, Value)> = [0, 1, 2, 3].iter().map(|i| (format!("id-{i}"), json!(i))).collect();
+    assert_eq!(stored, want);
+    gateway.stop().await;
+}
+
 #[tokio::test]
 async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
     let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {

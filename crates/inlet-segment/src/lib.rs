@@ -26,5 +26,8 @@ pub use raw_json::{
     string_value,
 };
 pub use rejection::{RejectReason, Rejection, RequestError};
-pub use stored::{EventKey, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord, encode_stored_event};
+pub use stored::{
+    EventKey, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord, encode_stored_event,
+    encode_stored_event_into,
+};
 pub use time::{format_timestamp, parse_timestamp};

@@ -17,12 +17,17 @@ use crate::raw_json::{RawObject, Scalar, leading_string_len, object_members, sca
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(event.json.len() + source.len() + 24);
+    encode_stored_event_into(&mut out, source, event);
+    out
+}
+
+/// [`encode_stored_event`], appended to `out`.
+pub fn encode_stored_event_into(out: &mut Vec<u8>, source: &str, event: &Event) {
     out.extend_from_slice(b"{\"source\":");
-    serde_json::to_writer(&mut out, source).expect("writing to a Vec cannot fail");
+    serde_json::to_writer(&mut *out, source).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(&event.json);
     out.push(b'}');
-    out
 }
 
 /// A WAL record decoded.

@@ -95,7 +95,7 @@ pub use cursors::Cursors;
 pub use error::WalError;
 pub use policy::FsyncPolicy;
 pub use reader::{Record, WalReader};
-pub use record::{RECORD_HEADER_BYTES, encode_record};
+pub use record::{FramedRecords, RECORD_HEADER_BYTES};
 pub use segment::SEGMENT_HEADER_BYTES;
 pub use wal::{ActiveSegment, RecoveryReport, Wal, WalConfig};
 pub use writer::{GROUP_COMMIT_MAX_BYTES, WalHandle, WalObserver, WalStats};

@@ -1,16 +1,92 @@
 //! Record framing: `len u32 LE | crc32c(len bytes ++ payload) u32 LE | payload`.
 
+use std::ops::Range;
+
 /// Bytes of framing in front of every payload.
 pub const RECORD_HEADER_BYTES: usize = 8;
 
-/// Appends one framed record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).expect("payload length is checked against max_record_bytes");
-    let len_bytes = len.to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
-    out.extend_from_slice(&len_bytes);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(payload);
+/// Records framed, back to back, by the task that appends them, on its own thread: the bytes
+/// it has just written are still in that core's cache, so the checksum is cheap there, and
+/// the log's single writer thread is left to copy whole runs of records into a segment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FramedRecords {
+    bytes: Vec<u8>,
+    /// Where each record ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl FramedRecords {
+    pub fn with_capacity(records: usize, payload_bytes: usize) -> FramedRecords {
+        FramedRecords {
+            bytes: Vec::with_capacity(payload_bytes + records * RECORD_HEADER_BYTES),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    pub fn from_payloads<P: AsRef<[u8]>>(payloads: &[P]) -> FramedRecords {
+        let bytes = payloads.iter().map(|p| p.as_ref().len()).sum();
+        let mut records = FramedRecords::with_capacity(payloads.len(), bytes);
+        for payload in payloads {
+            records.push(payload.as_ref());
+        }
+        records
+    }
+
+    /// Frames one record. Panics on a payload of 4 GiB or more, which no length field can
+    /// hold (callers bound their payloads far below; the log refuses those over its limit).
+    pub fn push(&mut self, payload: &[u8]) {
+        self.push_with(|out| out.extend_from_slice(payload));
+    }
+
+    /// Frames one record whose payload `write` appends to the buffer it is given, so a caller
+    /// that builds the payload need not build it apart first.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+        write(&mut self.bytes);
+        let payload = &self.bytes[start + RECORD_HEADER_BYTES..];
+        let len = u32::try_from(payload.len()).expect("a record payload is under 4 GiB");
+        let len_bytes = len.to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+        self.bytes[start..start + 4].copy_from_slice(&len_bytes);
+        self.bytes[start + 4..start + RECORD_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `index`th record's payload.
+    pub fn payload(&self, index: usize) -> &[u8] {
+        let range = self.record(index);
+        &self.bytes[range.start + RECORD_HEADER_BYTES..range.end]
+    }
+
+    /// Payload bytes in all, framing left out.
+    pub fn payload_bytes(&self) -> usize {
+        self.bytes.len() - self.ends.len() * RECORD_HEADER_BYTES
+    }
+
+    /// Bytes in all, framing included.
+    pub fn framed_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Where the `index`th framed record lies in [`FramedRecords::bytes`].
+    pub(crate) fn record(&self, index: usize) -> Range<usize> {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        start..self.ends[index]
+    }
 }
 
 /// What decoding the bytes at some offset found.
@@ -51,9 +127,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_detects_damage() {
-        let mut buf = Vec::new();
-        encode_record(&mut buf, b"hello");
-        encode_record(&mut buf, b"");
+        let buf = FramedRecords::from_payloads(&[&b"hello"[..], b""]).bytes;
         let Decoded::Record { payload, framed_len } = decode_record(&buf, 1024) else {
             panic!("first record should decode");
         };
@@ -74,6 +148,28 @@ mod tests {
             );
         }
         assert_eq!(decode_record(&buf, 4), Decoded::Invalid("length over the record limit"));
+    }
+
+    #[test]
+    fn framed_records_keep_each_payload_and_its_place() {
+        let payloads: [&[u8]; 4] = [b"first", b"", b"third record", b"4"];
+        let mut built = FramedRecords::with_capacity(1, 1);
+        for payload in payloads {
+            built.push_with(|out| out.extend_from_slice(payload));
+        }
+        assert_eq!(built, FramedRecords::from_payloads(&payloads));
+        assert_eq!((built.len(), built.payload_bytes(), built.framed_bytes()), (4, 18, 18 + 4 * RECORD_HEADER_BYTES));
+        let mut offset = 0;
+        for (index, payload) in payloads.iter().enumerate() {
+            assert_eq!(built.payload(index), *payload);
+            assert_eq!(built.record(index).start, offset);
+            let Decoded::Record { payload: decoded, framed_len } = decode_record(&built.bytes()[offset..], 1024) else {
+                panic!("record {index} should decode");
+            };
+            assert_eq!(decoded, *payload);
+            offset += framed_len;
+        }
+        assert_eq!(offset, built.framed_bytes());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::cursors::Cursors;
 use crate::error::{Result, WalError};
 use crate::policy::FsyncPolicy;
 use crate::reaper::SegmentReaper;
-use crate::record::{RECORD_HEADER_BYTES, encode_record};
+use crate::record::FramedRecords;
 use crate::recycle::RecycledSegments;
 use crate::segment::{self, SegmentInfo};
 use crate::spare::{self, SpareSegments};
@@ -194,32 +194,37 @@ impl Wal {
     /// [`Wal::sync`] before treating them as durable. Either every payload is accepted or, on a
     /// size error, none is written.
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Range<u64>> {
-        let lsns = self.stage(payloads)?;
+        let lsns = self.stage(&FramedRecords::from_payloads(payloads))?;
         self.write_staged()?;
         Ok(lsns)
     }
 
-    /// As [`Wal::append`], but the records may stay in memory until [`Wal::write_staged`] or
-    /// [`Wal::sync`] writes them, so a group commit writes all its requests' records with one
-    /// system call. A roll writes what was staged before it, into the segment it belongs to.
-    pub fn stage<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<Range<u64>> {
+    /// As [`Wal::append`], for records framed by the caller, which may stay in memory until
+    /// [`Wal::write_staged`] or [`Wal::sync`] writes them, so a group commit writes all its
+    /// requests' records with one system call. A roll writes what was staged before it, into
+    /// the segment it belongs to.
+    pub fn stage(&mut self, records: &FramedRecords) -> Result<Range<u64>> {
         let max = self.config.max_record_bytes;
-        if let Some(p) = payloads.iter().find(|p| p.as_ref().len() > max) {
-            return Err(WalError::RecordTooLarge { len: p.as_ref().len(), max });
+        if let Some(len) = (0..records.len()).map(|i| records.payload(i).len()).find(|&len| len > max) {
+            return Err(WalError::RecordTooLarge { len, max });
         }
         self.move_to_a_ready_spare()?;
         let start = self.next_lsn;
-        for payload in payloads {
-            let payload = payload.as_ref();
-            let framed = (RECORD_HEADER_BYTES + payload.len()) as u64;
+        let bytes = records.bytes();
+        // Records are copied to `buf` in runs: each run ends where a roll falls, or at the end.
+        let mut copied = 0;
+        for index in 0..records.len() {
+            let record = records.record(index);
             let active_first = self.active_info().first_lsn;
-            let projected = self.active_info().bytes + self.buf.len() as u64 + framed;
+            let projected = self.active_info().bytes + (self.buf.len() + record.end - copied) as u64;
             if projected > self.config.segment_bytes && self.next_lsn > active_first {
+                self.buf.extend_from_slice(&bytes[copied..record.start]);
+                copied = record.start;
                 self.roll()?;
             }
-            encode_record(&mut self.buf, payload);
             self.next_lsn += 1;
         }
+        self.buf.extend_from_slice(&bytes[copied..]);
         Ok(start..self.next_lsn)
     }
 
@@ -475,7 +480,10 @@ mod tests {
             let (mut wal, _) = Wal::open(cfg.clone()).expect("open");
             let mut next = 0;
             for chunk in payloads.chunks(3) {
-                assert_eq!(wal.stage(chunk).expect("stage"), next..next + chunk.len() as u64);
+                assert_eq!(
+                    wal.stage(&FramedRecords::from_payloads(chunk)).expect("stage"),
+                    next..next + chunk.len() as u64
+                );
                 next += chunk.len() as u64;
             }
             assert!(wal.segment_count() > 3, "staging rolled the small segments");
@@ -484,7 +492,7 @@ mod tests {
             assert_eq!(read_all(&cfg, 0).len() as u64, written, "what is written is readable, no more");
             wal.write_staged().expect("write");
             assert_eq!(wal.acknowledged_lsn(), 40);
-            wal.stage(&[b"left staged"]).expect("stage");
+            wal.stage(&FramedRecords::from_payloads(&[b"left staged"])).expect("stage");
             // Dropping the log writes and syncs what is staged.
         }
         let (_, report) = Wal::open(cfg.clone()).expect("reopen");

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Result, WalError};
 use crate::policy::FsyncPolicy;
+use crate::record::FramedRecords;
 use crate::wal::{RecoveryReport, Wal, WalConfig};
 
 /// The most payload bytes one group commit gathers before it writes and syncs, so a flood of
@@ -63,7 +64,7 @@ impl WalStats {
 
 enum Command {
     Append {
-        payloads: Vec<Vec<u8>>,
+        records: FramedRecords,
         reply: oneshot::Sender<Result<Range<u64>>>,
         queued_at: Instant,
     },
@@ -112,8 +113,13 @@ impl WalHandle {
     /// Appends `payloads` as consecutive records; resolves once they are as durable as the
     /// fsync policy promises (with [`FsyncPolicy::Always`]: synced to disk).
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>> {
+        self.append_framed(FramedRecords::from_payloads(&payloads)).await
+    }
+
+    /// As [`WalHandle::append`], for records the caller has framed (on its own thread).
+    pub async fn append_framed(&self, records: FramedRecords) -> Result<Range<u64>> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Command::Append { payloads, reply, queued_at: Instant::now() })?;
+        self.submit(Command::Append { records, reply, queued_at: Instant::now() })?;
         answer.await.map_err(|_| WalError::Closed)?
     }
 
@@ -223,8 +229,8 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
         while gathered < GROUP_COMMIT_MAX_BYTES {
             match receiver.try_recv() {
                 Ok(command) => {
-                    if let Command::Append { payloads, .. } = &command {
-                        gathered += payloads.iter().map(Vec::len).sum::<usize>();
+                    if let Command::Append { records, .. } = &command {
+                        gathered += records.framed_bytes();
                     }
                     commands.push(command);
                 }
@@ -236,7 +242,7 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
         let mut after_sync = Vec::new();
         for command in commands {
             match command {
-                Command::Append { payloads, reply, queued_at } => {
+                Command::Append { records, reply, queued_at } => {
                     if let Some(observer) = observer {
                         observer.queued(queued_at.elapsed());
                     }
@@ -244,7 +250,7 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
                         let _ = reply.send(Err(WalError::Poisoned(message.clone())));
                         continue;
                     }
-                    match wal.stage(&payloads) {
+                    match wal.stage(&records) {
                         Ok(lsns) => pending.push(Pending { reply, lsns }),
                         Err(e @ WalError::RecordTooLarge { .. }) => {
                             let _ = reply.send(Err(e));
