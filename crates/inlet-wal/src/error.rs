@@ -29,6 +29,12 @@ impl WalError {
         let context = context.into();
         move |source| WalError::Io { context, source }
     }
+
+    /// As [`WalError::io`], with the context built only if there is an error: for the calls
+    /// made on every append, where formatting a path each time would cost more than the call.
+    pub(crate) fn io_lazily(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> WalError {
+        move |source| WalError::Io { context: context(), source }
+    }
 }
 
 pub(crate) type Result<T, E = WalError> = std::result::Result<T, E>;

@@ -44,8 +44,9 @@
 //!
 //! ## Group commit
 //! A single writer thread owns the files. Appends from any number of tasks queue on a channel;
-//! the writer drains everything queued (up to [`GROUP_COMMIT_MAX_BYTES`]), framing the records
-//! in memory, writes them with one `write` (one per segment when a roll falls inside the
+//! each append's records arrive framed by the task that made them ([`FramedRecords`]). The
+//! writer drains everything queued (up to [`GROUP_COMMIT_MAX_BYTES`]), copies the records into
+//! one buffer, writes them with one `write` (one per segment when a roll falls inside the
 //! group), issues one `fdatasync`, then answers every waiter. Concurrent requests therefore
 //! share fsyncs, and durability costs latency, not throughput.
 //!

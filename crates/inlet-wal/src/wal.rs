@@ -236,7 +236,7 @@ impl Wal {
         let info = self.segments.last_mut().expect("the active segment always exists");
         self.active
             .write_all_at(&self.buf, info.bytes)
-            .map_err(|source| WalError::Io { context: format!("writing {}", info.path.display()), source })?;
+            .map_err(WalError::io_lazily(|| format!("writing {}", info.path.display())))?;
         info.bytes += self.buf.len() as u64;
         let grows = self.active_len <= info.bytes;
         self.active_len = self.active_len.max(info.bytes);
@@ -253,9 +253,7 @@ impl Wal {
         }
         self.write_staged()?;
         let path = &self.active_info().path;
-        self.active
-            .sync_data()
-            .map_err(|source| WalError::Io { context: format!("syncing {}", path.display()), source })?;
+        self.active.sync_data().map_err(WalError::io_lazily(|| format!("syncing {}", path.display())))?;
         self.synced_lsn = self.next_lsn;
         self.active_synced_bytes = self.active_info().bytes;
         Ok(())

@@ -371,30 +371,48 @@ mod tests {
         }
     }
 
+    /// `tasks` tasks at once, each appending `appends` requests of `payloads(task, i)`: every
+    /// append's LSNs with its payloads.
+    async fn append_concurrently(
+        wal: &Arc<WalHandle>,
+        tasks: u32,
+        appends: u32,
+        payloads: fn(u32, u32) -> Vec<Vec<u8>>,
+    ) -> Vec<(Range<u64>, Vec<Vec<u8>>)> {
+        let tasks: Vec<_> = (0..tasks)
+            .map(|task| {
+                let wal = Arc::clone(wal);
+                tokio::spawn(async move {
+                    let mut appended = Vec::new();
+                    for i in 0..appends {
+                        let payloads = payloads(task, i);
+                        appended.push((wal.append(payloads.clone()).await.expect("append"), payloads));
+                    }
+                    appended
+                })
+            })
+            .collect();
+        let mut appended = Vec::new();
+        for task in tasks {
+            appended.extend(task.await.expect("task"));
+        }
+        appended
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_appends_share_syncs_and_get_distinct_lsns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let observer = Arc::new(CountingObserver::default());
         let (wal, _) = WalHandle::start(WalConfig::new(dir.path()), Some(observer.clone())).expect("start");
         let wal = Arc::new(wal);
-        let mut tasks = Vec::new();
-        for task in 0..64u32 {
-            let wal = Arc::clone(&wal);
-            tasks.push(tokio::spawn(async move {
-                let mut ranges = Vec::new();
-                for i in 0..20u32 {
-                    let payloads = vec![format!("{task}-{i}-a").into_bytes(), format!("{task}-{i}-b").into_bytes()];
-                    ranges.push(wal.append(payloads).await.expect("append"));
-                }
-                ranges
-            }));
-        }
+        let appended = append_concurrently(&wal, 64, 20, |task, i| {
+            vec![format!("{task}-{i}-a").into_bytes(), format!("{task}-{i}-b").into_bytes()]
+        })
+        .await;
         let mut lsns = Vec::new();
-        for task in tasks {
-            for range in task.await.expect("task") {
-                assert_eq!(range.end - range.start, 2, "one request's records are contiguous");
-                lsns.extend(range);
-            }
+        for (range, _) in appended {
+            assert_eq!(range.end - range.start, 2, "one request's records are contiguous");
+            lsns.extend(range);
         }
         lsns.sort_unstable();
         assert_eq!(lsns, (0..64 * 20 * 2).collect::<Vec<u64>>());
@@ -415,23 +433,12 @@ mod tests {
         let config = WalConfig { segment_bytes: 4096, ..WalConfig::new(dir.path()) };
         let (wal, _) = WalHandle::start(config.clone(), None).expect("start");
         let wal = Arc::new(wal);
-        let mut tasks = Vec::new();
-        for task in 0..16u32 {
-            let wal = Arc::clone(&wal);
-            tasks.push(tokio::spawn(async move {
-                let mut written = Vec::new();
-                for i in 0..40u32 {
-                    let payloads = vec![format!("{task}-{i}-").repeat(12).into_bytes(), vec![task as u8; 50]];
-                    let lsns = wal.append(payloads.clone()).await.expect("append");
-                    written.extend(lsns.zip(payloads));
-                }
-                written
-            }));
-        }
-        let mut expected = Vec::new();
-        for task in tasks {
-            expected.extend(task.await.expect("task"));
-        }
+        let appended = append_concurrently(&wal, 16, 40, |task, i| {
+            vec![format!("{task}-{i}-").repeat(12).into_bytes(), vec![task as u8; 50]]
+        })
+        .await;
+        let mut expected: Vec<(u64, Vec<u8>)> =
+            appended.into_iter().flat_map(|(lsns, payloads)| lsns.zip(payloads)).collect();
         expected.sort();
         assert!(wal.segments() > 20, "the small segments rolled ({})", wal.segments());
         wal.shutdown().expect("shutdown");
