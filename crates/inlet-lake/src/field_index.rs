@@ -9,6 +9,8 @@
 
 use std::sync::LazyLock;
 
+use inlet_segment::Nested;
+
 use crate::schema::{CONTEXT_COLUMNS, ID_COLUMNS, JSON_COLUMNS, TIME_COLUMNS};
 
 /// Keys bucketed by length: a lookup is a length switch and a compare or two.
@@ -85,6 +87,22 @@ pub(crate) static CONTEXT: LazyLock<ContextIndex> = LazyLock::new(|| {
     }
     top.extend(parents.iter().enumerate().map(|(i, (name, _))| (*name, InContext::Parent(i))));
     ContextIndex { top: Keys::new(top), inner: parents.into_iter().map(|(_, members)| Keys::new(members)).collect() }
+});
+
+/// The objects of an event a row needs split: `context`, and inside it each parent object of
+/// the context columns. Decoding a record with this splits them in the walk that splits the
+/// event, instead of walking their text again to split them (`StoredRecord::decode_nested`).
+pub static EVENT_NESTED: LazyLock<Nested> = LazyLock::new(|| {
+    let mut parents: Vec<&'static str> = Vec::new();
+    for &(_, path) in &CONTEXT_COLUMNS {
+        if let [outer, _] = *path
+            && !parents.contains(&outer)
+        {
+            parents.push(outer);
+        }
+    }
+    let context = parents.into_iter().fold(Nested::NONE, |context, parent| context.with(parent, Nested::NONE));
+    Nested::NONE.with("context", context)
 });
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ use inlet_wal::{Record, WalError};
 use crate::layout::Partition;
 use crate::metrics::LakeMetrics;
 use crate::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
-use crate::schema::EventColumns;
+use crate::schema::{EVENT_NESTED, EventColumns};
 use crate::writer::LakeError;
 
 /// At most this many builders: each holds a few MB, and beyond it the single writer is the
@@ -158,7 +158,7 @@ impl<'e> ChunkBuilder<'e> {
 
     fn build(&mut self, chunk: Vec<Record>) -> ChunkBatches {
         for record in &chunk {
-            let stored = match StoredRecord::decode(&record.payload) {
+            let stored = match StoredRecord::decode_nested(&record.payload, &EVENT_NESTED) {
                 Ok(stored) => stored,
                 Err(error) => {
                     // Written by this program, so this is a bug: say so loudly, keep going.

@@ -6,10 +6,14 @@ use std::sync::{Arc, LazyLock};
 use arrow_array::builder::{ArrayBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::borrow::Cow;
+
 use inlet_segment::{
-    ObjectWriter, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar, string_value,
+    Member, ObjectWriter, RawObject, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar,
+    string_value,
 };
 
+pub use crate::field_index::EVENT_NESTED;
 use crate::field_index::{CONTEXT, InContext, TOP_LEVEL, TopLevel};
 
 /// Top-level string columns taken as they are from the event.
@@ -148,18 +152,25 @@ impl EventColumns {
         self.rows == 0
     }
 
-    /// Appends one stored event as a row.
+    /// Appends one stored event as a row. Any record will do; one decoded with
+    /// [`EVENT_NESTED`] has its context split already, which saves walking it again.
     pub fn append(&mut self, record: &StoredRecord<'_>) {
         let mut ids = [None; ID_COLUMNS.len()];
         let mut times = [None; TIME_COLUMNS.len()];
         let mut json = [None; JSON_COLUMNS.len()];
+        let mut context = None;
         let mut unmapped = 0;
         // Keys are unique (splitting keeps the last of a repeated key), so each slot is set once.
         for member in &record.event.members {
             match TOP_LEVEL.get(&member.key) {
                 Some(TopLevel::Id(i)) => ids[i] = Some(member.value),
                 Some(TopLevel::Time(i)) => times[i] = Some(member.value),
-                Some(TopLevel::Json(i)) => json[i] = Some(member.value),
+                Some(TopLevel::Json(i)) => {
+                    json[i] = Some(member.value);
+                    if i == CONTEXT_JSON_COLUMN {
+                        context = Some(member);
+                    }
+                }
                 None => unmapped += 1,
             }
         }
@@ -171,7 +182,7 @@ impl EventColumns {
             builder.append_option(micros);
         }
         self.source.append_value(&record.source);
-        let context = flattened_context(json[CONTEXT_JSON_COLUMN]);
+        let context = flattened_context(context);
         for (builder, value) in self.context.iter_mut().zip(context) {
             match builder {
                 ContextBuilder::Text(b) => b.append_option(value.and_then(scalar_text)),
@@ -225,14 +236,14 @@ const CONTEXT_JSON_COLUMN: usize = 0;
 
 /// The raw values of the flattened context columns, in `CONTEXT_COLUMNS` order, from one pass
 /// over `context` and over each parent object (`page`, `campaign`, …) it has.
-fn flattened_context(context: Option<&str>) -> [Option<&str>; CONTEXT_COLUMNS.len()] {
+fn flattened_context<'a>(context: Option<&Member<'a>>) -> [Option<&'a str>; CONTEXT_COLUMNS.len()] {
     let mut values = [None; CONTEXT_COLUMNS.len()];
-    let Some(context) = context.and_then(object_members) else { return values };
+    let Some(context) = context.and_then(split_object) else { return values };
     for member in &context.members {
         match CONTEXT.top.get(&member.key) {
             Some(InContext::Column(column)) => values[column] = Some(member.value),
             Some(InContext::Parent(parent)) => {
-                let Some(inner) = object_members(member.value) else { continue };
+                let Some(inner) = split_object(member) else { continue };
                 for member in &inner.members {
                     if let Some(column) = CONTEXT.inner[parent].get(&member.key) {
                         values[column] = Some(member.value);
@@ -243,6 +254,15 @@ fn flattened_context(context: Option<&str>) -> [Option<&str>; CONTEXT_COLUMNS.le
         }
     }
     values
+}
+
+/// A member's value as an object: split already when the record was decoded with
+/// [`EVENT_NESTED`], split here otherwise. `None` when it is not an object.
+fn split_object<'m, 'a>(member: &'m Member<'a>) -> Option<Cow<'m, RawObject<'a>>> {
+    match &member.object {
+        Some(object) => Some(Cow::Borrowed(object)),
+        None => object_members(member.value).map(Cow::Owned),
+    }
 }
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as
@@ -362,6 +382,34 @@ mod tests {
         assert_eq!(batch.column_by_name("context").expect("col").as_string::<i32>().value(1), r#""not an object""#);
         assert!(filled(2).is_empty(), "a top-level `ip` is not the context's");
         assert_eq!(batch.column_by_name("extra").expect("col").as_string::<i32>().value(2), r#"{"ip":"5.6.7.8"}"#);
+    }
+
+    #[test]
+    fn a_context_split_when_decoded_gives_the_same_rows() {
+        let records = [
+            stored(json!({"messageId": "m1", "type": "track", "timestamp": "2024-05-01T10:00:00.000000Z",
+                "receivedAt": "2024-05-01T10:00:00.000000Z", "ip": "5.6.7.8",
+                "context": {"ip": "1.2.3.4", "page": {"path": "/a", "url": "u", "x": {"y": 1}}, "library": {"name": "lib"},
+                            "screen": {"width": 800}, "device": "flat", "os": {"name": "iOS"}, "app": {"build": 7}}})),
+            stored(json!({"messageId": "m2", "type": "page", "timestamp": "2024-05-01T10:00:00.000000Z",
+                "receivedAt": "2024-05-01T10:00:00.000000Z", "context": "not an object"})),
+            r#"{"source":"web","event":{"messageId":"m3","type":"track","timestamp":"2024-05-01T10:00:00Z","receivedAt":"2024-05-01T10:00:00Z","context":{"page":{"path":"/old"}},"context":{"page":{"path":"/new"}}}}"#
+                .as_bytes()
+                .to_vec(),
+        ];
+        let (mut nested, mut plain) = (EventColumns::default(), EventColumns::default());
+        for record in &records {
+            let split = StoredRecord::decode_nested(record, &EVENT_NESTED).expect("record");
+            let context = split.event.members.iter().find(|m| m.key == "context").expect("context");
+            assert_eq!(context.object.is_some(), context.value.starts_with('{'));
+            nested.append(&split);
+            plain.append(&StoredRecord::decode(record).expect("record"));
+        }
+        let (nested, plain) = (nested.finish(), plain.finish());
+        assert_eq!(nested, plain);
+        let paths = nested.column_by_name("context_page_path").expect("col").as_string::<i32>();
+        assert_eq!((paths.value(0), paths.is_null(1), paths.value(2)), ("/a", true, "/new"));
+        assert_eq!(nested.column_by_name("context_os_name").expect("col").as_string::<i32>().value(0), "iOS");
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub use message_type::MessageType;
 pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
 pub use raw_json::{
-    MAX_MESSAGE_DEPTH, Member, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members, scalar,
-    string_value,
+    MAX_MESSAGE_DEPTH, Member, Nested, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members,
+    object_members_nested, scalar, string_value,
 };
 pub use rejection::{RejectReason, Rejection, RequestError};
 pub use stored::{

@@ -26,7 +26,7 @@ use walk::Walk;
 /// Splits a message (syntactically valid JSON) into its top-level members, checking that a
 /// `Value` reader would accept all of it. `Ok(None)`: valid, but not an object.
 pub fn split_checked(json: &str) -> Result<Option<RawObject<'_>>, String> {
-    Walk::<true>::new(json).members()
+    Walk::<true>::new(json).members(&Nested::NONE)
 }
 
 /// Checks that syntactically valid JSON of any kind is also readable as a `serde_json::Value`
@@ -39,7 +39,7 @@ fn check_readable(json: &str) -> Result<(), String> {
 
 /// An object's members in order, each value still raw. A repeated key keeps its last value,
 /// as serde_json's own map does.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RawObject<'a> {
     pub members: Vec<Member<'a>>,
 }
@@ -52,6 +52,9 @@ pub struct Member<'a> {
     /// copied, so its key is not escaped a second time.
     pub quoted_key: &'a str,
     pub value: &'a str,
+    /// The value's members, when it is an object the walk was asked to split too (see
+    /// [`object_members_nested`]).
+    pub object: Option<RawObject<'a>>,
 }
 
 /// Above this many members, repeated keys are found with a hash map instead of a scan.
@@ -129,7 +132,9 @@ pub fn scalar(text: &str) -> Scalar<'_> {
     match text.as_bytes().first() {
         Some(b'n') => Scalar::Null,
         // Without escapes the text between the quotes is the string (the syntax was checked).
-        Some(b'"') if !text.contains('\\') => Scalar::String(Cow::Borrowed(&text[1..text.len() - 1])),
+        Some(b'"') if text.len() >= 2 && !text.contains('\\') => {
+            Scalar::String(Cow::Borrowed(&text[1..text.len() - 1]))
+        }
         Some(b'"') => serde_json::from_str::<JsonStr<'_>>(text).map_or(Scalar::Other, |s| Scalar::String(s.0)),
         Some(b'-' | b'0'..=b'9') => serde_json::from_str(text).map_or(Scalar::Other, Scalar::Number),
         Some(b't') => Scalar::Bool(true),
@@ -157,7 +162,37 @@ pub fn is_object(json: &str) -> bool {
 /// The members of a value, when it is an object. The text must be valid JSON: a part of a
 /// checked message, or of a WAL record (see `walk`).
 pub fn object_members(json: &str) -> Option<RawObject<'_>> {
-    Walk::<false>::new(json).members().ok().flatten()
+    object_members_nested(json, &Nested::NONE)
+}
+
+/// [`object_members`], also splitting, in the same walk, the objects `nested` names (each
+/// member's [`Member::object`]). Reading an object's members and then those of an object
+/// inside it walks the inner object's text twice, once to skip it and once to split it; the
+/// lake writer reads `context` and the objects inside it for every event.
+pub fn object_members_nested<'a>(json: &'a str, nested: &Nested) -> Option<RawObject<'a>> {
+    Walk::<false>::new(json).members(nested).ok().flatten()
+}
+
+/// Which members' values a walk splits as well, when they are objects: by key, each with its
+/// own choice for the objects inside it.
+#[derive(Debug, Clone, Default)]
+pub struct Nested {
+    keys: Vec<(&'static str, Nested)>,
+}
+
+impl Nested {
+    /// Splits nothing inside.
+    pub const NONE: Nested = Nested { keys: Vec::new() };
+
+    /// Also splits the member `key`'s object, and inside it what `inner` names.
+    pub fn with(mut self, key: &'static str, inner: Nested) -> Nested {
+        self.keys.push((key, inner));
+        self
+    }
+
+    fn inner(&self, key: &str) -> Option<&Nested> {
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, inner)| inner)
+    }
 }
 
 /// The length, quotes included, of the JSON string `json` starts with (valid JSON, as for
@@ -263,11 +298,59 @@ mod tests {
                         prop_assert_eq!(&value, &map[member.key.as_ref()]);
                     }
                 }
+                let nested = object_members_nested(json, &nested_a_and_b()).expect("an object splits");
+                prop_assert_eq!(splits_as_one_at_a_time(&nested, &nested_a_and_b()), Ok(()), "{}", json);
             }
         } else {
             prop_assert!(!value_ok);
         }
         Ok(())
+    }
+
+    /// Splits `a` and `b`, and inside `a` its `b`.
+    fn nested_a_and_b() -> Nested {
+        Nested::NONE.with("a", Nested::NONE.with("b", Nested::NONE)).with("b", Nested::NONE)
+    }
+
+    /// A nested split holds what splitting each value on its own would: the same members, and
+    /// an object exactly where `nested` names an object.
+    fn splits_as_one_at_a_time(object: &RawObject<'_>, nested: &Nested) -> Result<(), String> {
+        for member in &object.members {
+            let alone = object_members(member.value);
+            match (nested.inner(&member.key), &member.object, alone) {
+                (None, None, _) | (Some(_), None, None) => {}
+                (Some(inner), Some(split), Some(alone)) => {
+                    let pairs = |o: &RawObject<'_>| -> Vec<(String, String)> {
+                        o.members.iter().map(|m| (m.key.to_string(), m.value.to_owned())).collect()
+                    };
+                    if pairs(split) != pairs(&alone) {
+                        return Err(format!("{:?} split differently", member.key));
+                    }
+                    splits_as_one_at_a_time(split, inner)?;
+                }
+                (_, split, alone) => {
+                    return Err(format!("{:?}: split {:?}, alone {:?}", member.key, split.is_some(), alone.is_some()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn splits_the_named_objects_in_the_same_walk() {
+        let json = r#"{"a": {"b": {"c": 1}, "x": {"b": 2}}, "b": {"a": {"b": 3}}, "c": {"d": 4}, "b": {"e": 5}}"#;
+        let object = object_members_nested(json, &nested_a_and_b()).expect("object");
+        assert_eq!(splits_as_one_at_a_time(&object, &nested_a_and_b()), Ok(()));
+        fn split<'a>(object: &RawObject<'a>, key: &str) -> Option<RawObject<'a>> {
+            object.members.iter().find(|m| m.key == key).expect(key).object.clone()
+        }
+        let a = split(&object, "a").expect("a is split");
+        assert_eq!(split(&a, "b").expect("a.b is split").get("c"), Some("1"));
+        assert!(split(&a, "x").is_none(), "a.x is not named");
+        assert!(split(&object, "c").is_none(), "c is not named");
+        // The last of a repeated key is kept, split.
+        assert_eq!(split(&object, "b").expect("b is split").get("e"), Some("5"));
+        assert!(object_members_nested(r#"{"a": {"b": }}"#, &nested_a_and_b()).is_none());
     }
 
     #[test]

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::normalise::Event;
-use crate::raw_json::{RawObject, Scalar, leading_string_len, object_members, scalar, string_value};
+use crate::raw_json::{
+    Nested, RawObject, Scalar, leading_string_len, object_members, object_members_nested, scalar, string_value,
+};
 
 /// Encodes an event for the WAL.
 pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
@@ -69,29 +71,37 @@ pub struct UndecodableRecord(&'static str);
 
 impl<'a> StoredRecord<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<StoredRecord<'a>, UndecodableRecord> {
+        StoredRecord::decode_nested(bytes, &Nested::NONE)
+    }
+
+    /// [`StoredRecord::decode`], also splitting the objects inside the event that `nested`
+    /// names (see [`object_members_nested`]).
+    pub fn decode_nested(bytes: &'a [u8], nested: &Nested) -> Result<StoredRecord<'a>, UndecodableRecord> {
         let text = std::str::from_utf8(bytes).map_err(|_| UndecodableRecord("not UTF-8"))?;
-        if let Some(record) = StoredRecord::decode_as_written(text) {
+        if let Some(record) = StoredRecord::decode_as_written(text, nested) {
             return Ok(record);
         }
         let record = object_members(text).ok_or(UndecodableRecord("not a JSON object"))?;
         let Some(Scalar::String(source)) = record.get("source").map(scalar) else {
             return Err(UndecodableRecord("`source` is not a string"));
         };
-        let event =
-            record.get("event").and_then(object_members).ok_or(UndecodableRecord("`event` is not an object"))?;
+        let event = record
+            .get("event")
+            .and_then(|event| object_members_nested(event, nested))
+            .ok_or(UndecodableRecord("`event` is not an object"))?;
         Ok(StoredRecord { source, event })
     }
 
     /// The layout [`encode_stored_event`] writes, `{"source":"…","event":{…}}`, read without
     /// walking the event twice (once to find its end, once to split it). `None`: another
     /// layout, read the general way.
-    fn decode_as_written(text: &'a str) -> Option<StoredRecord<'a>> {
+    fn decode_as_written(text: &'a str, nested: &Nested) -> Option<StoredRecord<'a>> {
         let rest = text.strip_prefix(r#"{"source":"#)?;
         let (source, rest) = rest.split_at(leading_string_len(rest)?);
         let Scalar::String(source) = scalar(source) else { return None };
         // Splitting refuses anything after the object, so a key added after `event` is
         // never read as part of it.
-        let event = object_members(rest.strip_prefix(r#","event":"#)?.strip_suffix('}')?)?;
+        let event = object_members_nested(rest.strip_prefix(r#","event":"#)?.strip_suffix('}')?, nested)?;
         Some(StoredRecord { source, event })
     }
 

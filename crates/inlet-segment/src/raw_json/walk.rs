@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use memchr::memchr2;
 
-use super::{Member, RawObject};
+use super::{Member, Nested, RawObject};
 
 /// The deepest nesting accepted in a message, counting the message's own braces. The stored
 /// record wraps the message once more, which must stay within the 128 levels serde_json reads.
@@ -41,26 +41,39 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
     }
 
     /// The top-level members when the text is an object (and nothing after it), `None` when
-    /// it is another value.
-    pub(super) fn members(&self) -> Result<Option<RawObject<'a>>, String> {
-        let mut i = self.skip_whitespace(0);
-        if self.bytes.get(i) != Some(&b'{') {
+    /// it is another value. The objects `nested` names are split in the same walk.
+    pub(super) fn members(&self, nested: &Nested) -> Result<Option<RawObject<'a>>, String> {
+        let start = self.skip_whitespace(0);
+        if self.bytes.get(start) != Some(&b'{') {
             return Ok(None);
         }
-        let mut object = RawObject { members: Vec::with_capacity(16) };
-        i = self.skip_whitespace(i + 1);
-        if self.bytes.get(i) != Some(&b'}') {
-            i = self.members_from(i, &mut object)?;
-        }
-        if self.skip_whitespace(i + 1) != self.bytes.len() {
+        let (object, end) = self.object_at(start, 1, nested)?;
+        if self.skip_whitespace(end) != self.bytes.len() {
             return Err(MALFORMED.into());
         }
-        object.keep_last_of_each_key();
         Ok(Some(object))
     }
 
+    /// Splits the object whose opening brace is at `start`, at nesting `depth` (its own braces
+    /// counted); answers it and where it ends.
+    fn object_at(&self, start: usize, depth: usize, nested: &Nested) -> Result<(RawObject<'a>, usize), String> {
+        let mut object = RawObject { members: Vec::with_capacity(16) };
+        let mut i = self.skip_whitespace(start + 1);
+        if self.bytes.get(i) != Some(&b'}') {
+            i = self.members_from(i, depth, nested, &mut object)?;
+        }
+        object.keep_last_of_each_key();
+        Ok((object, i + 1))
+    }
+
     /// Reads members from the first key's quote; answers where the closing brace is.
-    fn members_from(&self, mut i: usize, object: &mut RawObject<'a>) -> Result<usize, String> {
+    fn members_from(
+        &self,
+        mut i: usize,
+        depth: usize,
+        nested: &Nested,
+        object: &mut RawObject<'a>,
+    ) -> Result<usize, String> {
         loop {
             if self.bytes.get(i) != Some(&b'"') {
                 return Err(MALFORMED.into());
@@ -73,9 +86,18 @@ impl<'a, const CHECKED: bool> Walk<'a, CHECKED> {
                 return Err(MALFORMED.into());
             }
             let value_start = self.skip_whitespace(i + 1);
-            let value_end = self.value_end(value_start, 1)?;
+            let (value_end, split) = match nested.inner(&key) {
+                Some(inner) if self.bytes.get(value_start) == Some(&b'{') => {
+                    if CHECKED && depth + 1 > MAX_MESSAGE_DEPTH {
+                        return Err(format!("nested deeper than {MAX_MESSAGE_DEPTH} levels"));
+                    }
+                    let (split, end) = self.object_at(value_start, depth + 1, inner)?;
+                    (end, Some(split))
+                }
+                _ => (self.value_end(value_start, depth)?, None),
+            };
             let value = self.text.get(value_start..value_end).ok_or(MALFORMED)?;
-            object.members.push(Member { key, quoted_key, value });
+            object.members.push(Member { key, quoted_key, value, object: split });
             i = self.skip_whitespace(value_end);
             match self.bytes.get(i) {
                 Some(b',') => i = self.skip_whitespace(i + 1),
