@@ -8,8 +8,8 @@
 //! WAL reader ──chunk k──▶ builder k mod N ──batches of chunk k──▶ Parquet writer (chunks in order)
 //! ```
 //!
-//! - The calling thread reads the records and deals them out in chunks of
-//!   [`WRITE_BATCH_ROWS`] records, round-robin, to [`builder_threads`] builders.
+//! - The calling thread reads the records in chunks of [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS) (one buffer each,
+//!   [`RecordChunk`]) and deals them out, round-robin, to [`builder_threads`] builders.
 //! - Each builder turns a chunk into one batch per partition it touches.
 //! - One writer (`inlet-lake-parquet`) takes the chunks' batches in chunk order and writes
 //!   each into its partition's file.
@@ -27,7 +27,7 @@
 //!   same as one thread's; a chunk that straddles partitions gives each a smaller batch.
 //! - **Bounded memory.** A chunk is handed to its builder by rendezvous (the reader waits until
 //!   the builder takes it), and each builder may have one chunk's batches waiting for the
-//!   writer besides the chunk it builds: a few chunks of [`WRITE_BATCH_ROWS`] records in all,
+//!   writer besides the chunk it builds: a few chunks of [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS) records in all,
 //!   2 MB each at 1 KB a record. (The builder's queue of one keeps it from idling while the
 //!   writer takes another builder's batches; without it, chunks of 2 Ki records encoded 10–20 %
 //!   slower.)
@@ -44,11 +44,11 @@ use std::thread::{Scope, ScopedJoinHandle};
 use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use inlet_segment::StoredRecord;
-use inlet_wal::{Record, WalError};
+use inlet_wal::{RecordChunk, WalError};
 
 use crate::layout::Partition;
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::{Codec, ParquetFile, WRITE_BATCH_ROWS};
+use crate::parquet_file::{Codec, ParquetFile};
 use crate::schema::{EVENT_NESTED, EventColumns};
 use crate::writer::LakeError;
 
@@ -87,20 +87,21 @@ type ChunkBatches = Vec<(Partition, RecordBatch)>;
 
 impl RecordEncoder {
     /// Encodes every stored-event record into its partition's file, the files in partition
-    /// order.
+    /// order. The records come in chunks of at most [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS)
+    /// ([`inlet_wal::WalReader::chunks`]), the rows of one batch.
     pub fn encode(
         &self,
-        records: impl IntoIterator<Item = Result<Record, WalError>>,
+        chunks: impl IntoIterator<Item = Result<RecordChunk, WalError>>,
     ) -> Result<Vec<EncodedPartition>, LakeError> {
         if self.builders == 0 {
-            return self.encode_here(records);
+            return self.encode_here(chunks);
         }
         std::thread::scope(|scope| {
             let mut chunk_senders = Vec::new();
             let mut batch_receivers = Vec::new();
             let mut builders = Vec::new();
             for _ in 0..self.builders {
-                let (chunks, chunk_receiver) = sync_channel::<Vec<Record>>(0);
+                let (chunk_sender, chunk_receiver) = sync_channel::<RecordChunk>(0);
                 let (batch_sender, batches) = sync_channel::<ChunkBatches>(1);
                 builders.push(spawn(scope, "inlet-lake-build", move || {
                     let mut builder = ChunkBuilder::new(self);
@@ -112,11 +113,11 @@ impl RecordEncoder {
                     }
                     Ok(())
                 }));
-                chunk_senders.push(chunks);
+                chunk_senders.push(chunk_sender);
                 batch_receivers.push(batches);
             }
             let writer = spawn(scope, "inlet-lake-parquet", || write_in_chunk_order(batch_receivers, self.codec));
-            let dealt = deal(records, &chunk_senders);
+            let dealt = deal(chunks, &chunk_senders);
             // Ends the builders' loops (they have stopped already if a send failed).
             drop(chunk_senders);
             let builders: Result<Vec<()>, LakeError> = builders.into_iter().map(joined).collect();
@@ -132,11 +133,11 @@ impl RecordEncoder {
     /// The same work, chunk by chunk, on the calling thread.
     fn encode_here(
         &self,
-        records: impl IntoIterator<Item = Result<Record, WalError>>,
+        chunks: impl IntoIterator<Item = Result<RecordChunk, WalError>>,
     ) -> Result<Vec<EncodedPartition>, LakeError> {
         let mut builder = ChunkBuilder::new(self);
         let mut files = PartitionFiles::new(self.codec);
-        for chunk in chunks(records) {
+        for chunk in chunks {
             files.write(builder.build(chunk?))?;
         }
         files.finish()
@@ -156,14 +157,14 @@ impl<'e> ChunkBuilder<'e> {
         ChunkBuilder { encoder, open: BTreeMap::new() }
     }
 
-    fn build(&mut self, chunk: Vec<Record>) -> ChunkBatches {
-        for record in &chunk {
-            let stored = match StoredRecord::decode_nested(&record.payload, &EVENT_NESTED) {
+    fn build(&mut self, chunk: RecordChunk) -> ChunkBatches {
+        for (lsn, payload) in chunk.iter() {
+            let stored = match StoredRecord::decode_nested(payload, &EVENT_NESTED) {
                 Ok(stored) => stored,
                 Err(error) => {
                     // Written by this program, so this is a bug: say so loudly, keep going.
                     self.encoder.metrics.undecodable_records.inc();
-                    tracing::error!(lsn = record.lsn, %error, "WAL record is not a stored event; left out of the lake");
+                    tracing::error!(lsn, %error, "WAL record is not a stored event; left out of the lake");
                     continue;
                 }
             };
@@ -210,34 +211,13 @@ impl PartitionFiles {
     }
 }
 
-/// The records in chunks of [`WRITE_BATCH_ROWS`] (the last one shorter), up to the first read
-/// error.
-fn chunks(
-    records: impl IntoIterator<Item = Result<Record, WalError>>,
-) -> impl Iterator<Item = Result<Vec<Record>, WalError>> {
-    let mut records = records.into_iter();
-    std::iter::from_fn(move || {
-        let mut chunk = Vec::with_capacity(WRITE_BATCH_ROWS);
-        for record in records.by_ref() {
-            match record {
-                Ok(record) => chunk.push(record),
-                Err(error) => return Some(Err(error)),
-            }
-            if chunk.len() == WRITE_BATCH_ROWS {
-                break;
-            }
-        }
-        (!chunk.is_empty()).then_some(Ok(chunk))
-    })
-}
-
 /// The reader: deals the chunks out round-robin. Stops at a read error, or when a builder is
 /// gone (the writer failed).
 fn deal(
-    records: impl IntoIterator<Item = Result<Record, WalError>>,
-    builders: &[SyncSender<Vec<Record>>],
+    chunks: impl IntoIterator<Item = Result<RecordChunk, WalError>>,
+    builders: &[SyncSender<RecordChunk>],
 ) -> Result<(), LakeError> {
-    for (next, chunk) in chunks(records).enumerate() {
+    for (next, chunk) in chunks.into_iter().enumerate() {
         if builders[next % builders.len()].send(chunk?).is_err() {
             return Ok(());
         }
@@ -276,6 +256,8 @@ fn joined<T>(thread: Result<ScopedJoinHandle<'_, Result<T, LakeError>>, LakeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parquet_file::WRITE_BATCH_ROWS;
+    use inlet_wal::Record;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn record(lsn: u64, hour: u32) -> Result<Record, WalError> {
@@ -283,6 +265,29 @@ mod tests {
             r#"{{"source":"web","event":{{"messageId":"m{lsn}","type":"track","event":"E","userId":"u","timestamp":"2024-05-01T{hour:02}:30:00.000000Z","receivedAt":"2024-05-01T10:45:00.000000Z"}}}}"#
         );
         Ok(Record { lsn, payload: payload.into_bytes() })
+    }
+
+    /// The records in chunks of [`WRITE_BATCH_ROWS`], as `WalReader::chunks` reads them: a
+    /// read error ends the chunks, the chunk it interrupted is not seen.
+    fn chunked(records: Vec<Result<Record, WalError>>) -> Vec<Result<RecordChunk, WalError>> {
+        let mut chunks = Vec::new();
+        let mut chunk = RecordChunk::default();
+        for record in records {
+            match record {
+                Ok(record) => chunk.push(record.lsn, &record.payload),
+                Err(error) => {
+                    chunks.push(Err(error));
+                    return chunks;
+                }
+            }
+            if chunk.len() == WRITE_BATCH_ROWS {
+                chunks.push(Ok(std::mem::take(&mut chunk)));
+            }
+        }
+        if !chunk.is_empty() {
+            chunks.push(Ok(chunk));
+        }
+        chunks
     }
 
     fn encoder(builders: usize) -> RecordEncoder {
@@ -330,7 +335,7 @@ mod tests {
     fn one_partition_gets_the_bytes_one_thread_would_write() {
         let expected = one_thread(records(0));
         for builders in [0, 1, 2, 3] {
-            let files = encoder(builders).encode(records(0)).expect("encode");
+            let files = encoder(builders).encode(chunked(records(0))).expect("encode");
             assert_eq!(files.len(), 1);
             assert_eq!(files[0].rows, records(0).len());
             assert!(files[0].bytes == expected, "{builders} builders: the file differs from one thread's");
@@ -344,7 +349,7 @@ mod tests {
             (0..count).filter(|lsn| lsn.is_multiple_of(5) == (hour == 9)).map(|lsn| format!("m{lsn}")).collect()
         };
         for builders in [0, 1, 2, 3] {
-            let files = encoder(builders).encode(records(5)).expect("encode");
+            let files = encoder(builders).encode(chunked(records(5))).expect("encode");
             let hours: Vec<u32> = files.iter().map(|f| chrono::Timelike::hour(&f.partition.hour.start())).collect();
             assert_eq!(hours, [9, 10], "files in partition order");
             for (file, hour) in files.iter().zip([9, 10]) {
@@ -365,7 +370,7 @@ mod tests {
             let encoder = encoder(builders);
             let records =
                 vec![record(0, 10), Ok(Record { lsn: 1, payload: b"\xff not a record".to_vec() }), record(2, 10)];
-            let files = encoder.encode(records).expect("encode");
+            let files = encoder.encode(chunked(records)).expect("encode");
             assert_eq!(files.iter().map(|f| f.rows).sum::<usize>(), 2);
             assert_eq!(encoder.metrics.undecodable_records.get(), 1);
         }
@@ -377,7 +382,7 @@ mod tests {
             let mut records = records(0);
             let corrupt = WalError::Corrupt { path: "segment".into(), offset: 42, reason: "bad crc".into() };
             records.insert(WRITE_BATCH_ROWS * 2 + 3, Err(corrupt));
-            match encoder(builders).encode(records) {
+            match encoder(builders).encode(chunked(records)) {
                 Err(LakeError::Wal(WalError::Corrupt { offset: 42, .. })) => {}
                 other => panic!("{builders} builders: expected the read error, got {other:?}"),
             }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::Codec;
+use crate::parquet_file::{Codec, WRITE_BATCH_ROWS};
 use crate::range_encoder::{EncodedPartition, RecordEncoder, builder_threads};
 use crate::store::{LakeLocation, ObjectStore, S3Settings};
 
@@ -329,8 +329,8 @@ struct RangeEncoder {
 
 impl RangeEncoder {
     fn encode(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
-        let records = WalReader::open(&self.dir, from, to, self.max_record_bytes)?;
-        let files = self.records.encode(records)?;
+        let chunks = WalReader::open(&self.dir, from, to, self.max_record_bytes)?.chunks(WRITE_BATCH_ROWS);
+        let files = self.records.encode(chunks)?;
         Ok(files
             .into_iter()
             .map(|EncodedPartition { partition, rows, bytes }| {

@@ -1,7 +1,8 @@
-//! Reading records back by LSN, independently of the writer (own file handles).
+//! Reading records back by LSN, independently of the writer (own file handles), one record at
+//! a time or in chunks of consecutive records.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::path::Path;
 
 use crate::error::{Result, WalError};
@@ -13,6 +14,42 @@ use crate::segment::{self, SegmentInfo};
 pub struct Record {
     pub lsn: u64,
     pub payload: Vec<u8>,
+}
+
+/// Records read back together, their payloads in one buffer: a consumer that takes records by
+/// the thousand (the lake writer) then pays one allocation per chunk instead of one per record,
+/// and reads each payload from one contiguous buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordChunk {
+    payloads: Vec<u8>,
+    /// Per record: its LSN and where its payload ends in `payloads`.
+    records: Vec<(u64, usize)>,
+}
+
+impl RecordChunk {
+    pub fn with_capacity(records: usize, payload_bytes: usize) -> RecordChunk {
+        RecordChunk { payloads: Vec::with_capacity(payload_bytes), records: Vec::with_capacity(records) }
+    }
+
+    /// Appends a record (tests and benchmarks make chunks this way; the reader reads into one).
+    pub fn push(&mut self, lsn: u64, payload: &[u8]) {
+        self.payloads.extend_from_slice(payload);
+        self.records.push((lsn, self.payloads.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records in LSN order: each one's LSN and payload.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let starts = std::iter::once(0).chain(self.records.iter().map(|&(_, end)| end));
+        self.records.iter().zip(starts).map(|(&(lsn, end), start)| (lsn, &self.payloads[start..end]))
+    }
 }
 
 /// Iterates records from an LSN up to (excluding) a bound, across segments.
@@ -57,8 +94,9 @@ impl WalReader {
         Ok(())
     }
 
-    /// Reads the next record of the current segment; `None` at its end or at damage.
-    fn read_in_segment(&mut self) -> Result<Option<Record>> {
+    /// Reads the next record of the current segment, appending its payload to `out`, and
+    /// answers its LSN; `None` at the segment's end or at damage (`out` is then as it was).
+    fn read_in_segment(&mut self, out: &mut Vec<u8>) -> Result<Option<u64>> {
         let is_newest = self.index + 1 == self.segments.len();
         let info = &self.segments[self.index];
         let file = self.file.as_mut().expect("segment is open");
@@ -73,22 +111,29 @@ impl WalReader {
         if len > self.max_record_bytes {
             return Ok(self.damaged(is_newest, "length over the record limit"));
         }
-        let mut payload = vec![0u8; len];
-        match read_full(file, &mut payload) {
-            Ok(n) if n < len => return Ok(self.damaged(is_newest, "incomplete record")),
+        let start = out.len();
+        match read_appending(file, len, out) {
+            Ok(n) if n < len => {
+                out.truncate(start);
+                return Ok(self.damaged(is_newest, "incomplete record"));
+            }
             Ok(_) => {}
-            Err(e) => return Err(WalError::io(format!("reading {}", info.path.display()))(e)),
+            Err(e) => {
+                out.truncate(start);
+                return Err(WalError::io(format!("reading {}", info.path.display()))(e));
+            }
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[..4]), &payload);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[..4]), &out[start..]);
         if crc != u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) {
+            out.truncate(start);
             return Ok(self.damaged(is_newest, "CRC mismatch"));
         }
-        let record = Record { lsn: self.next_lsn, payload };
+        let lsn = self.next_lsn;
         self.next_lsn += 1;
-        Ok(Some(record))
+        Ok(Some(lsn))
     }
 
-    fn damaged(&self, is_newest: bool, reason: &'static str) -> Option<Record> {
+    fn damaged(&self, is_newest: bool, reason: &'static str) -> Option<u64> {
         if !is_newest {
             let info = &self.segments[self.index];
             let next_first = self.segments[self.index + 1].first_lsn;
@@ -103,10 +148,10 @@ impl WalReader {
     }
 }
 
-impl Iterator for WalReader {
-    type Item = Result<Record>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl WalReader {
+    /// Reads the next record in range, appending its payload to `out`; answers its LSN, or
+    /// `None` at the end of the range or of the log. After an error the reader is done.
+    fn next_into(&mut self, out: &mut Vec<u8>) -> Option<Result<u64>> {
         loop {
             if self.index >= self.segments.len() {
                 return None;
@@ -117,17 +162,19 @@ impl Iterator for WalReader {
                 self.index = self.segments.len();
                 return Some(Err(e));
             }
-            match self.read_in_segment() {
+            let start = out.len();
+            match self.read_in_segment(out) {
                 Err(e) => {
                     self.index = self.segments.len();
                     return Some(Err(e));
                 }
-                Ok(Some(record)) if record.lsn >= self.upto_lsn => {
+                Ok(Some(lsn)) if lsn >= self.upto_lsn => {
+                    out.truncate(start);
                     self.index = self.segments.len();
                     return None;
                 }
-                Ok(Some(record)) if record.lsn < self.from_lsn => continue,
-                Ok(Some(record)) => return Some(Ok(record)),
+                Ok(Some(lsn)) if lsn < self.from_lsn => out.truncate(start),
+                Ok(Some(lsn)) => return Some(Ok(lsn)),
                 Ok(None) => {
                     self.file = None;
                     self.index += 1;
@@ -135,6 +182,54 @@ impl Iterator for WalReader {
             }
         }
     }
+
+    /// The records in chunks of up to `max_records` (the last one shorter), up to the first
+    /// read error, which ends the iteration.
+    pub fn chunks(mut self, max_records: usize) -> impl Iterator<Item = Result<RecordChunk>> {
+        let mut payload_bytes = 0;
+        std::iter::from_fn(move || {
+            // The next chunk is likely the size of the last, so it starts with room for it.
+            let mut chunk = RecordChunk::with_capacity(max_records, payload_bytes);
+            while chunk.len() < max_records {
+                match self.next_into(&mut chunk.payloads) {
+                    Some(Ok(lsn)) => chunk.records.push((lsn, chunk.payloads.len())),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => break,
+                }
+            }
+            payload_bytes = payload_bytes.max(chunk.payloads.len());
+            (!chunk.is_empty()).then_some(Ok(chunk))
+        })
+    }
+}
+
+impl Iterator for WalReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut payload = Vec::new();
+        self.next_into(&mut payload).map(|lsn| lsn.map(|lsn| Record { lsn, payload }))
+    }
+}
+
+/// Appends up to `len` bytes to `out`, straight from the reader's buffer (so without zeroing
+/// room for them first); answers how many, fewer only at the end of the file.
+fn read_appending(reader: &mut impl BufRead, len: usize, out: &mut Vec<u8>) -> std::io::Result<usize> {
+    out.reserve(len);
+    let mut copied = 0;
+    while copied < len {
+        let available = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(available) => available,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let take = available.len().min(len - copied);
+        out.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        copied += take;
+    }
+    Ok(copied)
 }
 
 /// Reads until `buf` is full or the end of the file; returns how many bytes were read.
@@ -149,4 +244,62 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+    use crate::segment::SEGMENT_HEADER_BYTES;
+    use crate::{Wal, WalConfig};
+
+    fn one_by_one(dir: &Path, from: u64, upto: u64) -> Vec<(u64, Vec<u8>)> {
+        let reader = WalReader::open(dir, from, upto, 1 << 20).expect("reader");
+        reader.map(|r| r.map(|r| (r.lsn, r.payload)).expect("record")).collect()
+    }
+
+    fn in_chunks(dir: &Path, from: u64, upto: u64, max_records: usize) -> Vec<(u64, Vec<u8>)> {
+        let chunks: Vec<RecordChunk> = WalReader::open(dir, from, upto, 1 << 20)
+            .expect("reader")
+            .chunks(max_records)
+            .collect::<Result<_>>()
+            .expect("chunks");
+        assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= max_records), "chunks of 1..={max_records}");
+        chunks.iter().flat_map(|c| c.iter().map(|(lsn, payload)| (lsn, payload.to_vec()))).collect()
+    }
+
+    #[test]
+    fn chunks_hold_the_records_one_at_a_time_reading_finds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig { segment_bytes: 300, preallocate: false, ..WalConfig::new(dir.path()) };
+        let payloads: Vec<Vec<u8>> = (0..60).map(|i| format!("record {i} ").repeat(i % 5 + 1).into_bytes()).collect();
+        let (mut wal, _) = Wal::open(config).expect("open");
+        wal.append(&payloads).expect("append");
+        drop(wal);
+        let segments = segment::list_segments(dir.path()).expect("segments");
+        assert!(segments.len() > 4, "the records span several segments");
+        // A damaged record in a closed segment: the rest of that segment is skipped.
+        let damaged = &segments[1];
+        let file = std::fs::OpenOptions::new().write(true).open(&damaged.path).expect("segment");
+        file.write_all_at(b"X", SEGMENT_HEADER_BYTES + 8 + 2).expect("damage");
+
+        let all = one_by_one(dir.path(), 0, u64::MAX);
+        let lsns: Vec<u64> = all.iter().map(|(lsn, _)| *lsn).collect();
+        assert!(!lsns.contains(&damaged.first_lsn) && lsns.contains(&segments[2].first_lsn));
+        for (lsn, payload) in &all {
+            assert_eq!(payload, &payloads[*lsn as usize]);
+        }
+        for (from, upto) in
+            [(0, u64::MAX), (3, 41), (segments[2].first_lsn, segments[2].first_lsn + 1), (59, 60), (60, 70)]
+        {
+            let expected = one_by_one(dir.path(), from, upto);
+            let in_range: Vec<(u64, Vec<u8>)> =
+                all.iter().filter(|(lsn, _)| (from..upto).contains(lsn)).cloned().collect();
+            assert_eq!(expected, in_range, "{from}..{upto} one at a time");
+            for max_records in [1, 4, 1000] {
+                assert_eq!(in_chunks(dir.path(), from, upto, max_records), expected, "{from}..{upto} by {max_records}");
+            }
+        }
+    }
 }

@@ -2,10 +2,11 @@
 //! `examples/encode_repeatedly.rs` (instruction counts under callgrind).
 
 use chrono::{DateTime, Utc};
+use inlet_lake::parquet_file::WRITE_BATCH_ROWS;
 use inlet_lake::range_encoder::RecordEncoder;
 use inlet_lake::{Codec, LakeMetrics};
 use inlet_segment::StoredEvent;
-use inlet_wal::Record;
+use inlet_wal::RecordChunk;
 use serde_json::json;
 
 /// Events shaped like a community app's traffic: a few hundred users, a dozen event names,
@@ -44,7 +45,7 @@ pub fn events(count: usize) -> Vec<StoredEvent> {
 
 /// What the lake writer does with a range of WAL records: decode, build columns, encode, on
 /// `builders` threads of `range_encoder` (0: one thread, as for a lake that keeps up). The
-/// records are copied first, as reading them from the WAL does.
+/// records are copied first into chunks of a batch's rows, as reading them from the WAL does.
 pub fn encode(records: &[Vec<u8>], codec: Codec, builders: usize) -> Vec<u8> {
     let encoder = RecordEncoder {
         codec,
@@ -52,9 +53,14 @@ pub fn encode(records: &[Vec<u8>], codec: Codec, builders: usize) -> Vec<u8> {
         metrics: LakeMetrics::register(&prometheus::Registry::new()),
         builders,
     };
-    let records =
-        records.iter().enumerate().map(|(lsn, payload)| Ok(Record { lsn: lsn as u64, payload: payload.clone() }));
-    let mut files = encoder.encode(records).expect("encode");
+    let chunks = records.chunks(WRITE_BATCH_ROWS).enumerate().map(|(n, payloads)| {
+        let mut chunk = RecordChunk::with_capacity(payloads.len(), payloads.iter().map(Vec::len).sum());
+        for (i, payload) in payloads.iter().enumerate() {
+            chunk.push((n * WRITE_BATCH_ROWS + i) as u64, payload);
+        }
+        Ok(chunk)
+    });
+    let mut files = encoder.encode(chunks).expect("encode");
     assert_eq!(files.len(), 1, "the events are all of one hour");
     files.pop().expect("one file").bytes
 }
