@@ -1,13 +1,12 @@
 //! The lake's table schema (Segment warehouse naming, snake_case) and the conversion of stored
 //! events into Arrow columns. Documented column by column in `docs/lake.md`.
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{ArrayBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use std::borrow::Cow;
-
 use inlet_segment::{
     Member, ObjectWriter, RawObject, Scalar, StoredRecord, is_null, object_members, parse_timestamp, scalar,
     string_value,
@@ -267,7 +266,7 @@ fn split_object<'m, 'a>(member: &'m Member<'a>) -> Option<Cow<'m, RawObject<'a>>
 
 /// Strings as they are; numbers and booleans as their JSON text; objects, arrays and null as
 /// absent (they have no single-value reading).
-fn scalar_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
     match scalar(raw) {
         Scalar::String(s) => Some(s),
         Scalar::Number(n) => Some(n.to_string().into()),
