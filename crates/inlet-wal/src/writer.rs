@@ -230,7 +230,7 @@ fn run_writer(mut wal: Wal, receiver: mpsc::Receiver<Command>, stats: &WalStats,
             match receiver.try_recv() {
                 Ok(command) => {
                     if let Command::Append { records, .. } = &command {
-                        gathered += records.framed_bytes();
+                        gathered += records.payload_bytes();
                     }
                     commands.push(command);
                 }
