@@ -1,5 +1,9 @@
-//! The ingestion hot path without HTTP: parse + normalise + encode a 100-event batch, and
-//! append it to the WAL with and without fsync. Results: `docs/benchmarks.md`.
+//! The ingestion hot path without HTTP: parse + normalise + encode a 100-event batch (and one
+//! single-message body), and append the batch to the WAL with and without fsync. Results:
+//! `docs/benchmarks.md`.
+
+#[path = "corpus/mod.rs"]
+mod corpus;
 
 use std::hint::black_box;
 
@@ -7,36 +11,8 @@ use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use inlet_segment::{Limits, Normaliser, RequestMeta, RouteKind, encode_stored_event, parse_body};
 use inlet_wal::{FsyncPolicy, Wal, WalConfig};
-use serde_json::json;
 
-const EVENTS: usize = 100;
-
-/// A batch shaped like what analytics.js and the mobile SDKs send (~700 bytes an event).
-fn batch_body() -> Vec<u8> {
-    let events: Vec<_> = (0..EVENTS)
-        .map(|i| {
-            json!({
-                "type": if i % 3 == 0 { "page" } else { "track" },
-                "event": "Article Viewed",
-                "messageId": format!("ajs-next-1714557598120-{i:08}-0c7a-4d0e-9d5e-0d7b3b1a2f10"),
-                "anonymousId": "8d9c1a34-5b6e-4f70-8a91-b2c3d4e5f607",
-                "userId": format!("doc-{}", i % 17),
-                "timestamp": "2024-05-01T09:59:58.120Z",
-                "properties": {"article_id": format!("a-{i}"), "category": "implants", "position": i},
-                "context": {
-                    "page": {"path": "/articles/implants", "referrer": "https://www.google.com/", "title": "Implant care",
-                             "url": "https://dentists.example.com/articles/implants?utm_source=newsletter", "search": "?utm_source=newsletter"},
-                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-                    "locale": "ko-KR", "timezone": "Asia/Seoul",
-                    "library": {"name": "analytics.js", "version": "next-1.70.0"},
-                    "campaign": {"source": "newsletter", "medium": "email"}
-                },
-                "integrations": {}
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({"batch": events, "sentAt": "2024-05-01T09:59:58.130Z", "writeKey": "k"})).expect("json")
-}
+use corpus::{EVENTS, batch_body, normalise_single, single_body};
 
 fn normalise_batch(normaliser: &Normaliser, body: &[u8], meta: &RequestMeta) -> Vec<Vec<u8>> {
     let parsed = parse_body(body, RouteKind::Batch, &normaliser.limits).expect("valid batch");
@@ -85,6 +61,12 @@ fn benches(c: &mut Criterion) {
             wal.sync().expect("sync");
         })
     });
+    group.finish();
+
+    let single = single_body();
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("normalise_single", |b| b.iter(|| normalise_single(&normaliser, black_box(&single), &meta)));
     group.finish();
 }
 

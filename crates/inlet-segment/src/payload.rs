@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::message_type::MessageType;
 use crate::normalise::BatchDefaults;
+use crate::raw_json::{is_null, object_members, string_value};
 use crate::rejection::RequestError;
 
 /// The Segment limits on messages.
@@ -121,10 +122,19 @@ impl<'de> Visitor<'de> for BatchVisitor {
     }
 }
 
-#[derive(Deserialize)]
-struct WriteKeyOnly {
-    #[serde(rename = "writeKey", default)]
-    write_key: Option<Value>,
+/// `writeKey` of a single message, found by the walk over its members (text serde_json has
+/// just checked) rather than by serde_json reading the whole body a second time, which cost as
+/// much as that check. A repeated key counts with its last value, as the normaliser reads
+/// every other field.
+fn body_write_key(message: &str) -> Result<Option<String>, RequestError> {
+    let members = object_members(message).ok_or(RequestError::NotAnObject)?;
+    match members.get("writeKey") {
+        None => Ok(None),
+        Some(value) if is_null(value) => Ok(None),
+        Some(value) => string_value(value)
+            .map(|key| Some(key.into_owned()))
+            .ok_or(RequestError::InvalidField { field: "writeKey", expected: "a string" }),
+    }
 }
 
 /// Splits a decompressed body into messages. Only the envelope is checked here; each message
@@ -147,8 +157,7 @@ pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Resul
     match kind {
         RouteKind::Single(message_type) => {
             let raw: &RawValue = serde_json::from_str(text).map_err(json_error)?;
-            let write_key = serde_json::from_str::<WriteKeyOnly>(raw.get()).map_err(json_error)?.write_key;
-            let write_key = string_field("writeKey", write_key)?;
+            let write_key = body_write_key(raw.get())?;
             Ok(ParsedBody {
                 write_key,
                 items: vec![raw],
@@ -230,6 +239,18 @@ mod tests {
         assert_eq!(parsed.items.len(), 1);
         assert_eq!(parsed.write_key.as_deref(), Some("k"));
         assert_eq!(parsed.forced_type, Some(MessageType::Track));
+        assert_eq!(parsed.items[0].get(), r#"{"event":"x","writeKey":"k"}"#);
+
+        let track = RouteKind::Single(MessageType::Track);
+        let key = |body| parse(body, track).map(|parsed| parsed.write_key);
+        assert_eq!(key(r#" {"writeKey":"k\u00e9\"", "event":"x"} "#), Ok(Some("k\u{e9}\"".into())));
+        assert_eq!(key(r#"{"event":"x","writeKey":null}"#), Ok(None));
+        assert_eq!(key(r#"{"properties":{"writeKey":"inner"}}"#), Ok(None));
+        assert_eq!(key(r#"{"writeKey":"a","writeKey":"b"}"#), Ok(Some("b".into())), "the last of a repeated key");
+        for wrong in [r#"{"writeKey":7}"#, r#"{"writeKey":["k"]}"#, r#"{"writeKey":{"k":1}}"#] {
+            assert_eq!(key(wrong).expect_err(wrong).code(), "invalid_field", "{wrong}");
+        }
+        assert_eq!(key(r#"{"writeKey":"k",}"#).expect_err("trailing comma").code(), "invalid_json");
     }
 
     #[test]
