@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/inlet/target}"
 loadtest="${LOADTEST_BIN:-$CARGO_TARGET_DIR/release/inlet-loadtest}"
 key="ab-write-key"
 # The WAL's durable LSN less the lake's cursor: records acknowledged and not yet in the lake.
-metric() { curl -s "$gateway_url/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
+metric() { curl -s "$gateway_admin_url/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
 for round in $(seq 1 "${ROUNDS:-1}"); do
   for bin in "$@"; do
     # shellcheck disable=SC2086

@@ -19,7 +19,7 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     start_fresh_gateway "$bin" "$key" ${GATEWAY_ENV:-}
     report="$("$loadtest" run --target "$gateway_url" --pid "$gateway_pid" --rate "$rate" --duration "$seconds" \
       --write-key "$key" --mix track=6,page=3,identify=1)"
-    slow="$(curl -s "$gateway_url/metrics" | awk '/^inlet_wal_fsync_duration_seconds_bucket\{le="0.01"\}/{b=$2} /^inlet_wal_fsync_duration_seconds_count /{c=$2} END{print c-b "/" c}')"
+    slow="$(curl -s "$gateway_admin_url/metrics" | awk '/^inlet_wal_fsync_duration_seconds_bucket\{le="0.01"\}/{b=$2} /^inlet_wal_fsync_duration_seconds_count /{c=$2} END{print c-b "/" c}')"
     stop_gateway
     python3 - "$report" "$round" "$bin" "$slow" <<'PY'
 import json, sys

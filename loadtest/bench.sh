@@ -43,6 +43,7 @@ measure --label "baseline batch" --target "$baseline" --pid "$baseline_pid" --co
 # shellcheck disable=SC2086
 start_gateway "$work/data" "[{name = \"load\", write_key = \"$key\"}]" ${GATEWAY_ENV:-}
 gateway="$gateway_url"
+gateway_admin="$gateway_admin_url"
 next=0
 # lake_catch_up EVENTS SINCE: waits until the lake is within one range of the WAL (the last
 # partial range waits for its age limit) and prints the rate of the whole pipeline from SINCE
@@ -50,7 +51,7 @@ next=0
 lake_catch_up() {
   local caught_up lag
   while :; do
-    lag="$(curl -s "$gateway/metrics" | awk '/^inlet_wal_durable_lsn /{d=$2} /^inlet_lake_cursor_lsn /{c=$2} END{print d-c}')"
+    lag="$(curl -s "$gateway_admin/metrics" | awk '/^inlet_wal_durable_lsn /{d=$2} /^inlet_lake_cursor_lsn /{c=$2} END{print d-c}')"
     [ "$lag" -lt 250000 ] && break
     sleep 0.5
   done

@@ -19,16 +19,20 @@ wait_for() {
 
 # start_gateway DATA_DIR SOURCES_TOML [VAR=VALUE ...]: runs $GATEWAY_BIN on $gateway_port (a
 # free port, chosen once, so a restart listens where clients send), with its data in DATA_DIR
-# (the lake in DATA_DIR/lake unless a VAR says otherwise); sets gateway_url and gateway_pid.
+# (the lake in DATA_DIR/lake unless a VAR says otherwise), its admin listener on $admin_port;
+# sets gateway_url, gateway_admin_url (metrics) and gateway_pid.
 start_gateway() {
   local data="$1" sources="$2"
   shift 2
   gateway_port="${gateway_port:-$(free_port)}"
-  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$gateway_port" INLET_LOG_LEVEL=warn \
+  admin_port="${admin_port:-$(free_port)}"
+  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$gateway_port" INLET_ADMIN__LISTEN="127.0.0.1:$admin_port" \
+    INLET_LOG_LEVEL=warn \
     INLET_SOURCES="$sources" "$@" "$GATEWAY_BIN" >> "$data.log" 2>&1 &
   gateway_pid=$!
   background_pids+=("$gateway_pid")
   gateway_url="http://127.0.0.1:$gateway_port"
+  gateway_admin_url="http://127.0.0.1:$admin_port"
   wait_for "$gateway_url/healthz"
 }
 

@@ -27,11 +27,14 @@ export async function waitFor(what, check, timeoutMs = 15_000) {
 export async function startGateway(bin, writeKey) {
   const dir = mkdtempSync(join(tmpdir(), 'inlet-browser-'));
   const port = await freePort();
+  const adminPort = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
   const env = {
     ...process.env,
     INLET_DATA_DIR: join(dir, 'data'),
     INLET_SERVER__LISTEN: `127.0.0.1:${port}`,
+    INLET_ADMIN__LISTEN: `127.0.0.1:${adminPort}`,
     INLET_LOG_LEVEL: 'warn',
     INLET_SOURCES: `[{name = "web", write_key = "${writeKey}"}]`,
     // Every event is read back from the WAL after the stop. With spare segments the first
@@ -50,7 +53,7 @@ export async function startGateway(bin, writeKey) {
     url,
     /** Events stored so far (duplicates by messageId are not counted). */
     async accepted() {
-      const text = await (await fetch(`${url}/metrics`)).text();
+      const text = await (await fetch(`${adminUrl}/metrics`)).text();
       return text
         .split('\n')
         .filter((line) => line.startsWith('inlet_ingest_events_accepted_total'))

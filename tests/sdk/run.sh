@@ -23,7 +23,8 @@ run_id="run$$"
 lake_prefix="sdk-$run_id-$(date +%s)"
 # Every event is read back from the WAL after the stop. With spare segments the first segment
 # is closed early and deleted once the lake has it; without them it keeps all this test sends.
-INLET_DATA_DIR="$work/data" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_LOG_LEVEL=warn INLET_WAL__PREALLOCATE=false \
+INLET_DATA_DIR="$work/data" INLET_SERVER__LISTEN="127.0.0.1:$port" INLET_ADMIN__LISTEN=127.0.0.1:0 \
+  INLET_LOG_LEVEL=warn INLET_WAL__PREALLOCATE=false \
   INLET_LAKE__URL="s3://$GARAGE_BUCKET/$lake_prefix" INLET_LAKE__S3_ENDPOINT="$GARAGE_ENDPOINT" \
   INLET_LAKE__S3_FORCE_PATH_STYLE=true INLET_LAKE__MAX_AGE_SECS=1 \
   INLET_SOURCES="[{name = \"web\", write_key = \"$key\"}]" "$GATEWAY_BIN" > "$work/gateway.out" 2> "$work/gateway.err" &

@@ -1,25 +1,41 @@
 //! Write keys: read from HTTP Basic (username = key, password empty, colon optional) or the
 //! body's `writeKey`, and resolved to the configured source. The key itself is never stored or
 //! logged; only the source name travels on.
+//!
+//! Keys are held in memory as their SHA-256 only: a lookup hashes the candidate and finds the
+//! digest, so the time a lookup takes depends on the digest's bytes, which tell a guesser
+//! nothing about the key's (a plain string comparison leaks how many leading bytes matched),
+//! and a memory dump shows no key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 use crate::config::SourceConfig;
 use crate::error::ApiError;
 
-/// Write key → source name.
-#[derive(Debug, Clone, Default)]
+/// SHA-256 of the write key → source name.
+#[derive(Clone, Default)]
 pub struct Sources {
-    by_key: HashMap<String, Arc<str>>,
+    by_key: HashMap<[u8; 32], Arc<str>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources").field("names", &self.by_key.values().collect::<Vec<_>>()).finish()
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 impl Sources {
     pub fn new(sources: &[SourceConfig]) -> Sources {
-        Sources { by_key: sources.iter().map(|s| (s.write_key.clone(), Arc::from(s.name.as_str()))).collect() }
+        Sources { by_key: sources.iter().map(|s| (digest(&s.write_key), Arc::from(s.name.as_str()))).collect() }
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -33,7 +49,7 @@ impl Sources {
     }
 
     pub fn lookup(&self, key: &str) -> Option<Arc<str>> {
-        self.by_key.get(key).cloned()
+        self.by_key.get(&digest(key)).cloned()
     }
 }
 
@@ -79,10 +95,7 @@ mod tests {
 
     #[test]
     fn header_key_wins_and_unknown_keys_are_refused() {
-        let sources = Sources::new(&[
-            SourceConfig { name: "web".into(), write_key: "k1".into() },
-            SourceConfig { name: "ios".into(), write_key: "k2".into() },
-        ]);
+        let sources = Sources::new(&[SourceConfig::new("web", "k1"), SourceConfig::new("ios", "k2")]);
         assert_eq!(&*sources.resolve(Some("k2"), Some("k1")).expect("known"), "ios");
         assert_eq!(&*sources.resolve(None, Some("k1")).expect("known"), "web");
         assert!(matches!(sources.resolve(None, None), Err(ApiError::MissingWriteKey)));

@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
@@ -11,6 +13,9 @@ use http_body_util::BodyExt;
 
 use crate::error::ApiError;
 use crate::inflight::Reservation;
+
+/// The largest buffer allocated for a body before its bytes arrive.
+const INITIAL_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How a body is encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,32 +45,57 @@ pub fn content_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// How fast a body must arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPace {
+    /// The whole body within this time.
+    pub timeout: Duration,
+    /// After `grace`, on average at least this many bytes a second since the body began.
+    pub min_bytes_per_sec: u64,
+    pub grace: Duration,
+}
+
+impl BodyPace {
+    /// When the next bytes must have arrived, `received` having come by now: the later of the
+    /// grace and the time the minimum rate allows for them, never past the whole timeout.
+    fn next_deadline(&self, started: Instant, received: usize) -> Instant {
+        let rate = self.min_bytes_per_sec.max(1);
+        let earned = Duration::from_secs_f64(received as f64 / rate as f64);
+        started + (self.grace + earned).min(self.timeout)
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes on the wire (chunked bodies without
-/// `Content-Length` are counted as they stream) and bodies slower than `timeout`. Every byte
-/// is reserved from the in-flight budget before it is kept; the reservation already covers
-/// the declared length, if any.
+/// `Content-Length` are counted as they stream) and bodies slower than `pace`. Every byte is
+/// reserved from the in-flight budget as it arrives; a declared length only sizes the first
+/// buffer, up to [`INITIAL_BUFFER_BYTES`], since declaring costs a client nothing.
 pub async fn read_capped(
     body: Body,
     limit: usize,
-    timeout: Duration,
-    reservation: &mut Reservation<'_>,
+    declared: Option<usize>,
+    pace: BodyPace,
+    reservation: &mut Reservation,
 ) -> Result<Bytes, ApiError> {
-    let read = async {
-        let mut body = body;
-        let mut buf = BytesMut::with_capacity(reservation.bytes().min(limit));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
-            let Ok(data) = frame.into_data() else { continue };
-            let total = buf.len() + data.len();
-            if total > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            reservation.grow_to(total)?;
-            buf.extend_from_slice(&data);
+    let started = Instant::now();
+    let mut body = body;
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit).min(INITIAL_BUFFER_BYTES));
+    loop {
+        let deadline = pace.next_deadline(started, buf.len());
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(buf.freeze()),
+            Err(_) if started.elapsed() >= pace.timeout => return Err(ApiError::BodyTimeout(pace.timeout.as_secs())),
+            Err(_) => return Err(ApiError::BodyTooSlow { min_bytes_per_sec: pace.min_bytes_per_sec }),
+        };
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let total = buf.len() + data.len();
+        if total > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
-        Ok(buf.freeze())
-    };
-    tokio::time::timeout(timeout, read).await.unwrap_or(Err(ApiError::BodyTimeout(timeout.as_secs())))
+        reservation.grow_to(total)?;
+        buf.extend_from_slice(&data);
+    }
 }
 
 /// Reads and drops up to `limit` bytes of a refused request's body, on a task of its own so
@@ -148,6 +178,16 @@ mod tests {
         assert!(matches!(decode(truncated, Encoding::Gzip, 1000), Err(ApiError::InvalidEncoding { .. })));
         let fake = Bytes::from_static(b"{\"not\":\"gzip\"}");
         assert!(matches!(decode(fake, Encoding::Gzip, 1000), Err(ApiError::InvalidEncoding { .. })));
+    }
+
+    #[test]
+    fn a_body_must_keep_its_pace_after_the_grace() {
+        let pace =
+            BodyPace { timeout: Duration::from_secs(30), min_bytes_per_sec: 1000, grace: Duration::from_secs(5) };
+        let start = Instant::now();
+        assert_eq!(pace.next_deadline(start, 0), start + Duration::from_secs(5));
+        assert_eq!(pace.next_deadline(start, 10_000), start + Duration::from_secs(15), "10 s earned by 10 KB");
+        assert_eq!(pace.next_deadline(start, 1_000_000), start + Duration::from_secs(30), "never past the timeout");
     }
 
     #[test]

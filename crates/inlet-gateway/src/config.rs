@@ -30,6 +30,7 @@ pub struct Config {
     /// A `tracing` filter (`info`, `inlet_gateway=debug,info`, …).
     pub log_level: String,
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub limits: LimitsConfig,
     pub wal: WalSettings,
     pub dedupe: DedupeConfig,
@@ -61,14 +62,66 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// A request body must arrive within this time (slow clients get 408).
     pub body_read_timeout_secs: u64,
+    /// After `body_rate_grace_secs`, a body must keep arriving at this many bytes a second on
+    /// average (slower clients get 408).
+    pub min_body_bytes_per_sec: u64,
+    pub body_rate_grace_secs: u64,
+    /// A connection's first request must start within this time of its accept (or TLS
+    /// handshake), or the connection is closed.
+    pub first_request_timeout_secs: u64,
+    /// HTTP/1: a request's headers must arrive within this time.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2).
+    pub idle_timeout_secs: u64,
+    /// A connection older than this is asked to close after its current requests.
+    pub max_connection_age_secs: u64,
+    /// HTTP/2: a ping this often, which must be answered within the same time.
+    pub http2_keepalive_secs: u64,
+    pub http2_max_concurrent_streams: u32,
     /// Connections open at once; beyond it new ones wait in the listen backlog. What bounds
     /// the memory of many idle or slow clients (each connection costs tens of KiB).
     pub max_connections: usize,
+    /// Connections one client address may hold open (peers in `trusted_proxies` excepted).
+    pub max_connections_per_client: usize,
     /// Connections the kernel completes and queues before the gateway accepts them (capped
     /// by `net.core.somaxconn`). Beyond it SYNs are dropped and clients retry a second later.
     pub listen_backlog: u32,
     pub tls: Option<TlsConfig>,
 }
+
+/// The operators' listener: `/metrics`, the probes with their details, and operator APIs.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where it listens. Keep it on loopback or a private network: `/metrics` needs no token.
+    pub listen: SocketAddr,
+    /// `false`: no admin listener at all.
+    pub enabled: bool,
+    /// The bearer token operator APIs require (`/admin/…`). Without it they answer `401`.
+    pub token: Option<String>,
+    /// A file holding the token (read at start, surrounding whitespace trimmed).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), enabled: true, token: None, token_file: None }
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +143,17 @@ pub struct LimitsConfig {
     pub max_inflight_bytes: usize,
     /// Ingestion requests being handled at once; beyond it requests get 429.
     pub max_inflight_requests: usize,
+    /// Of those, how many one client address may have (beyond it that client gets 429).
+    pub max_inflight_requests_per_client: usize,
+    /// What one request's events may add up to once normalised (the batch's context merged
+    /// into each); beyond it the request gets 413.
+    pub max_stored_request_bytes: usize,
+    /// The share (0–1] of the in-flight budgets and of `wal.max_disk_bytes` one source may
+    /// hold when more than one source is configured; beyond it that source gets 429.
+    pub source_share: f64,
+    /// Failed authentications one client address may make per minute (a burst of as many);
+    /// beyond it its requests get 429 until the rate falls back.
+    pub failed_auth_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -177,12 +241,35 @@ impl Default for LakeConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Stored with every event (`source` in the lake); lowercase letters, digits, `-`, `_`.
     pub name: String,
     pub write_key: String,
+    /// A sustained rate (events a second) this source may send; beyond it, `429`. Unset: no rate limit.
+    #[serde(default)]
+    pub events_per_sec: Option<u32>,
+    /// The burst above `events_per_sec` (default: one second's worth, at least a full batch).
+    #[serde(default)]
+    pub burst_events: Option<u32>,
+}
+
+impl SourceConfig {
+    pub fn new(name: impl Into<String>, write_key: impl Into<String>) -> SourceConfig {
+        SourceConfig { name: name.into(), write_key: write_key.into(), events_per_sec: None, burst_events: None }
+    }
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("write_key", &REDACTED)
+            .field("events_per_sec", &self.events_per_sec)
+            .field("burst_events", &self.burst_events)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -192,6 +279,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             server: ServerConfig::default(),
+            admin: AdminConfig::default(),
             limits: LimitsConfig::default(),
             wal: WalSettings::default(),
             dedupe: DedupeConfig::default(),
@@ -210,7 +298,16 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
             body_read_timeout_secs: 30,
+            min_body_bytes_per_sec: 1024,
+            body_rate_grace_secs: 5,
+            first_request_timeout_secs: 10,
+            header_read_timeout_secs: 20,
+            idle_timeout_secs: 75,
+            max_connection_age_secs: 3600,
+            http2_keepalive_secs: 30,
+            http2_max_concurrent_streams: 100,
             max_connections: 10_000,
+            max_connections_per_client: 256,
             listen_backlog: 4096,
             tls: None,
         }
@@ -225,6 +322,10 @@ impl Default for LimitsConfig {
             max_batch_events: 2500,
             max_inflight_bytes: 128 * 1024 * 1024,
             max_inflight_requests: 1024,
+            max_inflight_requests_per_client: 128,
+            max_stored_request_bytes: 2 * 1024 * 1024,
+            source_share: 0.5,
+            failed_auth_per_minute: 30,
         }
     }
 }
@@ -295,8 +396,39 @@ impl Config {
         {
             return invalid("limits must be greater than zero".into());
         }
-        if self.server.max_connections == 0 || self.server.listen_backlog == 0 {
-            return invalid("server.max_connections and server.listen_backlog must be greater than zero".into());
+        let server = &self.server;
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.max_connections_per_client", server.max_connections_per_client as u64),
+            ("server.listen_backlog", u64::from(server.listen_backlog)),
+            ("server.first_request_timeout_secs", server.first_request_timeout_secs),
+            ("server.header_read_timeout_secs", server.header_read_timeout_secs),
+            ("server.idle_timeout_secs", server.idle_timeout_secs),
+            ("server.max_connection_age_secs", server.max_connection_age_secs),
+            ("server.http2_keepalive_secs", server.http2_keepalive_secs),
+            ("server.http2_max_concurrent_streams", u64::from(server.http2_max_concurrent_streams)),
+            ("server.body_read_timeout_secs", server.body_read_timeout_secs),
+            ("limits.max_inflight_requests_per_client", l.max_inflight_requests_per_client as u64),
+            ("limits.failed_auth_per_minute", u64::from(l.failed_auth_per_minute)),
+        ] {
+            if value == 0 {
+                return invalid(format!("{key} must be greater than zero"));
+            }
+        }
+        if !(l.source_share > 0.0 && l.source_share <= 1.0) {
+            return invalid(format!("limits.source_share {} must be greater than 0 and at most 1", l.source_share));
+        }
+        if l.max_stored_request_bytes < l.max_request_bytes {
+            return invalid("limits.max_stored_request_bytes must be at least limits.max_request_bytes".into());
+        }
+        if self.admin.token.is_some() && self.admin.token_file.is_some() {
+            return invalid("admin.token and admin.token_file are exclusive: set one".into());
+        }
+        if self.admin.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return invalid("admin.token must be at least 16 characters".into());
+        }
+        if self.admin.enabled && self.admin.listen == self.server.listen && self.server.listen.port() != 0 {
+            return invalid("admin.listen must differ from server.listen".into());
         }
         if l.max_event_bytes > l.max_request_bytes {
             return invalid("limits.max_event_bytes must not exceed limits.max_request_bytes".into());
@@ -362,6 +494,15 @@ impl Config {
             }
             if !keys.insert(&source.write_key) {
                 return invalid(format!("source {:?}: its write_key is used by another source", source.name));
+            }
+            if source.events_per_sec == Some(0) || source.burst_events == Some(0) {
+                return invalid(format!(
+                    "source {:?}: events_per_sec and burst_events must be greater than zero",
+                    source.name
+                ));
+            }
+            if source.burst_events.is_some() && source.events_per_sec.is_none() {
+                return invalid(format!("source {:?}: burst_events needs events_per_sec", source.name));
             }
         }
         // Without configured sources the development source is created at start.

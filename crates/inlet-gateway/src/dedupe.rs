@@ -97,18 +97,23 @@ pub struct Deduplicator {
     shards: Box<[RwLock<Index>]>,
     /// The sets' total size, kept alongside so metrics never take a lock.
     entries: AtomicUsize,
-}
-
-/// The key of one message.
-pub fn dedupe_key(source: &str, message_id: &str) -> u128 {
-    let mut buf = Vec::with_capacity(source.len() + message_id.len() + 1);
-    buf.extend_from_slice(source.as_bytes());
-    buf.push(0);
-    buf.extend_from_slice(message_id.as_bytes());
-    xxhash_rust::xxh3::xxh3_128(&buf)
+    /// The keys' hash seed, secret and new at every start.
+    seed: u64,
 }
 
 impl Deduplicator {
+    /// The key of one message. Seeded with a secret chosen at start (the index is rebuilt from
+    /// the WAL at every start, so the seed need not persist): message ids are the client's
+    /// choice, and with an unseeded hash a client could precompute ids that collide, to pile
+    /// them into one shard or to make another client's events look like duplicates.
+    pub fn key(&self, source: &str, message_id: &str) -> u128 {
+        let mut buf = Vec::with_capacity(source.len() + message_id.len() + 1);
+        buf.extend_from_slice(source.as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(message_id.as_bytes());
+        xxhash_rust::xxh3::xxh3_128_with_seed(&buf, self.seed)
+    }
+
     pub fn new(window: Duration, max_entries: usize) -> Deduplicator {
         Deduplicator::new_at(window, max_entries, Instant::now())
     }
@@ -125,6 +130,7 @@ impl Deduplicator {
             shard_max_entries: (max_entries / shards).max(1),
             shards: (0..shards).map(|_| shard()).collect(),
             entries: AtomicUsize::new(0),
+            seed: uuid::Uuid::new_v4().as_u64_pair().0,
         }
     }
 
@@ -232,19 +238,19 @@ mod tests {
         let start = Instant::now();
         let at = |d: Duration| start + d;
         let dedupe = Deduplicator::new_at(24 * HOUR, 1000, start);
-        let a = dedupe_key("web", "m1");
+        let a = dedupe.key("web", "m1");
         assert!(!dedupe.contains(a));
         dedupe.insert_all_at([a], at(Duration::ZERO));
         assert!(dedupe.contains(a));
-        assert!(!dedupe.contains(dedupe_key("ios", "m1")), "sources are separate");
+        assert!(!dedupe.contains(dedupe.key("ios", "m1")), "sources are separate");
         // An insert every hour keeps generations rotating.
         for hour in 1..=24 {
-            dedupe.insert_all_at([dedupe_key("web", &format!("h{hour}"))], at(hour * HOUR));
+            dedupe.insert_all_at([dedupe.key("web", &format!("h{hour}"))], at(hour * HOUR));
             assert!(dedupe.contains(a), "still remembered after {hour} h");
         }
-        dedupe.insert_all_at([dedupe_key("web", "late")], at(26 * HOUR));
+        dedupe.insert_all_at([dedupe.key("web", "late")], at(26 * HOUR));
         assert!(!dedupe.contains(a), "forgotten once the window (plus one slice) has passed");
-        assert!(dedupe.contains(dedupe_key("web", "h24")));
+        assert!(dedupe.contains(dedupe.key("web", "h24")));
         assert_eq!(dedupe.len(), listed(&dedupe));
     }
 
@@ -255,12 +261,12 @@ mod tests {
         let mut evicted = 0;
         for hour in 0..20u32 {
             let now = start + hour * HOUR;
-            evicted += dedupe.insert_all_at((0..30).map(|i| dedupe_key("s", &format!("{hour}-{i}"))), now);
+            evicted += dedupe.insert_all_at((0..30).map(|i| dedupe.key("s", &format!("{hour}-{i}"))), now);
             assert!(dedupe.len() <= 100, "{} entries", dedupe.len());
             assert_eq!(dedupe.len(), listed(&dedupe));
         }
         assert_eq!(evicted, 20 * 30 - dedupe.len() as u64, "every id forgotten early was counted");
-        assert!(dedupe.contains(dedupe_key("s", "19-0")), "the newest ids are kept");
+        assert!(dedupe.contains(dedupe.key("s", "19-0")), "the newest ids are kept");
     }
 
     #[test]
@@ -269,14 +275,14 @@ mod tests {
         let dedupe = Deduplicator::new_at(24 * HOUR, 240, start);
         let mut evicted = 0;
         for batch in 0..50u32 {
-            evicted += dedupe.insert_all_at((0..100).map(|i| dedupe_key("s", &format!("{batch}-{i}"))), start);
+            evicted += dedupe.insert_all_at((0..100).map(|i| dedupe.key("s", &format!("{batch}-{i}"))), start);
             assert!(dedupe.len() <= 240, "{} entries", dedupe.len());
             assert_eq!(dedupe.len(), listed(&dedupe));
         }
         assert_eq!(evicted, 50 * 100 - dedupe.len() as u64);
         assert!(dedupe.len() >= 240 - 240 / GENERATIONS as usize, "only what the bound requires is dropped");
-        assert!(dedupe.contains(dedupe_key("s", "49-99")));
-        assert!(!dedupe.contains(dedupe_key("s", "0-0")));
+        assert!(dedupe.contains(dedupe.key("s", "49-99")));
+        assert!(!dedupe.contains(dedupe.key("s", "0-0")));
     }
 
     /// At the default bound the index is cut into 32 shards: the bound holds in total, ids
@@ -308,7 +314,7 @@ mod tests {
     #[test]
     fn looks_up_a_request_at_once_and_ignores_repeats_within_it() {
         let dedupe = Deduplicator::new(24 * HOUR, 100);
-        let (a, b) = (dedupe_key("s", "a"), dedupe_key("s", "b"));
+        let (a, b) = (dedupe.key("s", "a"), dedupe.key("s", "b"));
         dedupe.insert_all([a, a]);
         assert_eq!(dedupe.len(), 1);
         assert_eq!(dedupe.known(&[b, a, b]), [false, true, false]);

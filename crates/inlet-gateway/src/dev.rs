@@ -24,13 +24,14 @@ pub fn ensure_dev_source(config: &mut Config) -> anyhow::Result<Option<String>> 
         Err(e) if e.kind() == ErrorKind::NotFound => write_new_key(&path)?,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    config.sources.push(SourceConfig { name: DEV_SOURCE.into(), write_key: key.clone() });
+    config.sources.push(SourceConfig::new(DEV_SOURCE, key.clone()));
     Ok(Some(key))
 }
 
+/// Writes a new key readable by its owner only (`0600`): it authenticates as the source.
 fn write_new_key(path: &std::path::Path) -> anyhow::Result<String> {
     let key = format!("dev_{}", uuid::Uuid::new_v4().simple());
-    fs::write(path, &key).with_context(|| format!("writing {}", path.display()))?;
+    inlet_wal::durable_replace_private(path, key.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
 }
 
@@ -47,5 +48,11 @@ mod tests {
         assert_eq!(ensure_dev_source(&mut again).expect("read").as_deref(), Some(first.as_str()));
         assert_eq!(again.sources[0].name, DEV_SOURCE);
         assert_eq!(ensure_dev_source(&mut again).expect("noop"), None, "configured sources are left alone");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("dev-write-key")).expect("key file").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the key file is its owner's only");
+        }
     }
 }

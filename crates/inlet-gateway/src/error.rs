@@ -1,7 +1,10 @@
 //! The one error type of the HTTP boundary, and its one mapping to status codes.
 //!
 //! Statuses are chosen for the official SDKs' retry rules (see `docs/api.md`): 400/401/404/413/415
-//! are permanent (every SDK drops the batch), 408/429/503 are retried by every SDK.
+//! are permanent (every SDK drops the batch), 408/429/503 are retried by every SDK. A client's
+//! own oversized input is a 4xx, never a 503: a 503 is retried forever. Every `429` says which
+//! budget was full in its code, so one source or client being limited is told apart from the
+//! gateway being overloaded.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -33,10 +36,28 @@ pub enum ApiError {
     UnsupportedEncoding(String),
     #[error("request body did not arrive within {0} seconds")]
     BodyTimeout(u64),
+    #[error("request body arrived slower than {min_bytes_per_sec} bytes a second")]
+    BodyTooSlow { min_bytes_per_sec: u64 },
     #[error("request body could not be read: {0}")]
     BodyRead(String),
     #[error("too many requests in flight; retry after the delay in Retry-After")]
     Overloaded,
+    #[error("too many requests in flight from this client; retry after the delay in Retry-After")]
+    ClientOverloaded,
+    #[error("this source holds its share of the requests in flight; retry after the delay in Retry-After")]
+    SourceOverloaded,
+    #[error("this source is over its configured event rate; retry after the delay in Retry-After")]
+    SourceRateLimited { retry_after_secs: u32 },
+    #[error(
+        "this source's events hold its share of the write-ahead log's disk budget; retry after the delay in Retry-After"
+    )]
+    SourceStorageFull,
+    #[error("too many failed authentications from this client; retry after the delay in Retry-After")]
+    AuthThrottled,
+    #[error(
+        "the request's events add up to more than {limit} bytes once stored (the batch's context is stored with each)"
+    )]
+    StoredTooLarge { limit: usize },
     #[error("the write-ahead log is over its disk budget; retry after the delay in Retry-After")]
     StorageFull,
     #[error("events cannot be stored right now; retry after the delay in Retry-After")]
@@ -69,17 +90,22 @@ impl ApiError {
             ApiError::MissingWriteKey | ApiError::InvalidWriteKey | ApiError::InvalidAuthorization(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Request(RequestError::TooManyEvents { .. }) | ApiError::PayloadTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::Request(RequestError::TooManyEvents { .. })
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::StoredTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Request(_)
             | ApiError::Rejected(_)
             | ApiError::AllRejected(_)
             | ApiError::InvalidEncoding { .. }
             | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout(_) | ApiError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded
+            | ApiError::ClientOverloaded
+            | ApiError::SourceOverloaded
+            | ApiError::SourceRateLimited { .. }
+            | ApiError::SourceStorageFull
+            | ApiError::AuthThrottled => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageFull | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -99,8 +125,15 @@ impl ApiError {
             ApiError::InvalidEncoding { .. } => "invalid_encoding",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::BodyTimeout(_) => "request_timeout",
+            ApiError::BodyTooSlow { .. } => "body_too_slow",
             ApiError::BodyRead(_) => "invalid_body",
             ApiError::Overloaded => "overloaded",
+            ApiError::ClientOverloaded => "client_overloaded",
+            ApiError::SourceOverloaded => "source_overloaded",
+            ApiError::SourceRateLimited { .. } => "source_rate_limited",
+            ApiError::SourceStorageFull => "source_storage_full",
+            ApiError::AuthThrottled => "auth_throttled",
+            ApiError::StoredTooLarge { .. } => "stored_request_too_large",
             ApiError::StorageFull => "storage_full",
             ApiError::StorageUnavailable => "storage_unavailable",
             ApiError::NotFound => "not_found",
@@ -111,7 +144,10 @@ impl ApiError {
     /// Seconds a client should wait before retrying, for the retriable errors.
     fn retry_after_secs(&self) -> Option<u32> {
         match self {
-            ApiError::Overloaded => Some(1),
+            ApiError::Overloaded | ApiError::ClientOverloaded | ApiError::SourceOverloaded => Some(1),
+            ApiError::SourceRateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::SourceStorageFull => Some(30),
+            ApiError::AuthThrottled => Some(10),
             ApiError::StorageUnavailable => Some(5),
             ApiError::StorageFull => Some(30),
             _ => None,

@@ -1,7 +1,7 @@
 //! The Tracking API: authenticate, read and decode the body, validate and normalise each
 //! message, drop duplicates, append to the WAL and answer only once it is durable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use inlet_wal::FramedRecords;
 use serde::Serialize;
 
 use crate::auth::basic_write_key;
-use crate::body::{Encoding, content_length, decode, discard_after_answer, read_capped};
+use crate::body::{BodyPace, Encoding, content_length, decode, discard_after_answer, read_capped};
 use crate::client_ip::client_ip;
-use crate::dedupe::{KeySet, dedupe_key};
+use crate::dedupe::KeySet;
 use crate::error::{ApiError, ItemError};
 use crate::inflight::Reservation;
 use crate::state::AppState;
@@ -106,45 +106,58 @@ async fn ingest_inner(
     body: Body,
 ) -> Result<Accepted, Refused> {
     let limits = &state.config.limits;
-    let declared = content_length(headers);
-    let (mut reservation, encoding, header_key) = match admit(state, headers, declared) {
+    let server = &state.config.server;
+    let client = client_ip(peer.ip(), headers, &server.trusted_proxies);
+    let (mut reservation, encoding, header_key) = match admit(state, headers, client) {
         Ok(admitted) => admitted,
         Err(error) => return Err(refuse_unread(state, error, headers, body)),
     };
-    let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
-    let raw = read_capped(body, limits.max_request_bytes, timeout, &mut reservation)
+    let pace = BodyPace {
+        timeout: Duration::from_secs(server.body_read_timeout_secs),
+        min_bytes_per_sec: server.min_body_bytes_per_sec,
+        grace: Duration::from_secs(server.body_rate_grace_secs),
+    };
+    let raw = read_capped(body, limits.max_request_bytes, content_length(headers), pace, &mut reservation)
         .await
         .map_err(|error| Refused { error, connection: AfterRefusal::Close })?;
     if encoding != Encoding::Identity {
         // Until decoded, the compressed and the decompressed body (at most the limit) coexist.
         reservation.grow_to(raw.len() + limits.max_request_bytes)?;
     }
-    let meta = RequestMeta {
-        received_at: state.clock.now(),
-        client_ip: Some(client_ip(peer.ip(), headers, &state.config.server.trusted_proxies)),
-    };
-    let prepared = if raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
+    let meta = RequestMeta { received_at: state.clock.now(), client_ip: Some(client) };
+    let request = Request { raw, encoding, kind, header_key, client, meta };
+    let prepared = if request.raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
         let state = Arc::clone(state);
-        tokio::task::spawn_blocking(move || prepare(&state, raw, encoding, kind, header_key.as_deref(), &meta))
-            .await
-            .map_err(|_| ApiError::StorageUnavailable)??
+        let (prepared, returned) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&state, request, &mut reservation);
+            (prepared, reservation)
+        })
+        .await
+        .map_err(|_| ApiError::StorageUnavailable)?;
+        reservation = returned;
+        prepared?
     } else {
-        prepare(state, raw, encoding, kind, header_key.as_deref(), &meta)?
+        prepare(state, request, &mut reservation)?
     };
     // What stays until the WAL answers: the encoded records.
     reservation.shrink_to(prepared.records.framed_bytes());
     Ok(store(state, prepared).await?)
 }
 
-/// Everything decided from the head alone, before any of the body is read: a request slot and
-/// the declared bytes, whether the WAL can take more, the encoding and the header's write key.
-fn admit<'a>(
-    state: &'a AppState,
+/// Everything decided from the head alone, before any of the body is read: whether the client
+/// may send (its failed authentications), a request slot, whether the WAL can take more, the
+/// encoding, the header's write key and its source's share. Nothing is reserved for a declared
+/// length: bytes are reserved as they arrive.
+fn admit(
+    state: &AppState,
     headers: &HeaderMap,
-    declared: Option<usize>,
-) -> Result<(Reservation<'a>, Encoding, Option<String>), ApiError> {
+    client: IpAddr,
+) -> Result<(Reservation, Encoding, Option<String>), ApiError> {
+    if state.source_limits.auth_throttled(client) {
+        return Err(ApiError::AuthThrottled);
+    }
     // First, so that under overload the excess costs as little as possible.
-    let mut reservation = state.inflight.reservation()?;
+    let mut reservation = state.inflight.reservation(client)?;
     if state.wal.poisoned().is_some() {
         return Err(ApiError::StorageUnavailable);
     }
@@ -154,16 +167,34 @@ fn admit<'a>(
     let encoding = Encoding::from_headers(headers)?;
     let header_key = basic_write_key(headers)?;
     if let Some(key) = &header_key {
-        state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?;
+        let source = authenticate(state, key, client)?;
+        admit_source(state, &source, &mut reservation)?;
     }
     let limit = state.config.limits.max_request_bytes;
-    if let Some(declared) = declared {
-        if declared > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        reservation.grow_to(declared)?;
+    if content_length(headers).is_some_and(|declared| declared > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     Ok((reservation, encoding, header_key))
+}
+
+/// The source of `key`; an unknown key counts against the client's failed authentications.
+fn authenticate(state: &AppState, key: &str, client: IpAddr) -> Result<Arc<str>, ApiError> {
+    state.sources.lookup(key).ok_or_else(|| {
+        state.source_limits.record_failed_auth(client);
+        ApiError::InvalidWriteKey
+    })
+}
+
+/// Charges the request to its source, within the source's shares of the in-flight budgets and
+/// of the WAL.
+fn admit_source(state: &AppState, source: &Arc<str>, reservation: &mut Reservation) -> Result<(), ApiError> {
+    let result = reservation
+        .assign_source(source)
+        .and_then(|()| state.source_limits.check_wal_share(source, state.wal.oldest_lsn()));
+    if let Err(error) = &result {
+        state.metrics.requests_limited.with_label_values(&[source, error.code()]).inc();
+    }
+    result
 }
 
 /// A refusal decided from the head. Its body is read and dropped after the answer, as nginx
@@ -180,27 +211,47 @@ fn refuse_unread(state: &AppState, error: ApiError, headers: &HeaderMap, body: B
     Refused { error, connection: AfterRefusal::KeepAlive }
 }
 
-/// The CPU part: decompress, parse, authenticate by body key, normalise, encode.
-fn prepare(
-    state: &AppState,
+/// A request's body and what is known of it before its messages are read.
+struct Request {
     raw: Bytes,
     encoding: Encoding,
     kind: RouteKind,
-    header_key: Option<&str>,
-    meta: &RequestMeta,
-) -> Result<PreparedRequest, ApiError> {
+    header_key: Option<String>,
+    client: IpAddr,
+    meta: RequestMeta,
+}
+
+/// The CPU part: decompress, parse, authenticate by body key, normalise, encode. What it builds
+/// is reserved as it grows: the events as stored are bounded by
+/// `limits.max_stored_request_bytes` whatever the batch's context.
+fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) -> Result<PreparedRequest, ApiError> {
+    let Request { raw, encoding, kind, header_key, client, meta } = request;
     let limits = &state.config.limits;
     let body = decode(raw, encoding, limits.max_request_bytes)?;
+    reservation.grow_to(body.len())?;
     let parsed = parse_body(&body, kind, &state.normaliser.limits)?;
-    let source = state.sources.resolve(header_key, parsed.write_key.as_deref())?;
+    let source = match header_key.as_deref() {
+        Some(key) => state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?,
+        None => {
+            let key = parsed.write_key.as_deref().ok_or(ApiError::MissingWriteKey)?;
+            let source = authenticate(state, key, client)?;
+            admit_source(state, &source, reservation)?;
+            source
+        }
+    };
+    let stored_limit = limits.max_stored_request_bytes;
     let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());
     let mut keys = Vec::with_capacity(parsed.items.len());
     let mut errors = Vec::new();
     for (index, item) in parsed.items.iter().enumerate() {
-        match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, meta) {
+        match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, &meta) {
             Ok(event) => {
-                keys.push(dedupe_key(&source, &event.message_id));
+                keys.push(state.dedupe.key(&source, &event.message_id));
                 records.push_with(|out| encode_stored_event_into(out, &source, &event));
+                if records.framed_bytes() > stored_limit {
+                    return Err(ApiError::StoredTooLarge { limit: stored_limit });
+                }
+                reservation.grow_to(body.len() + records.framed_bytes())?;
             }
             Err(rejection) => {
                 state.metrics.events_rejected.with_label_values(&[rejection.reason.code()]).inc();
@@ -227,12 +278,17 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     }
     let accepted = records.len();
     if !records.is_empty() {
+        if let Err(error) = state.source_limits.charge_events(&source, accepted) {
+            state.metrics.requests_limited.with_label_values(&[&source, error.code()]).inc();
+            return Err(error);
+        }
         let bytes = records.payload_bytes();
         let appending = std::time::Instant::now();
-        state.wal.append_framed(records).await.map_err(|error| {
+        let lsns = state.wal.append_framed(records).await.map_err(|error| {
             tracing::error!(%error, "write-ahead log append failed");
             ApiError::StorageUnavailable
         })?;
+        state.source_limits.record_append(&source, lsns.end.saturating_sub(1), bytes as u64);
         state.metrics.wal_append_duration.observe(appending.elapsed().as_secs_f64());
         state.metrics.wal_appended_records.inc_by(accepted as u64);
         state.metrics.wal_appended_bytes.inc_by(bytes as u64);

@@ -83,6 +83,7 @@ fn persisted_instance_id(config: &Config) -> anyhow::Result<String> {
     }
     let id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    // Durable before use: a crash must not name a second instance's files after this one's.
+    inlet_wal::durable_replace(&path, id.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }

@@ -19,10 +19,11 @@ pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod settings;
+pub mod source_limits;
 pub mod state;
 pub mod tls;
 
 pub use config::Config;
-pub use routes::router;
-pub use server::serve;
+pub use routes::{admin_router, router};
+pub use server::{serve, serve_admin};
 pub use state::{AppState, Clock, SystemClock};

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inlet_destinations::{ReplayFrom, ReplayRequest};
 use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
-use inlet_gateway::{AppState, Config, SystemClock, dev, serve, settings, tls};
+use inlet_gateway::{AppState, Config, SystemClock, dev, serve, serve_admin, settings, tls};
 use inlet_wal::WalReader;
 
 #[derive(Parser)]
@@ -242,9 +242,36 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     if let Some(key) = dev_key {
         announce_dev_source(&key, &state.public_url);
     }
+    let admin = match state.config.admin.enabled {
+        true => {
+            let listen = state.config.admin.listen;
+            Some(bind(listen, 128).with_context(|| format!("binding the admin listener {listen}"))?)
+        }
+        false => None,
+    };
     let lake = inlet_gateway::lake::start(&state).await?;
     let destinations = inlet_gateway::destinations::start(&state).await?;
-    serve(Arc::clone(&state), tls, listener, shutdown_signal()).await?;
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let admin = admin.map(|listener| {
+        tracing::info!(listen = %state.config.admin.listen, "admin listener (metrics, probes, operator API)");
+        tokio::spawn(serve_admin(Arc::clone(&state), listener, stopped()))
+    });
+    let public = serve(Arc::clone(&state), tls, listener, stopped());
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    };
+    let (served, ()) = tokio::join!(public, signal);
+    served?;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     tracing::info!("connections drained; stopping destinations");
     destinations.stop().await;
     tracing::info!("flushing the lake");

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub inflight_bytes: IntGauge,
     pub inflight_requests: IntGauge,
     pub http_connections: IntGauge,
+    pub connections_refused: IntCounterVec,
+    pub connections_closed: IntCounterVec,
+    pub requests_limited: IntCounterVec,
+    pub source_wal_bytes: prometheus::IntGaugeVec,
     pub dedupe_entries: IntGauge,
     pub dedupe_evicted: IntCounter,
     pub wal_appended_records: IntCounter,
@@ -114,6 +118,33 @@ impl Metrics {
             ),
             inflight_requests: gauge(&r, "inlet_ingest_inflight_requests", "Ingestion requests being handled."),
             http_connections: gauge(&r, "inlet_http_connections", "Client connections open."),
+            connections_refused: counter_vec(
+                &r,
+                "inlet_http_connections_refused_total",
+                "Connections closed at accept, by reason (per_client_limit).",
+                &["reason"],
+            ),
+            connections_closed: counter_vec(
+                &r,
+                "inlet_http_connections_closed_total",
+                "Connections the gateway closed or asked to close, by deadline passed.",
+                &["reason"],
+            ),
+            requests_limited: counter_vec(
+                &r,
+                "inlet_ingest_requests_limited_total",
+                "Ingestion requests refused by a per-source limit, by source and code.",
+                &["source", "code"],
+            ),
+            source_wal_bytes: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new("inlet_ingest_source_wal_bytes", "Bytes each source appended that the WAL still holds."),
+                    &["source"],
+                )
+                .expect("valid");
+                r.register(Box::new(g.clone())).expect("unique");
+                g
+            },
             dedupe_entries: gauge(&r, "inlet_dedupe_entries", "Message ids remembered for deduplication."),
             dedupe_evicted: counter,
             wal_appended_records: {
@@ -174,6 +205,9 @@ impl Metrics {
         for source in sources {
             self.events_accepted.with_label_values(&[source]);
             self.events_deduplicated.with_label_values(&[source]);
+            for code in ["source_overloaded", "source_rate_limited", "source_storage_full"] {
+                self.requests_limited.with_label_values(&[source, code]);
+            }
         }
         for reason in inlet_segment::RejectReason::ALL {
             self.events_rejected.with_label_values(&[reason.code()]);

@@ -1,13 +1,15 @@
-//! The router: every route, CORS, and per-route request metrics.
+//! The routers: the public listener's (ingestion, settings, bare probes; CORS on the SDKs'
+//! routes only) and the admin listener's (metrics, probes with reasons, the operator API).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +17,7 @@ use inlet_segment::{MessageType, RouteKind};
 use serde_json::json;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::ingest::ingest;
 use crate::settings::settings_json;
@@ -42,29 +45,88 @@ pub const INGEST_ROUTES: [(&str, RouteKind); 16] = [
     ("/v1/m", RouteKind::Batch),
 ];
 
+/// The public listener: ingestion, the SDKs' settings and the public probes. CORS applies to
+/// the ingestion and settings routes only.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new();
+    let mut sdk_routes = Router::new();
     for (path, kind) in INGEST_ROUTES {
         if path == "/v1/m" {
             // analytics.js's own telemetry: accepted so the SDK is content, then discarded.
-            router = router.route(path, post(|| async { Json(json!({"success": true})) }));
+            sdk_routes = sdk_routes.route(path, post(|| async { Json(json!({"success": true})) }));
             continue;
         }
         let handler = move |state, connect_info, headers, body| ingest(state, kind, connect_info, headers, body);
-        router = router.route(path, post(handler));
+        sdk_routes = sdk_routes.route(path, post(handler));
         // Some older SDKs append a slash.
-        router = router.route(&format!("{path}/"), post(handler));
+        sdk_routes = sdk_routes.route(&format!("{path}/"), post(handler));
     }
-    router
+    // The fallback is set before the layer, so that CORS wraps it too (a preflight is an
+    // OPTIONS, which only the fallback of these routes sees).
+    let sdk_routes = sdk_routes
         .route("/v1/projects/{write_key}/settings", get(project_settings))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(cors());
+    Router::new()
+        .merge(sdk_routes)
+        .route("/healthz", get(public_healthz))
+        .route("/readyz", get(public_readyz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), record_request))
-        .layer(cors())
         .with_state(state)
+}
+
+/// The admin listener: metrics and probes with their reasons (no token: keep the listener on
+/// loopback or a private network), and the operator API under `/admin/`, which requires the
+/// operator token (`Authorization: Bearer …`).
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    let operator = Router::new()
+        .route("/admin/status", get(admin_status))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), require_operator_token));
+    Router::new()
+        .merge(operator)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// Lets a request through only with the operator token; compared in constant time.
+async fn require_operator_token(State(state): State<Arc<AppState>>, request: Request<Body>, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match (&state.admin_token, presented) {
+        (None, _) => {
+            admin_refusal(StatusCode::UNAUTHORIZED, "no_operator_token", "the operator API is off: set admin.token")
+        }
+        (Some(expected), Some(presented)) if constant_time_eq(expected.as_bytes(), presented.as_bytes()) => {
+            next.run(request).await
+        }
+        (Some(_), _) => admin_refusal(
+            StatusCode::UNAUTHORIZED,
+            "invalid_operator_token",
+            "send Authorization: Bearer <admin.token>",
+        ),
+    }
+}
+
+fn admin_refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (status, Json(json!({"code": code, "message": message}))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Equal bytes, in a time that depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Browsers: analytics.js ≥ 1.84 sends `Authorization` and `X-Retry-Count`, which forces a
@@ -92,13 +154,46 @@ async fn record_request(State(state): State<Arc<AppState>>, request: Request<Bod
     response
 }
 
-async fn project_settings(State(state): State<Arc<AppState>>, Path(write_key): Path<String>) -> Response {
+async fn project_settings(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(write_key): Path<String>,
+) -> Response {
+    let client = client_ip(peer.ip(), &headers, &state.config.server.trusted_proxies);
+    if state.source_limits.auth_throttled(client) {
+        return ApiError::AuthThrottled.into_response();
+    }
     if state.sources.lookup(&write_key).is_none() {
+        state.source_limits.record_failed_auth(client);
         return ApiError::InvalidWriteKey.into_response();
     }
     let mut response = Json(settings_json(&write_key, &state.public_url)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     response
+}
+
+/// The public probes say whether, not why: the reasons are internal (paths, errors) and go to
+/// the log and the admin listener.
+async fn public_healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.wal.poisoned() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"code": "unhealthy", "message": "not healthy"})))
+            .into_response(),
+    }
+}
+
+async fn public_readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.not_ready_reason() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(reason) => {
+            if state.refusal_log.allow() {
+                tracing::warn!(%reason, "not ready");
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"code": "not_ready", "message": "not ready"})))
+                .into_response()
+        }
+    }
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -121,7 +216,30 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// What an operator asks first: readiness and why, the budgets' use, each source's share.
+async fn admin_status(State(state): State<Arc<AppState>>) -> Response {
+    let sources: serde_json::Map<String, serde_json::Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), json!({"wal_bytes": state.source_limits.retained_bytes(&s.name)})))
+        .collect();
+    Json(json!({
+        "ready": state.not_ready_reason().is_none(),
+        "not_ready_reason": state.not_ready_reason(),
+        "wal": {"disk_bytes": state.wal.disk_bytes(), "durable_lsn": state.wal.durable_lsn(), "oldest_lsn": state.wal.oldest_lsn()},
+        "inflight_bytes": state.inflight.reserved_bytes(),
+        "sources": sources,
+        "destinations": state.destinations_report(),
+    }))
+    .into_response()
+}
+
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    for source in &state.config.sources {
+        let bytes = state.source_limits.retained_bytes(&source.name);
+        state.metrics.source_wal_bytes.with_label_values(&[&source.name]).set(bytes as i64);
+    }
     state.metrics.dedupe_entries.set(state.dedupe.len() as i64);
     let body = state.metrics.render(&state.wal);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

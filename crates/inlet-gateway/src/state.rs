@@ -13,9 +13,10 @@ use inlet_wal::{WalConfig, WalHandle, WalReader};
 
 use crate::auth::Sources;
 use crate::config::Config;
-use crate::dedupe::{Deduplicator, dedupe_key};
-use crate::inflight::InflightBudget;
+use crate::dedupe::Deduplicator;
+use crate::inflight::{BudgetLimits, InflightBudget};
 use crate::metrics::{Metrics, WalMetrics};
+use crate::source_limits::SourceLimits;
 
 /// The source of `receivedAt`; replaced in tests to make golden output deterministic.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -41,7 +42,10 @@ pub struct AppState {
     pub dedupe: Deduplicator,
     pub metrics: Arc<Metrics>,
     pub normaliser: Normaliser,
-    pub inflight: InflightBudget,
+    pub inflight: Arc<InflightBudget>,
+    pub source_limits: SourceLimits,
+    /// The operator token of the admin API (`admin.token` or `admin.token_file`), if set.
+    pub admin_token: Option<String>,
     pub clock: Arc<dyn Clock>,
     pub shutting_down: AtomicBool,
     /// Rate-limits warnings about refused requests.
@@ -118,14 +122,37 @@ impl AppState {
         let wal = Arc::new(wal);
         let window = Duration::from_secs(config.dedupe.window_secs);
         let dedupe = Deduplicator::new(window, config.dedupe.max_entries);
-        seed_dedupe(&dedupe, &wal, window, clock.now())?;
+        let limits = &config.limits;
+        let source_limits = SourceLimits::new(
+            &config.sources,
+            config.wal.max_disk_bytes,
+            limits.source_share,
+            limits.failed_auth_per_minute,
+        );
+        seed_from_wal(&dedupe, &source_limits, &wal, window, clock.now())?;
         metrics.dedupe_entries.set(dedupe.len() as i64);
+        let source_names = config.sources.iter().map(|s| Arc::<str>::from(s.name.as_str()));
         let inflight = InflightBudget::new(
-            config.limits.max_inflight_bytes,
-            config.limits.max_inflight_requests,
+            BudgetLimits {
+                bytes: limits.max_inflight_bytes,
+                requests: limits.max_inflight_requests,
+                requests_per_client: limits.max_inflight_requests_per_client,
+                source_share: limits.source_share,
+            },
+            source_names,
             metrics.inflight_bytes.clone(),
             metrics.inflight_requests.clone(),
         );
+        let admin_token = match (&config.admin.token, &config.admin.token_file) {
+            (Some(token), _) => Some(token.trim().to_owned()),
+            (None, Some(path)) => {
+                let token = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading admin.token_file {}", path.display()))?;
+                anyhow::ensure!(token.trim().len() >= 16, "admin.token_file: the token must be at least 16 characters");
+                Some(token.trim().to_owned())
+            }
+            (None, None) => None,
+        };
         let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
         Ok(AppState {
             destinations,
@@ -135,6 +162,8 @@ impl AppState {
                 max_batch_events: config.limits.max_batch_events,
             }),
             inflight,
+            source_limits,
+            admin_token,
             config,
             sources,
             wal,
@@ -147,7 +176,9 @@ impl AppState {
         })
     }
 
-    /// Why the gateway should not receive traffic now, if it should not.
+    /// Why the gateway should not receive traffic now, if it should not: only when it cannot
+    /// accept work it would otherwise accept. The reason goes to the admin listener's
+    /// `/readyz` and the log; the public probe answers with a status alone.
     pub fn not_ready_reason(&self) -> Option<String> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Some("shutting down".into());
@@ -164,16 +195,23 @@ impl AppState {
         if let Some((name, status)) = self.destinations.iter().find(|(_, s)| s.failed.get().is_some()) {
             return Some(format!("destination {name} stopped: {}", status.failed.get().map_or("", String::as_str)));
         }
-        if !self.inflight.has_room_for(self.config.limits.max_request_bytes) {
-            return Some("in-flight request budget exhausted".into());
-        }
+        // Not the in-flight budgets: clients fill them, and a full one is answered 429 at once;
+        // failing readiness for it would let a few squatting clients take every replica out
+        // of its Service at the same moment.
         None
     }
 }
 
 /// Remembers the message ids of the retained WAL records received within the window, so a
-/// client retrying after a crash (its request stored, the answer lost) is not stored twice.
-fn seed_dedupe(dedupe: &Deduplicator, wal: &WalHandle, window: Duration, now: DateTime<Utc>) -> anyhow::Result<()> {
+/// client retrying after a crash (its request stored, the answer lost) is not stored twice;
+/// and counts each source's retained bytes, which its share of the WAL starts from.
+fn seed_from_wal(
+    dedupe: &Deduplicator,
+    source_limits: &SourceLimits,
+    wal: &WalHandle,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let cutoff = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let reader =
@@ -183,10 +221,12 @@ fn seed_dedupe(dedupe: &Deduplicator, wal: &WalHandle, window: Duration, now: Da
     for record in reader {
         let record = record?;
         match serde_json::from_slice::<StoredEventKey<'_>>(&record.payload) {
-            Ok(key) if parse_timestamp(&key.event.received_at).is_some_and(|t| t >= cutoff) => {
-                keys.push(dedupe_key(&key.source, &key.event.message_id));
+            Ok(key) => {
+                source_limits.record_append(&key.source, record.lsn, record.payload.len() as u64);
+                if parse_timestamp(&key.event.received_at).is_some_and(|t| t >= cutoff) {
+                    keys.push(dedupe.key(&key.source, &key.event.message_id));
+                }
             }
-            Ok(_) => {}
             Err(_) => unreadable += 1,
         }
     }

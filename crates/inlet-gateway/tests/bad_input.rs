@@ -228,15 +228,13 @@ async fn over_the_inflight_budget_the_answer_is_429_with_retry_after() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "overloaded");
     let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.status(), 200, "clients filling the budget do not take the instance out of its Service");
     // A small request still fits beside the slow one.
     assert_eq!(gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap().status(), 200);
     drop(senders);
     for request in slow {
         let _ = request.await;
     }
-    let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "recovers once the budget is free");
     assert_eq!(gateway.metric("inlet_ingest_inflight_bytes"), 0.0, "every reservation was given back");
     assert_eq!(gateway.post("/v1/batch").body(batch(big_enough)).send().await.unwrap().status(), 200);
     gateway.stop().await;
@@ -299,12 +297,41 @@ async fn over_the_disk_budget_the_answer_is_503_and_nothing_is_written() {
     gateway.stop().await;
 }
 
+/// A small WAL that one source may fill whole (no per-source share).
 async fn gateway_with_a_2_mib_wal_budget() -> TestGateway {
+    gateway_with_a_2_mib_wal(1.0).await
+}
+
+async fn gateway_with_a_2_mib_wal(source_share: f64) -> TestGateway {
     TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
         c.wal.segment_bytes = 1024 * 1024;
         c.wal.max_disk_bytes = 2 * 1024 * 1024;
+        c.limits.source_share = source_share;
     })
     .await
+}
+
+#[tokio::test]
+async fn a_source_over_its_share_of_the_wal_gets_429_and_the_others_go_on() {
+    let gateway = gateway_with_a_2_mib_wal(0.5).await;
+    let filler = large_events(60, 8000);
+    let mut statuses = Vec::new();
+    for chunk in filler.chunks(6).cycle().take(60) {
+        let status = gateway.post("/v1/batch").body(batch(chunk.to_vec())).send().await.unwrap().status().as_u16();
+        statuses.push(status);
+        if status != 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let refused = gateway.post("/v1/batch").body(batch(vec![event(1)])).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "source_storage_full");
+    let other = serde_json::to_vec(&json!({"batch": [event(2)], "writeKey": common::IOS_KEY})).unwrap();
+    assert_eq!(gateway.post("/v1/batch").body(other).send().await.unwrap().status(), 200, "ios is untouched");
+    assert_eq!(gateway.metric("inlet_ingest_requests_limited_total{code=\"source_storage_full\",source=\"web\"}"), 2.0);
+    gateway.stop().await;
 }
 
 /// `count` track events of a little over `bytes` each.

@@ -7,7 +7,11 @@ use std::process::Command;
 fn inlet(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
-    command.args(args).env("INLET_DATA_DIR", dir.path()).env("INLET_SERVER__LISTEN", "127.0.0.1:0");
+    command
+        .args(args)
+        .env("INLET_DATA_DIR", dir.path())
+        .env("INLET_SERVER__LISTEN", "127.0.0.1:0")
+        .env("INLET_ADMIN__LISTEN", "127.0.0.1:0");
     for (k, v) in env {
         command.env(k, v);
     }

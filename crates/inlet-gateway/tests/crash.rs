@@ -25,6 +25,7 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_inlet"))
         .env("INLET_DATA_DIR", dir)
         .env("INLET_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("INLET_ADMIN__LISTEN", "127.0.0.1:0")
         .env("INLET_SOURCES", format!(r#"[{{name = "web", write_key = "{}"}}]"#, common::WEB_KEY))
         .env("INLET_LOG_LEVEL", "warn")
         .stdout(Stdio::null())

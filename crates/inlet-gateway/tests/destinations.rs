@@ -37,6 +37,7 @@ fn gateway_env(command: &mut Command, dir: &Path, port: u16, receivers: &Receive
     command
         .env("INLET_DATA_DIR", dir)
         .env("INLET_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("INLET_ADMIN__LISTEN", "127.0.0.1:0")
         .env("INLET_SOURCES", format!(r#"[{{name = "web", write_key = "{KEY}"}}]"#))
         .env("INLET_DESTINATIONS", destinations)
         .env("INLET_LAKE__MAX_AGE_SECS", "1")

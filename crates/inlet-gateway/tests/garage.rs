@@ -161,11 +161,12 @@ async fn an_s3_outage_during_traffic_loses_and_duplicates_nothing() {
     assert_eq!(duplicated, 0);
 }
 
-fn start_binary(dir: &std::path::Path, port: u16, prefix: &str) -> Child {
+fn start_binary(dir: &std::path::Path, port: u16, admin_port: u16, prefix: &str) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
     command
         .env("INLET_DATA_DIR", dir)
         .env("INLET_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("INLET_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
         .env("INLET_SOURCES", format!(r#"[{{name = "web", write_key = "{WEB_KEY}"}}]"#))
         .env("INLET_LOG_LEVEL", "warn")
         .env("INLET_LOG_FORMAT", "json")
@@ -177,8 +178,9 @@ fn start_binary(dir: &std::path::Path, port: u16, prefix: &str) -> Child {
     command.spawn().unwrap()
 }
 
-async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
-    let text = client.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+/// A metric from the admin listener at `admin_url`.
+async fn metric(client: &reqwest::Client, admin_url: &str, name: &str) -> Option<f64> {
+    let text = client.get(format!("{admin_url}/metrics")).send().await.ok()?.text().await.ok()?;
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
@@ -187,12 +189,14 @@ async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> 
 async fn sigkill_while_flushing_to_s3_loses_and_duplicates_nothing() {
     let prefix = unique_prefix("sigkill");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, admin_port) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{port}");
+    let admin_url = format!("http://127.0.0.1:{admin_port}");
     let http = common::client();
     let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
     for round in 0..6u64 {
-        let mut child = start_binary(dir.path(), port, &prefix);
+        let mut child = start_binary(dir.path(), port, admin_port, &prefix);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
             assert!(Instant::now() < deadline, "gateway did not start");
@@ -214,11 +218,11 @@ async fn sigkill_while_flushing_to_s3_loses_and_duplicates_nothing() {
         child.wait().unwrap();
         load.await.unwrap();
     }
-    let mut child = start_binary(dir.path(), port, &prefix);
+    let mut child = start_binary(dir.path(), port, admin_port, &prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let cursor = metric(&http, &url, "inlet_lake_cursor_lsn").await;
-        let durable = metric(&http, &url, "inlet_wal_durable_lsn").await;
+        let cursor = metric(&http, &admin_url, "inlet_lake_cursor_lsn").await;
+        let durable = metric(&http, &admin_url, "inlet_wal_durable_lsn").await;
         if cursor.is_some() && cursor == durable && cursor > Some(0.0) {
             break;
         }

@@ -78,7 +78,9 @@ async fn health_readiness_metrics_and_the_discarded_metrics_route() {
     let wrong_method = gateway.client.get(format!("{}/v1/batch", gateway.url)).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(wrong_method.json::<Value>().await.unwrap()["code"], "method_not_allowed");
-    let text = gateway.client.get(format!("{}/metrics", gateway.url)).send().await.unwrap().text().await.unwrap();
+    let public_metrics = gateway.client.get(format!("{}/metrics", gateway.url)).send().await.unwrap();
+    assert_eq!(public_metrics.status(), 404, "metrics are on the admin listener only");
+    let text = gateway.client.get(format!("{}/metrics", gateway.admin_url)).send().await.unwrap().text().await.unwrap();
     for name in [
         "inlet_http_requests_total{route=\"/v1/identify\",status=\"200\"} 1",
         "inlet_ingest_events_accepted_total{source=\"web\"} 1",
@@ -156,4 +158,57 @@ async fn shutdown_stops_accepting_but_finishes_requests_in_flight() {
     assert_eq!(response.status(), 200, "the request in flight completes");
     gateway.finish_stop().await;
     assert_eq!(gateway.stored().len(), 1);
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_operators_and_the_public_one_tells_nothing_internal() {
+    const TOKEN: &str = "operator-token-of-some-length";
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.admin.token = Some(TOKEN.into());
+    })
+    .await;
+    let status = format!("{}/admin/status", gateway.admin_url);
+    let refused = gateway.client.get(&status).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "invalid_operator_token");
+    let wrong = gateway.client.get(&status).bearer_auth("operator-token-of-some-lengtH").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let report: Value = gateway.client.get(&status).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["ready"], true);
+    assert_eq!(report["sources"]["web"]["wal_bytes"], 0);
+    // The operator API is not on the public listener, and the probes there carry no CORS.
+    let public = gateway.client.get(format!("{}/admin/status", gateway.url)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let probe = gateway
+        .client
+        .get(format!("{}/readyz", gateway.url))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(probe.headers().get("access-control-allow-origin").is_none(), "probes are not for browsers");
+    assert_eq!(probe.json::<Value>().await.unwrap(), json!({"status": "ready"}), "no internal detail");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_guessing_write_keys_is_throttled_and_others_are_not() {
+    let gateway = TestGateway::start_with(std::sync::Arc::new(inlet_gateway::SystemClock), |c| {
+        c.limits.failed_auth_per_minute = 5;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for guess in 0..8 {
+        let url = format!("{}/v1/projects/guess-{guess}/settings", gateway.url);
+        statuses.push(gateway.client.get(url).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429, 429], "the sixth failure starts the block");
+    // While blocked, even a right key is not confirmed to this client: the oracle is closed.
+    let right = format!("{}/v1/projects/{WEB_KEY}/settings", gateway.url);
+    let blocked = gateway.client.get(&right).send().await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    assert_eq!(blocked.json::<Value>().await.unwrap()["code"], "auth_throttled");
+    let ingest = gateway.post("/v1/track").basic_auth("another-guess", None::<&str>).body("{}").send().await.unwrap();
+    assert_eq!(ingest.status(), 429, "ingestion routes share the block");
+    gateway.stop().await;
 }

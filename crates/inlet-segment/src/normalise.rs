@@ -17,6 +17,13 @@ use crate::time::parse_timestamp;
 /// Longest accepted `messageId` (Segment's limit).
 const MAX_MESSAGE_ID_CHARS: usize = 100;
 
+/// What the normaliser may add to a message of its own: `type`, the ids, `messageId`, the four
+/// timestamps and `context.ip` (about 400 bytes at most). The batch's `context` and
+/// `integrations` are not part of it: merged into a message, they count against the message's
+/// own `max_event_bytes`, so a batch-level context cannot multiply a request's size by its
+/// message count.
+pub const SERVER_FIELDS_ALLOWANCE: usize = 1024;
+
 /// What a batch's top level contributes to each of its messages.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchDefaults {
@@ -199,6 +206,18 @@ impl Normaliser {
             }
         }
         out.finish();
+        let limit = self.limits.max_event_bytes + SERVER_FIELDS_ALLOWANCE;
+        if json.len() > limit {
+            return Err(Rejection::new(
+                RejectReason::EventTooLarge,
+                format!(
+                    "message is {} bytes once stored with the batch's context and integrations merged; at most {limit} \
+                     are accepted ({} for the message and {SERVER_FIELDS_ALLOWANCE} for the fields the server adds)",
+                    json.len(),
+                    self.limits.max_event_bytes
+                ),
+            ));
+        }
         Ok(Event { message_id, message_type, json })
     }
 }

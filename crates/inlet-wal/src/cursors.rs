@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::durable::durable_replace;
 use crate::error::{Result, WalError};
-use crate::segment::sync_dir;
 
 const CURSORS_FILE: &str = "cursors.json";
 
@@ -72,15 +71,7 @@ impl Cursors {
 
     pub(crate) fn persist(&self, dir: &Path) -> Result<()> {
         let path = dir.join(CURSORS_FILE);
-        let tmp: PathBuf = dir.join(format!("{CURSORS_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(&self.positions).expect("a map of strings to integers serialises");
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&json)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(WalError::io(format!("writing {}", path.display())))?;
-        sync_dir(dir)
+        durable_replace(&path, &json).map_err(WalError::io(format!("writing {}", path.display())))
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use inlet_gateway::config::SourceConfig;
-use inlet_gateway::{AppState, Clock, Config, SystemClock, serve};
+use inlet_gateway::{AppState, Clock, Config, SystemClock, serve, serve_admin};
 use inlet_segment::StoredEvent;
 use inlet_wal::WalReader;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub const WEB_KEY: &str = "web-write-key";
@@ -25,9 +25,11 @@ impl Clock for FixedClock {
 
 pub struct TestGateway {
     pub url: String,
+    /// The admin listener's (`/metrics`, probes with reasons, `/admin/…`).
+    pub admin_url: String,
     pub state: Arc<AppState>,
     pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     lake: Option<inlet_gateway::lake::LakeTask>,
     pub dir: tempfile::TempDir,
@@ -36,10 +38,7 @@ pub struct TestGateway {
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_owned(),
-        sources: vec![
-            SourceConfig { name: "web".into(), write_key: WEB_KEY.into() },
-            SourceConfig { name: "ios".into(), write_key: IOS_KEY.into() },
-        ],
+        sources: vec![SourceConfig::new("web", WEB_KEY), SourceConfig::new("ios", IOS_KEY)],
         ..Config::default()
     }
 }
@@ -120,12 +119,20 @@ impl TestGateway {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(AppState::open(config, clock).unwrap());
         let lake = inlet_gateway::lake::start(&state).await.unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(Arc::clone(&state), tls, listener, async {
-            let _ = rx.await;
-        }));
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin_listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        tokio::spawn(serve_admin(Arc::clone(&state), admin_listener, stopped()));
+        let task = tokio::spawn(serve(Arc::clone(&state), tls, listener, stopped()));
         TestGateway {
             url: format!("{scheme}://{addr}"),
+            admin_url: format!("http://{admin_addr}"),
             state,
             client: client(),
             shutdown: Some(tx),
@@ -159,7 +166,7 @@ impl TestGateway {
     /// Signals shutdown, as SIGTERM does: the listener closes, in-flight requests go on.
     pub fn begin_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+            let _ = shutdown.send(true);
         }
     }
 

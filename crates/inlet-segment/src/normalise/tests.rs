@@ -246,3 +246,36 @@ fn what_is_not_rewritten_is_stored_as_the_client_wrote_it() {
     );
     assert_eq!(event.fields()["properties"]["s"], "é");
 }
+
+#[test]
+fn a_batch_context_counts_against_each_message_it_is_merged_into() {
+    // A tiny message is fine alone and fine with a small batch context; a batch context of
+    // nearly the whole per-message limit makes it too large once merged, however small it is.
+    let message = json!({"type": "track", "userId": "u", "event": "x"});
+    let context_of = |bytes: usize| BatchDefaults {
+        context: Some(json!({"blob": "x".repeat(bytes)}).as_object().cloned().expect("object")),
+        ..BatchDefaults::default()
+    };
+    let small = run(message.clone(), None, &context_of(1000)).expect("a small context fits");
+    assert!(small.json.len() < 1000 + SERVER_FIELDS_ALLOWANCE + 100);
+    let Err(rejection) = run(message, None, &context_of(33 * 1024)) else {
+        panic!("the merged message should be too large");
+    };
+    assert_eq!(rejection.reason, RejectReason::EventTooLarge);
+    assert!(rejection.message.contains("merged"), "{}", rejection.message);
+}
+
+#[test]
+fn the_server_fields_fit_in_their_allowance() {
+    // The largest the normaliser makes a message on its own: every id at its longest, every
+    // timestamp, an IPv6 address and no context of the client's.
+    let id = "i".repeat(MAX_MESSAGE_ID_CHARS);
+    let bare = json!({"type": "alias", "userId": "u", "previousId": "p", "messageId": id,
+                      "timestamp": "2024-05-01T10:00:00Z", "sentAt": "2024-05-01T10:00:00Z"});
+    let text = serde_json::to_string(&bare).expect("json");
+    let raw = serde_json::value::to_raw_value(&bare).expect("raw");
+    let mut meta = meta();
+    meta.client_ip = Some("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().expect("ip"));
+    let event = Normaliser::default().normalise(&raw, None, &BatchDefaults::default(), &meta).expect("valid");
+    assert!(event.json.len() - text.len() < SERVER_FIELDS_ALLOWANCE / 2, "added {}", event.json.len() - text.len());
+}

@@ -1,0 +1,77 @@
+//! The one durable file replace: a small file's new content becomes visible whole or not at
+//! all, and survives a crash once the call returns.
+//!
+//! Sequence: write `{path}.tmp`, fsync it, rename it over `path`, fsync the directory (the
+//! rename is only durable once the directory entry is). A crash at any point leaves the old
+//! file or the new one, never a mix; a stale `.tmp` is overwritten by the next call.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Replaces `path` with `bytes` durably (mode from the umask, as `File::create`).
+pub fn durable_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, None)
+}
+
+/// As [`durable_replace`], the file readable and writable by its owner only (`0600` on Unix):
+/// for secrets such as a write key.
+pub fn durable_replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, Some(0o600))
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let mut tmp_name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_owned();
+    tmp_name.push(".tmp");
+    let tmp: PathBuf = path.with_file_name(tmp_name);
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    // A stale temporary file keeps its old mode on open: start from a new one.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_files_and_keeps_secrets_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        durable_replace(&path, b"one").expect("first");
+        durable_replace(&path, b"two").expect("second");
+        assert_eq!(fs::read(&path).expect("read"), b"two");
+        // A temporary file left by a crash is neither read nor in the way.
+        fs::write(dir.path().join("key.tmp"), b"stale").expect("stale");
+        let key = dir.path().join("key");
+        durable_replace_private(&key, b"secret").expect("private");
+        assert_eq!(fs::read(&key).expect("read"), b"secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
+        }
+        assert!(!dir.path().join("key.tmp").exists());
+    }
+}
