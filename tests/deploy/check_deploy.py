@@ -59,21 +59,53 @@ budget = seconds(output, "shutdown_grace_secs") + seconds(output, "shutdown_flus
 pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
 check(pod["spec"]["terminationGracePeriodSeconds"] >= budget + pre_stop, f"terminationGracePeriodSeconds below {budget + pre_stop}")
 annotations = pod["metadata"]["annotations"]
-check(annotations["prometheus.io/path"] == "/metrics" and int(annotations["prometheus.io/port"]) == port, "scrape annotations")
+admin_port = int(env["INLET_ADMIN__LISTEN"].rsplit(":", 1)[1])
+check(named.get("admin") == admin_port, f"container port {named} has no admin port {admin_port}")
+check(annotations["prometheus.io/path"] == "/metrics" and int(annotations["prometheus.io/port"]) == admin_port, "scrape annotations")
+check(pod["spec"]["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", "no RuntimeDefault seccomp profile")
+check(pod["spec"].get("automountServiceAccountToken") is False, "the pod mounts a service account token")
+check(kinds["ServiceAccount"].get("automountServiceAccountToken") is False, "the service account hands out API tokens")
+check(not container["image"].endswith(":latest") and ":" in container["image"].rsplit("/", 1)[-1], "the image tag is not pinned")
+policy = kinds.get("NetworkPolicy")
+check(policy is not None and policy["spec"]["podSelector"]["matchLabels"] == {"app": "inlet"}, "no NetworkPolicy for the pods")
+if policy:
+    admin_rules = [r for r in policy["spec"]["ingress"] if any(p["port"] == "admin" for p in r.get("ports", []))]
+    check(admin_rules and all(r.get("from") for r in admin_rules), "the admin port is open to every peer")
 check(pod["spec"]["securityContext"]["runAsUser"] == 10001 and pod["spec"]["securityContext"]["runAsNonRoot"], "not the image's non-root user")
 monitor = kinds["ServiceMonitor"]
 scraped = [d for d in docs if d["kind"] == "Service" and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"].get("labels", {}).items()]
 check(len(scraped) == 1 and scraped[0]["spec"].get("clusterIP") == "None", "the ServiceMonitor should select exactly the headless Service")
+check([e["port"] for e in monitor["spec"]["endpoints"]] == ["admin"], "the ServiceMonitor should scrape the admin port")
 
 # docker-compose
-compose = yaml.safe_load((deploy / "docker-compose.yml").read_text())
+compose_text = (deploy / "docker-compose.yml").read_text()
+compose = yaml.safe_load(compose_text)
+# Every secret comes from deploy/.env (deploy/compose/make-env.sh): none has a default, and
+# every published port is on loopback.
+for match in re.finditer(r"\$\{(\w+)(:[?-][^}]*)?\}", compose_text):
+    check(match.group(2) is None or match.group(2).startswith(":?"), f"compose gives ${{{match.group(1)}}} a default")
+for name, svc in compose["services"].items():
+    for published in svc.get("ports", []):
+        check(str(published).startswith("127.0.0.1:"), f"compose service {name} publishes {published} beyond loopback")
+literal = re.search(r"(?i)password(=\S|:[ \t]+[^\s\"])", re.sub(r"\$\{[^}]*\}|\$\$\w+", "", compose_text))
+check(not literal, f"a literal password in compose: {literal and literal.group(0)}")
+make_env = (deploy / "compose" / "make-env.sh").read_text()
+for variable in set(re.findall(r"\$\{(\w+):\?", compose_text)):
+    check(f"{variable}=" in make_env, f"make-env.sh does not set {variable}")
+
+
+def interpolated(value):
+    """A compose value with its variables set as make-env.sh would (a stand-in value each)."""
+    return re.sub(r"\$\{(\w+)[^}]*\}", lambda m: f"trial_{m.group(1).lower()}", str(value))
+
+
 service = compose["services"]["inlet"]
-compose_env = {k: str(v) for k, v in service["environment"].items() if k.startswith("INLET_")}
+compose_env = {k: interpolated(v) for k, v in service["environment"].items() if k.startswith("INLET_")}
 output = check_config(compose_env, "docker-compose")
 grace = int(re.match(r"(\d+)s", service["stop_grace_period"]).group(1))
 check(grace >= seconds(output, "shutdown_grace_secs") + seconds(output, "shutdown_flush_secs"), "compose stop_grace_period too short")
 airflow = compose["services"]["airflow"]["environment"]
-batch_env = {k: str(v) for k, v in airflow.items() if k.startswith("INLET_BATCH_")}
+batch_env = {k: interpolated(v) for k, v in airflow.items() if k.startswith("INLET_BATCH_")}
 batch_env["INLET_BATCH_CONFIG"] = str(deploy / "compose" / "inlet-batch.toml")
 result = subprocess.run([batch, "steps"], env={"PATH": "/usr/bin:/bin", **batch_env}, capture_output=True, text=True)
 check(result.returncode == 0, f"docker-compose: inlet-batch refused its configuration: {result.stderr.strip()}")

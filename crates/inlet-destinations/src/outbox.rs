@@ -236,7 +236,7 @@ impl Outbox {
             Ok(response) => response,
             Err(error) => {
                 self.metrics.observe_request("error", started.elapsed());
-                let failure = Failure { status: None, response: inlet_lake::store::error_text(&error) };
+                let failure = Failure { status: None, response: request_error_text(&error) };
                 let outcome = if RetryPolicy::is_retriable_error(&error) {
                     Outcome::Retry { after: None }
                 } else {
@@ -253,8 +253,7 @@ impl Outbox {
             Err(error) => {
                 // The answer was cut: whatever the status said, we cannot know what was kept.
                 self.metrics.observe_request("error", started.elapsed());
-                let failure =
-                    Failure { status: Some(status.as_u16()), response: inlet_lake::store::error_text(&error) };
+                let failure = Failure { status: Some(status.as_u16()), response: request_error_text(&error) };
                 return (vec![Outcome::Retry { after: None }; items.len()], Some(failure));
             }
         };
@@ -320,6 +319,22 @@ fn truncate(mut body: String) -> String {
 }
 
 /// A client for one destination: its request timeout, no idle pool surprises.
+/// A failed request's text for logs and dead letters, without its URL: GA4 takes its
+/// `api_secret` in the query string, and reqwest's error text starts with the URL.
+fn request_error_text(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     // reqwest is built without a default TLS provider; ring is the one the workspace uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -329,4 +344,21 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("inlet/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("an HTTP client with static settings builds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_request_is_reported_without_its_url() {
+        // A closed port on loopback: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}/mp/collect?measurement_id=G-1&api_secret=the-secret-value");
+        let error = http_client(Duration::from_secs(5)).post(&url).send().await.expect_err("nothing listens");
+        assert!(error.to_string().contains("the-secret-value"), "reqwest's own text has the URL: {error}");
+        let text = request_error_text(&error);
+        assert!(!text.contains("the-secret-value"), "{text}");
+        assert!(text.contains("<url>"), "{text}");
+    }
 }

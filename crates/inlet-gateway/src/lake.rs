@@ -17,6 +17,8 @@ use crate::state::AppState;
 pub struct LakeTask {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), inlet_lake::LakeError>>,
+    wal: Arc<inlet_wal::WalHandle>,
+    flush_budget: Duration,
 }
 
 /// The lake writer's settings from the gateway configuration.
@@ -53,6 +55,7 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
     let (shutdown, receiver) = watch::channel(false);
     let final_flush = Duration::from_secs(state.config.lake.shutdown_flush_secs);
     let state = Arc::clone(state);
+    let wal = Arc::clone(&state.wal);
     let task = tokio::spawn(async move {
         let result = writer.run(receiver, final_flush).await;
         if let Err(error) = &result {
@@ -62,14 +65,36 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
         }
         result
     });
-    Ok(LakeTask { shutdown, task })
+    Ok(LakeTask { shutdown, task, wal, flush_budget: final_flush })
 }
 
 impl LakeTask {
     /// Flushes what is durable one last time (bounded by `lake.shutdown_flush_secs`) and stops.
+    /// Logs how many acknowledged events, if any, stay in the WAL only, and why: a node whose
+    /// volume is deleted after this stop loses them.
     pub async fn stop(self) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let _ = self.shutdown.send(true);
-        self.task.await.context("lake writer task")?.context("lake writer")
+        let result = self.task.await.context("lake writer task").and_then(|r| r.context("lake writer"));
+        let cursor = self.wal.cursor(inlet_lake::LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn());
+        let left = self.wal.durable_lsn().saturating_sub(cursor);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match (&result, left) {
+            (Ok(()), 0) => tracing::info!(elapsed_ms, "the lake holds every acknowledged event"),
+            (Ok(()), _) => tracing::warn!(
+                events = left,
+                elapsed_ms,
+                budget_secs = self.flush_budget.as_secs(),
+                "acknowledged events stay in the WAL only: the final lake flush ran out of lake.shutdown_flush_secs \
+                 (a backlog, or the lake's store failing); the next start on this data directory flushes them"
+            ),
+            (Err(error), _) => tracing::error!(
+                events = left,
+                error = format!("{error:#}"),
+                "acknowledged events stay in the WAL only: the lake writer failed; the next start flushes them"
+            ),
+        }
+        result
     }
 }
 

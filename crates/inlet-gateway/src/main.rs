@@ -275,12 +275,8 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     tracing::info!("connections drained; stopping destinations");
     destinations.stop().await;
     tracing::info!("flushing the lake");
-    if let Err(error) = lake.stop().await {
-        tracing::error!(
-            error = format!("{error:#}"),
-            "final lake flush failed; the WAL keeps the events for the next start"
-        );
-    }
+    // `stop` logs what, if anything, stays in the WAL and why.
+    let _ = lake.stop().await;
     tracing::info!("syncing the write-ahead log");
     tokio::task::block_in_place(|| state.wal.shutdown())?;
     tracing::info!(durable_lsn = state.wal.durable_lsn(), "stopped");
