@@ -90,7 +90,7 @@ impl ApiError {
             ApiError::MissingWriteKey | ApiError::InvalidWriteKey | ApiError::InvalidAuthorization(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Request(RequestError::TooManyEvents { .. })
+            ApiError::Request(RequestError::TooManyEvents { .. } | RequestError::BatchContextTooLarge { .. })
             | ApiError::PayloadTooLarge { .. }
             | ApiError::StoredTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Request(_)

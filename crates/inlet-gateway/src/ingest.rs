@@ -180,8 +180,7 @@ fn admit(
 /// The source of `key`; an unknown key counts against the client's failed authentications.
 fn authenticate(state: &AppState, key: &str, client: IpAddr) -> Result<Arc<str>, ApiError> {
     state.sources.lookup(key).ok_or_else(|| {
-        state.source_limits.record_failed_auth(client);
-        ApiError::InvalidWriteKey
+        if state.source_limits.record_failed_auth(client) { ApiError::AuthThrottled } else { ApiError::InvalidWriteKey }
     })
 }
 

@@ -165,8 +165,8 @@ async fn project_settings(
         return ApiError::AuthThrottled.into_response();
     }
     if state.sources.lookup(&write_key).is_none() {
-        state.source_limits.record_failed_auth(client);
-        return ApiError::InvalidWriteKey.into_response();
+        let throttled = state.source_limits.record_failed_auth(client);
+        return if throttled { ApiError::AuthThrottled } else { ApiError::InvalidWriteKey }.into_response();
     }
     let mut response = Json(settings_json(&write_key, &state.public_url)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));

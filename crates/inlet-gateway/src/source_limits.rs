@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::SourceConfig;
@@ -96,7 +96,8 @@ impl SourceLimits {
         match limiter.check_n(events) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                // The limiter's own clock: another clock's instants are not comparable.
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 Err(ApiError::SourceRateLimited { retry_after_secs: retry_after(wait) })
             }
             // More events than the whole burst: retrying cannot help, but a smaller batch can;
@@ -142,14 +143,17 @@ impl SourceLimits {
     }
 
     /// Counts one failed authentication of `client`; past its rate, blocks it until the rate
-    /// allows one more.
-    pub fn record_failed_auth(&self, client: IpAddr) {
-        if let Err(not_until) = self.failed_auth.check_key(&client) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+    /// allows one more, and says so: this failure is then answered as throttled too, so a
+    /// client gets exactly its rate of `401`s.
+    pub fn record_failed_auth(&self, client: IpAddr) -> bool {
+        let Err(not_until) = self.failed_auth.check_key(&client) else { return false };
+        {
+            let wait = not_until.wait_time_from(self.failed_auth.clock().now());
             let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
             blocked.insert(client, Instant::now() + wait.max(Duration::from_secs(1)));
             self.blocked_count.store(blocked.len(), Ordering::Relaxed);
         }
+        true
     }
 
     /// Drops the failed-authentication state of clients that have not failed for a while and
@@ -216,10 +220,10 @@ mod tests {
         let guesser: IpAddr = "192.0.2.66".parse().expect("ip");
         for _ in 0..5 {
             assert!(!limits.auth_throttled(guesser));
-            limits.record_failed_auth(guesser);
+            assert!(!limits.record_failed_auth(guesser));
         }
         assert!(!limits.auth_throttled(guesser), "five failures are within the burst");
-        limits.record_failed_auth(guesser);
+        assert!(limits.record_failed_auth(guesser), "the sixth is over the rate");
         assert!(limits.auth_throttled(guesser));
         assert!(!limits.auth_throttled("192.0.2.67".parse().expect("ip")));
         limits.forget_idle_clients();

@@ -184,6 +184,16 @@ pub fn parse_body<'a>(body: &'a [u8], kind: RouteKind, limits: &Limits) -> Resul
                 context: object_field("context", envelope.context)?,
                 integrations: object_field("integrations", envelope.integrations)?,
             };
+            // Merged into every message, so one larger than a message's limit would make every
+            // message too large: refused before 2,500 copies of it are built.
+            let merged_bytes = [&defaults.context, &defaults.integrations]
+                .into_iter()
+                .flatten()
+                .map(|object| serde_json::to_vec(object).map_or(0, |json| json.len()))
+                .sum::<usize>();
+            if merged_bytes > limits.max_event_bytes {
+                return Err(RequestError::BatchContextTooLarge { bytes: merged_bytes, max: limits.max_event_bytes });
+            }
             let write_key = string_field("writeKey", envelope.write_key)?;
             Ok(ParsedBody { write_key, items, defaults, forced_type: None })
         }
@@ -219,6 +229,16 @@ mod tests {
 
     fn parse(body: &str, kind: RouteKind) -> Result<ParsedBody<'_>, RequestError> {
         parse_body(body.as_bytes(), kind, &Limits::default())
+    }
+
+    #[test]
+    fn a_batch_context_larger_than_a_message_is_refused_whole() {
+        let context = format!(r#"{{"blob":"{}"}}"#, "x".repeat(32 * 1024));
+        let body = format!(r#"{{"batch":[{{"type":"track"}}],"context":{context}}}"#);
+        let refused = parse(&body, RouteKind::Batch).expect_err("too large to merge");
+        assert!(matches!(refused, RequestError::BatchContextTooLarge { max: 32768, .. }), "{refused:?}");
+        let small = r#"{"batch":[{"type":"track"}],"context":{"a":1},"integrations":{"All":true}}"#;
+        parse(small, RouteKind::Batch).expect("a small context is fine");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum RequestError {
     TooManyEvents { count: usize, max: usize },
     #[error("message is {bytes} bytes; at most {max} are accepted per message")]
     EventTooLarge { bytes: usize, max: usize },
+    #[error("the batch's context and integrations are {bytes} bytes; merged into every message, at most {max} fit")]
+    BatchContextTooLarge { bytes: usize, max: usize },
     #[error("`{field}` must be {expected}")]
     InvalidField { field: &'static str, expected: &'static str },
 }
@@ -32,6 +34,7 @@ impl RequestError {
             RequestError::EmptyBatch => "empty_batch",
             RequestError::TooManyEvents { .. } => "too_many_events",
             RequestError::EventTooLarge { .. } => "event_too_large",
+            RequestError::BatchContextTooLarge { .. } => "batch_context_too_large",
             RequestError::InvalidField { .. } => "invalid_field",
         }
     }
