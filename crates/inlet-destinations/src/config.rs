@@ -28,7 +28,7 @@ pub struct DestinationConfig {
     pub delivery: DeliveryConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum VendorConfig {
     Amplitude {
@@ -44,6 +44,24 @@ pub enum VendorConfig {
         #[serde(default)]
         client_id: ClientIdFrom,
     },
+}
+
+/// The credentials are printed redacted: `Debug` output ends up in logs.
+impl std::fmt::Debug for VendorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const REDACTED: &str = "<redacted>";
+        match self {
+            VendorConfig::Amplitude { min_id_length, .. } => {
+                f.debug_struct("Amplitude").field("api_key", &REDACTED).field("min_id_length", min_id_length).finish()
+            }
+            VendorConfig::Ga4 { measurement_id, client_id, .. } => f
+                .debug_struct("Ga4")
+                .field("measurement_id", measurement_id)
+                .field("api_secret", &REDACTED)
+                .field("client_id", client_id)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -39,10 +39,22 @@ fn bad_configurations_stop_the_start_with_a_message() {
 
 #[test]
 fn check_config_validates_and_hides_write_keys() {
-    let output = inlet(&["check-config"], &[("INLET_SOURCES", r#"[{name = "web", write_key = "very-secret"}]"#)]);
-    assert!(output.status.success());
+    let destinations = r#"[{name = "ga4", sources = ["web"], kind = "ga4", measurement_id = "G-1", api_secret = "ga4-secret"},
+                           {name = "amp", sources = ["web"], kind = "amplitude", api_key = "amp-secret"}]"#;
+    let output = inlet(
+        &["check-config"],
+        &[
+            ("INLET_SOURCES", r#"[{name = "web", write_key = "very-secret"}]"#),
+            ("INLET_DESTINATIONS", destinations),
+            ("INLET_ADMIN__TOKEN", "operator-secret-of-length"),
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(r#""web""#) && !stdout.contains("very-secret"), "{stdout}");
+    assert!(stdout.contains(r#""web""#), "{stdout}");
+    for secret in ["very-secret", "ga4-secret", "amp-secret", "operator-secret"] {
+        assert!(!stdout.contains(secret), "{secret} is printed: {stdout}");
+    }
 }
 
 #[test]
