@@ -298,4 +298,72 @@ mod tests {
         assert_eq!(parse(&too_many, batch).expect_err("count"), RequestError::TooManyEvents { count: 2501, max: 2500 });
         assert_eq!(parse("42", RouteKind::Single(MessageType::Track)).expect_err("num").code(), "invalid_body");
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Cases per property (a parse is a few microseconds).
+        const CASES: u32 = 5_000;
+
+        /// Bodies near the valid ones: real envelopes and messages, with bytes cut, repeated,
+        /// replaced or inserted.
+        fn near_valid_body() -> impl Strategy<Value = Vec<u8>> {
+            let bodies = [
+                r#"{"batch":[{"type":"track","event":"e","userId":"u"},{"type":"page"}],"writeKey":"k","sentAt":"2024-01-01T00:00:00Z","context":{"a":1},"integrations":{"All":true}}"#,
+                r#"{"type":"identify","userId":7,"traits":{"n":[1,2,{"x":null}]},"writeKey":"k"}"#,
+                r#"{"batch":[],"writeKey":"k"}"#,
+                r#"{"batch":{"type":"track"}}"#,
+            ];
+            (
+                prop::sample::select(bodies.to_vec()),
+                prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 0..6),
+            )
+                .prop_map(|(body, edits)| {
+                    let mut bytes = body.as_bytes().to_vec();
+                    for (at, byte, kind) in edits {
+                        let i = at.index(bytes.len().max(1)).min(bytes.len());
+                        match kind {
+                            0 if i < bytes.len() => bytes[i] = byte,
+                            1 => bytes.insert(i, byte),
+                            2 if i < bytes.len() => {
+                                bytes.remove(i);
+                            }
+                            _ => bytes.truncate(i),
+                        }
+                    }
+                    bytes
+                })
+        }
+
+        fn check(body: &[u8]) -> Result<(), TestCaseError> {
+            let limits = Limits { max_event_bytes: 64, max_batch_events: 3 };
+            for kind in [RouteKind::Batch, RouteKind::Single(MessageType::Track)] {
+                if let Ok(parsed) = parse_body(body, kind, &limits) {
+                    prop_assert!(!parsed.items.is_empty() && parsed.items.len() <= limits.max_batch_events);
+                    for item in &parsed.items {
+                        prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(item.get()).is_ok());
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+
+            /// Whatever a client sends, the parser answers without panicking, and what it accepts
+            /// is within the limits and made of valid JSON messages.
+            #[test]
+            fn any_bytes_parse_or_are_refused(body in prop::collection::vec(any::<u8>(), 0..256)) {
+                check(&body)?;
+            }
+
+            #[test]
+            fn near_valid_bodies_parse_or_are_refused(body in near_valid_body()) {
+                check(&body)?;
+            }
+        }
+    }
 }

@@ -450,6 +450,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
         #[test]
         fn the_check_matches_serde_json_values(json in json_fragment()) {
             agrees_with_serde(&json)?;

@@ -254,6 +254,8 @@ mod tests {
     use super::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
         #[test]
         fn finds_the_first_quote_or_backslash(text in r#"[a-zé]{0,120}[a-z"\\é]{0,4}[a-z"\\\x00\x7f]{0,60}"#) {
             let naive = text.bytes().position(|b| b == b'"' || b == b'\\');
