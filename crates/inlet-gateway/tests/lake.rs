@@ -132,10 +132,14 @@ async fn a_lake_writer_that_stops_makes_the_gateway_unready() {
     assert_eq!(response.status(), 200, "ingestion goes on into the WAL");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+        // The reason is on the admin listener; the public probe only says 503.
+        let ready = gateway.client.get(format!("{}/readyz", gateway.admin_url)).send().await.unwrap();
         if ready.status() == 503 {
             let body: Value = ready.json().await.unwrap();
             assert!(body["message"].as_str().unwrap().contains("lake writer stopped"), "{body}");
+            let public = gateway.client.get(format!("{}/readyz", gateway.url)).send().await.unwrap();
+            assert_eq!(public.status(), 503);
+            assert!(!public.text().await.unwrap().contains("lake"), "no internal detail on the public listener");
             break;
         }
         assert!(Instant::now() < deadline, "readiness should fail once the lake writer stops");
