@@ -214,6 +214,8 @@ pub struct LakeConfig {
     pub hour_grace_secs: u64,
     /// Flush a range once it holds this many events.
     pub max_range_records: u64,
+    /// A range holds at most this many bytes of events: bounds the writer's memory.
+    pub max_range_bytes: usize,
     /// Events dated before this day (UTC) are partitioned by `receivedAt`.
     pub min_event_date: String,
     /// Parquet page compression: `gzip` (default), `zstd` or `snappy` (see `docs/lake.md`).
@@ -234,6 +236,7 @@ impl Default for LakeConfig {
             max_age_secs: 3600,
             hour_grace_secs: 60,
             max_range_records: 250_000,
+            max_range_bytes: 128 * 1024 * 1024,
             min_event_date: "2015-01-01".into(),
             compression: "gzip".into(),
             shutdown_flush_secs: 30,
@@ -464,8 +467,10 @@ impl Config {
         if inlet_lake::Codec::parse(&self.lake.compression).is_none() {
             return invalid(format!("lake.compression {:?} must be gzip, zstd or snappy", self.lake.compression));
         }
-        if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 {
-            return invalid("lake.max_age_secs and lake.max_range_records must be greater than zero".into());
+        if self.lake.max_age_secs == 0 || self.lake.max_range_records == 0 || self.lake.max_range_bytes == 0 {
+            return invalid(
+                "lake.max_age_secs, lake.max_range_records and lake.max_range_bytes must be greater than zero".into(),
+            );
         }
         if let Some(id) = &self.lake.instance_id
             && !is_name(id)

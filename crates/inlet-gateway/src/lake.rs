@@ -41,6 +41,7 @@ pub fn lake_settings(config: &Config) -> anyhow::Result<LakeSettings> {
         max_age: Duration::from_secs(lake.max_age_secs),
         hour_grace: Duration::from_secs(lake.hour_grace_secs),
         max_range_records: lake.max_range_records,
+        max_range_bytes: lake.max_range_bytes,
         min_event_time: min_date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
         codec: inlet_lake::Codec::parse(&lake.compression).context("lake.compression")?,
     })

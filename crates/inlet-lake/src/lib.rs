@@ -24,7 +24,8 @@
 //! ## When a range is flushed
 //! At the first of: the range is `max_age` old; the UTC hour in which it started has ended
 //! (plus `hour_grace`, for late arrivals); it holds `max_range_records`; the gateway is shutting
-//! down. With the default `max_age` of an hour, each instance writes about one file per source
+//! down. A range is also cut where its events reach `max_range_bytes` (decided while encoding,
+//! before the range's marker is written), so large events cannot make one range outgrow memory. With the default `max_age` of an hour, each instance writes about one file per source
 //! and hour (plus small files for late events), which avoids the small-file problem instead of
 //! compacting after the fact.
 //!

@@ -41,6 +41,9 @@ pub struct LakeSettings {
     pub hour_grace: Duration,
     /// A range is flushed once it holds this many records.
     pub max_range_records: u64,
+    /// A range holds at most this many bytes of events (or one chunk more): what bounds the
+    /// encoder's memory when events are large, where `max_range_records` alone would not.
+    pub max_range_bytes: usize,
     /// Events dated before this are partitioned by `receivedAt` instead.
     pub min_event_time: DateTime<Utc>,
     pub codec: Codec,
@@ -65,7 +68,8 @@ pub struct PendingRange {
     pub from: u64,
     pub to: u64,
     /// Every event acknowledged before this instant has an LSN below `to`. `None` when the
-    /// range was cut short at `max_range_records` (a backlog), which promises nothing about time.
+    /// range was cut short at `max_range_records` or `max_range_bytes` (a backlog), which
+    /// promises nothing about time.
     pub cut_at: Option<DateTime<Utc>>,
 }
 
@@ -130,7 +134,7 @@ impl LakeWriter {
             p.to > self.cursor() || clear_pending(&self.settings.state_dir).is_err()
         }) {
             tracing::warn!(from = pending.from, to = pending.to, "redoing the lake flush interrupted by the last stop");
-            if !self.complete(pending, shutdown).await? {
+            if let (false, pending) = self.complete(pending, Bound::Decided, shutdown).await? {
                 return Ok(Some(pending));
             }
         }
@@ -167,8 +171,8 @@ impl LakeWriter {
             if !due {
                 continue;
             }
-            let pending = self.next_range(cut_at);
-            if !self.complete(pending, shutdown).await? {
+            let (done, pending) = self.complete(self.next_range(cut_at), Bound::New, shutdown).await?;
+            if !done {
                 return Ok(Some(pending));
             }
             range_started = Instant::now();
@@ -183,11 +187,10 @@ impl LakeWriter {
         // retry sleep at once).
         let (_never, mut no_shutdown) = watch::channel(false);
         if let Some(pending) = interrupted {
-            self.complete(pending, &mut no_shutdown).await?;
+            self.complete(pending, Bound::Decided, &mut no_shutdown).await?;
         }
         loop {
-            let pending = self.next_range(Utc::now());
-            self.complete(pending, &mut no_shutdown).await?;
+            let (_, pending) = self.complete(self.next_range(Utc::now()), Bound::New, &mut no_shutdown).await?;
             if pending.cut_at.is_some() {
                 return Ok(());
             }
@@ -210,13 +213,29 @@ impl LakeWriter {
     /// Persists the range, uploads its files (retrying until they are stored or shutdown is
     /// asked), publishes the watermark, confirms the range to the WAL and clears the pending
     /// marker. Returns false if it stopped for shutdown before finishing.
-    async fn complete(&self, pending: PendingRange, shutdown: &mut watch::Receiver<bool>) -> Result<bool, LakeError> {
+    ///
+    /// A new range is encoded before its marker is written, so that the marker holds the range
+    /// as cut at `max_range_bytes`; a decided one (its marker written by an earlier attempt) is
+    /// encoded whole, under the same file names. Returns whether it finished, and the range.
+    async fn complete(
+        &self,
+        mut pending: PendingRange,
+        bound: Bound,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(bool, PendingRange), LakeError> {
         if pending.to > pending.from {
+            let max_bytes = match bound {
+                Bound::New => self.settings.max_range_bytes,
+                Bound::Decided => usize::MAX,
+            };
+            let (files, reached) = self.encode_range(pending.from, pending.to, max_bytes).await?;
+            if reached < pending.to {
+                pending = PendingRange { to: reached, cut_at: None, ..pending };
+            }
             off_the_runtime(&self.settings.state_dir, move |dir| write_pending(dir, &pending)).await?;
-            let files = self.encode_range(pending.from, pending.to).await?;
             for file in files {
                 if !self.upload(&file.key, file.bytes.clone(), shutdown).await {
-                    return Ok(false);
+                    return Ok((false, pending));
                 }
                 self.metrics.files_written.inc();
                 self.metrics.bytes_written.inc_by(file.bytes.len() as u64);
@@ -229,7 +248,7 @@ impl LakeWriter {
             let key = format!("{WATERMARK_PREFIX}/{}.json", self.settings.instance_id);
             let body = Bytes::from(serde_json::to_vec_pretty(&watermark).expect("a watermark serialises"));
             if !self.upload(&key, body, shutdown).await {
-                return Ok(false);
+                return Ok((false, pending));
             }
         }
         if pending.to > pending.from {
@@ -237,12 +256,19 @@ impl LakeWriter {
             off_the_runtime(&self.settings.state_dir, clear_pending).await?;
         }
         self.metrics.cursor_lsn.set(pending.to as i64);
-        Ok(true)
+        Ok((true, pending))
     }
 
-    /// Reads WAL records `from..to` and encodes one Parquet file per partition: on one thread
-    /// while the lake keeps up, on [`builder_threads`] more while it is behind.
-    pub async fn encode_range(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
+    /// Reads WAL records `from..to`, stopping after the chunk that reaches `max_bytes` of
+    /// events, and encodes one Parquet file per partition: on one thread while the lake keeps
+    /// up, on [`builder_threads`] more while it is behind. Returns the files and where the
+    /// range ended (`to`, or the LSN after the last record read).
+    pub async fn encode_range(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<EncodedFile>, u64), LakeError> {
         let builders = builders_for(self.wal.durable_lsn(), to, self.settings.max_range_records);
         let encoder = RangeEncoder {
             dir: self.wal.config().dir.clone(),
@@ -266,20 +292,20 @@ impl LakeWriter {
             .name("inlet-lake-encode".into())
             .spawn(move || {
                 lower_this_threads_priority();
-                let _ = result.send(encoder.encode(from, to));
+                let _ = result.send(encoder.encode(from, to, max_bytes));
             })
             .map_err(|e| LakeError::Task(format!("starting the encoder thread: {e}")))?;
-        let files = answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))??;
+        let (files, reached) = answer.await.map_err(|_| LakeError::Task("the encoder thread panicked".into()))??;
         // With its start (the time logged less `ms`): what a latency timeline is lined up with.
         tracing::debug!(
             from,
-            to,
+            to = reached,
             builders,
             files = files.len(),
             ms = started.elapsed().as_millis() as u64,
             "lake range encoded"
         );
-        Ok(files)
+        Ok((files, reached))
     }
 
     /// Uploads with retries; false if shutdown was asked before it succeeded.
@@ -327,17 +353,47 @@ struct RangeEncoder {
     records: RecordEncoder,
 }
 
+/// What one chunk of records read for the encoder may hold at most (or one record more; and at
+/// most a quarter of the range's bound), so a range of large events is cut finely enough for
+/// `max_range_bytes` to hold.
+const CHUNK_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Whether a range may be cut by bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// Decided now: cut at `max_range_bytes`.
+    New,
+    /// Decided and persisted by an earlier attempt: redone whole, so its files keep their names.
+    Decided,
+}
+
 impl RangeEncoder {
-    fn encode(&self, from: u64, to: u64) -> Result<Vec<EncodedFile>, LakeError> {
-        let chunks = WalReader::open(&self.dir, from, to, self.max_record_bytes)?.chunks(WRITE_BATCH_ROWS);
+    /// Encodes `from..to`, or the part of it whose chunks reach `max_bytes` first; returns the
+    /// files, named by the part encoded, and its end.
+    fn encode(&self, from: u64, to: u64, max_bytes: usize) -> Result<(Vec<EncodedFile>, u64), LakeError> {
+        let reached = std::cell::Cell::new(from);
+        let mut bytes = 0usize;
+        let chunks = WalReader::open(&self.dir, from, to, self.max_record_bytes)?
+            .chunks(WRITE_BATCH_ROWS, (max_bytes / 4).clamp(1, CHUNK_MAX_BYTES))
+            .take_while(|chunk| {
+                let Ok(chunk) = chunk else { return true };
+                if bytes >= max_bytes {
+                    return false;
+                }
+                bytes += chunk.payload_bytes();
+                reached.set(chunk.last_lsn().map_or(reached.get(), |lsn| lsn + 1));
+                true
+            });
         let files = self.records.encode(chunks)?;
-        Ok(files
+        let end = if bytes >= max_bytes { reached.get() } else { to };
+        let files = files
             .into_iter()
             .map(|EncodedPartition { partition, rows, bytes }| {
-                let key = partition.file_key(&self.instance, from, to);
+                let key = partition.file_key(&self.instance, from, end);
                 EncodedFile { partition, key, rows, bytes: Bytes::from(bytes) }
             })
-            .collect())
+            .collect();
+        Ok((files, end))
     }
 }
 
@@ -468,6 +524,7 @@ mod tests {
             max_age: Duration::from_millis(100),
             hour_grace: Duration::from_secs(60),
             max_range_records: 1000,
+            max_range_bytes: 64 * 1024 * 1024,
             min_event_time: DateTime::<Utc>::MIN_UTC,
             codec: Codec::default(),
         };
@@ -521,7 +578,7 @@ mod tests {
             let (wal, writer) = setup(dir.path()).await;
             let pending = PendingRange { from: 0, to: 50, cut_at: Some(Utc::now()) };
             write_pending(&writer.settings.state_dir, &pending).expect("pending");
-            let files = writer.encode_range(0, 50).await.expect("encode");
+            let (files, _) = writer.encode_range(0, 50, usize::MAX).await.expect("encode");
             assert_eq!(files.len(), 2);
             for file in files.iter().take(uploaded_before_crash) {
                 writer.store.put(&file.key, file.bytes.clone()).await.expect("put");
@@ -554,6 +611,32 @@ mod tests {
             serde_json::from_slice(&store.get("_inlet/watermarks/gw-test.json").await.expect("get").expect("exists"))
                 .expect("watermark");
         assert_eq!(watermark.lsn, 50, "the watermark moves once the backlog is done");
+    }
+
+    #[tokio::test]
+    async fn large_events_are_flushed_in_ranges_bounded_by_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, mut writer) = setup(dir.path()).await;
+        // The 50 test events are about 200 bytes each: ranges of about ten.
+        writer.settings.max_range_bytes = 2000;
+        let store = run_until_confirmed(writer, &wal, 50).await;
+        let names: Vec<String> = store.list("events").await.expect("list");
+        let ranges: std::collections::BTreeSet<(u64, u64)> = names
+            .iter()
+            .map(|k| {
+                let name = k.rsplit('/').next().expect("name").trim_end_matches(".parquet");
+                let mut parts = name.rsplit('-');
+                let to = parts.next().expect("to").parse().expect("lsn");
+                let from = parts.next().expect("from").parse().expect("lsn");
+                (from, to)
+            })
+            .collect();
+        assert!(ranges.len() >= 4, "cut by bytes: {ranges:?}");
+        assert!(ranges.iter().all(|(from, to)| to - from <= 15), "each near 2,000 bytes: {ranges:?}");
+        let mut ids = message_ids(&store).await;
+        let all = ids.len();
+        ids.dedup();
+        assert_eq!((all, ids.len()), (50, 50), "every event once");
     }
 
     /// A stop while an upload is still retrying (the store was down and has just come back)

@@ -45,6 +45,16 @@ impl RecordChunk {
         self.records.is_empty()
     }
 
+    /// Payload bytes in the chunk.
+    pub fn payload_bytes(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// The LSN of its last record.
+    pub fn last_lsn(&self) -> Option<u64> {
+        self.records.last().map(|&(lsn, _)| lsn)
+    }
+
     /// The records in LSN order: each one's LSN and payload.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let starts = std::iter::once(0).chain(self.records.iter().map(|&(_, end)| end));
@@ -183,14 +193,14 @@ impl WalReader {
         }
     }
 
-    /// The records in chunks of up to `max_records` (the last one shorter), up to the first
-    /// read error, which ends the iteration.
-    pub fn chunks(mut self, max_records: usize) -> impl Iterator<Item = Result<RecordChunk>> {
+    /// The records in chunks of up to `max_records`, and of `max_bytes` of payloads or one
+    /// record more (the last one shorter), up to the first read error, which ends the iteration.
+    pub fn chunks(mut self, max_records: usize, max_bytes: usize) -> impl Iterator<Item = Result<RecordChunk>> {
         let mut payload_bytes = 0;
         std::iter::from_fn(move || {
             // The next chunk is likely the size of the last, so it starts with room for it.
             let mut chunk = RecordChunk::with_capacity(max_records, payload_bytes);
-            while chunk.len() < max_records {
+            while chunk.len() < max_records && chunk.payloads.len() < max_bytes {
                 match self.next_into(&mut chunk.payloads) {
                     Some(Ok(lsn)) => chunk.records.push((lsn, chunk.payloads.len())),
                     Some(Err(e)) => return Some(Err(e)),
@@ -262,7 +272,7 @@ mod tests {
     fn in_chunks(dir: &Path, from: u64, upto: u64, max_records: usize) -> Vec<(u64, Vec<u8>)> {
         let chunks: Vec<RecordChunk> = WalReader::open(dir, from, upto, 1 << 20)
             .expect("reader")
-            .chunks(max_records)
+            .chunks(max_records, usize::MAX)
             .collect::<Result<_>>()
             .expect("chunks");
         assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= max_records), "chunks of 1..={max_records}");
