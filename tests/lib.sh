@@ -26,13 +26,18 @@ start_gateway() {
   shift 2
   gateway_port="${gateway_port:-$(free_port)}"
   admin_port="${admin_port:-$(free_port)}"
-  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$gateway_port" INLET_ADMIN__LISTEN="127.0.0.1:$admin_port" \
-    INLET_LOG_LEVEL=warn \
+  local admin=(INLET_ADMIN__LISTEN="127.0.0.1:$admin_port")
+  gateway_admin_url="http://127.0.0.1:$admin_port"
+  # A build from before the admin listener (an A/B baseline) serves /metrics on its one port.
+  if ! env "${admin[@]}" "$GATEWAY_BIN" check-config > /dev/null 2>&1; then
+    admin=()
+    gateway_admin_url="http://127.0.0.1:$gateway_port"
+  fi
+  env INLET_DATA_DIR="$data" INLET_SERVER__LISTEN="127.0.0.1:$gateway_port" "${admin[@]}" INLET_LOG_LEVEL=warn \
     INLET_SOURCES="$sources" "$@" "$GATEWAY_BIN" >> "$data.log" 2>&1 &
   gateway_pid=$!
   background_pids+=("$gateway_pid")
   gateway_url="http://127.0.0.1:$gateway_port"
-  gateway_admin_url="http://127.0.0.1:$admin_port"
   wait_for "$gateway_url/healthz"
 }
 
