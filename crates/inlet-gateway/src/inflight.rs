@@ -18,13 +18,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::per_client::{ClientSlot, PerClient};
 
 /// Bytes are counted in units of this size (one semaphore permit each).
 const UNIT: usize = 1024;
@@ -46,8 +47,7 @@ pub struct InflightBudget {
     gauge: IntGauge,
     requests: Arc<Semaphore>,
     requests_gauge: IntGauge,
-    requests_per_client: usize,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
+    per_client: Arc<PerClient>,
     sources: HashMap<Arc<str>, Arc<SourceShare>>,
     source_max_units: usize,
     source_max_requests: usize,
@@ -75,8 +75,7 @@ impl InflightBudget {
             gauge,
             requests: Arc::new(Semaphore::new(limits.requests)),
             requests_gauge,
-            requests_per_client: limits.requests_per_client,
-            per_client: Mutex::new(HashMap::new()),
+            per_client: PerClient::new(limits.requests_per_client),
             sources: sources.into_iter().map(|name| (name, Arc::default())).collect(),
             source_max_units: share(total_units),
             source_max_requests: share(limits.requests),
@@ -86,31 +85,14 @@ impl InflightBudget {
     /// A request slot for `client` with no bytes yet (to grow as they arrive), or a `429`.
     pub fn reservation(self: &Arc<Self>, client: IpAddr) -> Result<Reservation, ApiError> {
         let slot = Arc::clone(&self.requests).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-        {
-            let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-            let held = per_client.entry(client).or_insert(0);
-            if *held >= self.requests_per_client {
-                return Err(ApiError::ClientOverloaded);
-            }
-            *held += 1;
-        }
+        let client_slot = self.per_client.take(client).ok_or(ApiError::ClientOverloaded)?;
         self.requests_gauge.inc();
-        Ok(Reservation { budget: Arc::clone(self), units: 0, client, source: None, _slot: slot })
+        Ok(Reservation { budget: Arc::clone(self), units: 0, source: None, _slot: slot, _client_slot: client_slot })
     }
 
     /// Bytes currently reserved.
     pub fn reserved_bytes(&self) -> usize {
         (self.total_units - self.permits.available_permits()) * UNIT
-    }
-
-    fn release_client(&self, client: IpAddr) {
-        let mut per_client = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = per_client.get_mut(&client) {
-            *held -= 1;
-            if *held == 0 {
-                per_client.remove(&client);
-            }
-        }
     }
 }
 
@@ -119,9 +101,9 @@ impl InflightBudget {
 pub struct Reservation {
     budget: Arc<InflightBudget>,
     units: usize,
-    client: IpAddr,
     source: Option<Arc<SourceShare>>,
     _slot: OwnedSemaphorePermit,
+    _client_slot: ClientSlot,
 }
 
 impl Reservation {
@@ -196,7 +178,6 @@ impl Drop for Reservation {
         if let Some(share) = &self.source {
             share.requests.fetch_sub(1, Ordering::Relaxed);
         }
-        self.budget.release_client(self.client);
         self.budget.requests_gauge.dec();
     }
 }
@@ -248,7 +229,7 @@ mod tests {
         assert!(budget.reservation(other).is_ok(), "another client is untouched");
         drop(held);
         assert!(budget.reservation(CLIENT).is_ok(), "the client's slots come back");
-        assert!(budget.per_client.lock().expect("lock").is_empty(), "no entry is left for idle clients");
+        assert!(budget.per_client.is_empty(), "no entry is left for idle clients");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod ingest;
 pub mod lake;
 pub mod metrics;
+pub mod per_client;
 pub mod routes;
 pub mod server;
 pub mod settings;

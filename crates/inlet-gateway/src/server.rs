@@ -16,12 +16,11 @@
 //! listen backlog) and `server.max_connections_per_client` bounds one address's share of them;
 //! a peer in `trusted_proxies` is not limited, since many clients share it.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -38,6 +37,7 @@ use tower::ServiceExt;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
+use crate::per_client::{ClientSlot, PerClient};
 use crate::routes::{admin_router, router};
 use crate::state::AppState;
 
@@ -126,7 +126,7 @@ pub(crate) async fn serve_router(
     let (draining_tx, draining) = watch::channel(false);
     let max_connections = server.max_connections;
     let connection_slots = Arc::new(Semaphore::new(max_connections));
-    let per_client = Arc::new(PerClientConnections::new(server.max_connections_per_client));
+    let per_client = PerClient::new(server.max_connections_per_client);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -177,47 +177,6 @@ pub(crate) async fn serve_router(
         tracing::warn!("shutdown grace period ended with connections still open");
     }
     Ok(())
-}
-
-/// Open connections per client address.
-#[derive(Debug)]
-struct PerClientConnections {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl PerClientConnections {
-    fn new(max: usize) -> PerClientConnections {
-        PerClientConnections { max, open: Mutex::new(HashMap::new()) }
-    }
-
-    fn take(self: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.max {
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot { owner: Arc::clone(self), client })
-    }
-}
-
-#[derive(Debug)]
-struct ClientSlot {
-    owner: Arc<PerClientConnections>,
-    client: IpAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
 }
 
 /// A connection's slots, counted in `inlet_http_connections` while it is open.
@@ -431,16 +390,5 @@ mod tests {
         let busy = activity(1_000, 3);
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(overdue(&busy, DEADLINES), Some("max_age"));
-    }
-
-    #[test]
-    fn one_client_cannot_hold_every_connection() {
-        let limits = Arc::new(PerClientConnections::new(2));
-        let client: IpAddr = "192.0.2.7".parse().expect("ip");
-        let (a, b) = (limits.take(client).expect("1"), limits.take(client).expect("2"));
-        assert!(limits.take(client).is_none());
-        assert!(limits.take("192.0.2.8".parse().expect("ip")).is_some(), "others are untouched");
-        drop((a, b));
-        assert!(limits.take(client).is_some());
     }
 }
