@@ -154,6 +154,9 @@ pub struct LimitsConfig {
     /// Failed authentications one client address may make per minute (a burst of as many);
     /// beyond it its requests get 429 until the rate falls back.
     pub failed_auth_per_minute: u32,
+    /// Requests one client address may have refused for their content (`400`, `413`) per
+    /// minute (a burst of as many); beyond it its requests get 429 until the rate falls back.
+    pub refused_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -329,6 +332,7 @@ impl Default for LimitsConfig {
             max_stored_request_bytes: 2 * 1024 * 1024,
             source_share: 0.5,
             failed_auth_per_minute: 30,
+            refused_per_minute: 120,
         }
     }
 }
@@ -413,6 +417,7 @@ impl Config {
             ("server.body_read_timeout_secs", server.body_read_timeout_secs),
             ("limits.max_inflight_requests_per_client", l.max_inflight_requests_per_client as u64),
             ("limits.failed_auth_per_minute", u64::from(l.failed_auth_per_minute)),
+            ("limits.refused_per_minute", u64::from(l.refused_per_minute)),
         ] {
             if value == 0 {
                 return invalid(format!("{key} must be greater than zero"));

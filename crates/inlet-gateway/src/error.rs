@@ -54,6 +54,8 @@ pub enum ApiError {
     SourceStorageFull,
     #[error("too many failed authentications from this client; retry after the delay in Retry-After")]
     AuthThrottled,
+    #[error("too many refused requests from this client; retry after the delay in Retry-After")]
+    ClientThrottled,
     #[error(
         "the request's events add up to more than {limit} bytes once stored (the batch's context is stored with each)"
     )]
@@ -105,7 +107,8 @@ impl ApiError {
             | ApiError::SourceOverloaded
             | ApiError::SourceRateLimited { .. }
             | ApiError::SourceStorageFull
-            | ApiError::AuthThrottled => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::AuthThrottled
+            | ApiError::ClientThrottled => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageFull | ApiError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -133,6 +136,7 @@ impl ApiError {
             ApiError::SourceRateLimited { .. } => "source_rate_limited",
             ApiError::SourceStorageFull => "source_storage_full",
             ApiError::AuthThrottled => "auth_throttled",
+            ApiError::ClientThrottled => "client_throttled",
             ApiError::StoredTooLarge { .. } => "stored_request_too_large",
             ApiError::StorageFull => "storage_full",
             ApiError::StorageUnavailable => "storage_unavailable",
@@ -147,7 +151,7 @@ impl ApiError {
             ApiError::Overloaded | ApiError::ClientOverloaded | ApiError::SourceOverloaded => Some(1),
             ApiError::SourceRateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::SourceStorageFull => Some(30),
-            ApiError::AuthThrottled => Some(10),
+            ApiError::AuthThrottled | ApiError::ClientThrottled => Some(10),
             ApiError::StorageUnavailable => Some(5),
             ApiError::StorageFull => Some(30),
             _ => None,

@@ -57,10 +57,14 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match ingest_inner(&state, kind, peer, &headers, body).await {
+    let client = client_ip(peer.ip(), &headers, &state.config.server.trusted_proxies);
+    match ingest_inner(&state, kind, client, &headers, body).await {
         Ok(accepted) => Json(accepted).into_response(),
         Err(Refused { error, connection }) => {
             state.metrics.requests_rejected.with_label_values(&[error.code()]).inc();
+            if matches!(error.status().as_u16(), 400 | 413) {
+                state.source_limits.record_refusal(client);
+            }
             if error.status().is_server_error() || error.status().as_u16() == 429 {
                 // Under an outage every request fails the same way: log the first of each second.
                 if state.refusal_log.allow() {
@@ -101,13 +105,12 @@ impl From<ApiError> for Refused {
 async fn ingest_inner(
     state: &Arc<AppState>,
     kind: RouteKind,
-    peer: SocketAddr,
+    client: IpAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, Refused> {
     let limits = &state.config.limits;
     let server = &state.config.server;
-    let client = client_ip(peer.ip(), headers, &server.trusted_proxies);
     let (mut reservation, encoding, header_key) = match admit(state, headers, client) {
         Ok(admitted) => admitted,
         Err(error) => return Err(refuse_unread(state, error, headers, body)),
@@ -155,6 +158,9 @@ fn admit(
 ) -> Result<(Reservation, Encoding, Option<String>), ApiError> {
     if state.source_limits.auth_throttled(client) {
         return Err(ApiError::AuthThrottled);
+    }
+    if state.source_limits.refusals_throttled(client) {
+        return Err(ApiError::ClientThrottled);
     }
     // First, so that under overload the excess costs as little as possible.
     let mut reservation = state.inflight.reservation(client)?;

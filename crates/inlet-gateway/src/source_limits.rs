@@ -8,6 +8,9 @@
 //!   the bytes each source appended that are still retained in the WAL (not yet confirmed by
 //!   every consumer), counted per LSN range; past its share, `429 source_storage_full`, while
 //!   the other sources go on until the WAL's own budget (`503 storage_full`).
+//! - **Refused requests** (`limits.refused_per_minute` per client address): a client whose
+//!   requests keep being refused for their content (`400`, `413`: each cost a parse) is answered
+//!   `429 client_throttled` for every request until its rate falls back, before any body is read.
 //! - **Failed authentications** (`limits.failed_auth_per_minute` per client address): a client
 //!   that guesses write keys is answered `429 auth_throttled` for every request until its rate
 //!   of failures falls back, so the settings route and the ingestion routes are no key oracle.
@@ -35,10 +38,57 @@ pub struct SourceLimits {
     ledgers: HashMap<Arc<str>, Mutex<Ledger>>,
     /// `None` with a single source: its share is the whole budget.
     wal_share_bytes: Option<u64>,
-    failed_auth: DefaultKeyedRateLimiter<IpAddr>,
-    /// Clients over their failed-authentication rate, until when.
+    failed_auth: ClientThrottle,
+    refusals: ClientThrottle,
+}
+
+/// A rate of some failure per client address (GCRA, a burst of a minute's worth); a client past
+/// it is blocked until the rate allows one more.
+#[derive(Debug)]
+struct ClientThrottle {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Clients over their rate, until when.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
     blocked_count: AtomicUsize,
+}
+
+impl ClientThrottle {
+    fn new(per_minute: u32) -> ClientThrottle {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        ClientThrottle {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            blocked: Mutex::default(),
+            blocked_count: AtomicUsize::new(0),
+        }
+    }
+
+    fn blocked(&self, client: IpAddr) -> bool {
+        if self.blocked_count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.get(&client).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Counts one failure; past the rate, blocks the client and says so.
+    fn record(&self, client: IpAddr) -> bool {
+        let Err(not_until) = self.limiter.check_key(&client) else { return false };
+        // The limiter's own clock: another clock's instants are not comparable.
+        let wait = not_until.wait_time_from(self.limiter.clock().now());
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.insert(client, Instant::now() + wait.max(Duration::from_secs(1)));
+        self.blocked_count.store(blocked.len(), Ordering::Relaxed);
+        true
+    }
+
+    fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        blocked.retain(|_, until| *until > now);
+        self.blocked_count.store(blocked.len(), Ordering::Relaxed);
+    }
 }
 
 /// A source's appends still in the WAL: `(last LSN, bytes)` per group of appends, oldest first.
@@ -66,6 +116,7 @@ impl SourceLimits {
         wal_disk_bytes: u64,
         source_share: f64,
         failed_auth_per_minute: u32,
+        refused_per_minute: u32,
     ) -> SourceLimits {
         let rates = sources
             .iter()
@@ -78,14 +129,12 @@ impl SourceLimits {
             })
             .collect();
         let ledgers = sources.iter().map(|s| (Arc::from(s.name.as_str()), Mutex::default())).collect();
-        let per_minute = NonZeroU32::new(failed_auth_per_minute).unwrap_or(NonZeroU32::MIN);
         SourceLimits {
             rates,
             ledgers,
             wal_share_bytes: (sources.len() > 1).then_some((wal_disk_bytes as f64 * source_share) as u64),
-            failed_auth: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            blocked: Mutex::default(),
-            blocked_count: AtomicUsize::new(0),
+            failed_auth: ClientThrottle::new(failed_auth_per_minute),
+            refusals: ClientThrottle::new(refused_per_minute),
         }
     }
 
@@ -135,36 +184,32 @@ impl SourceLimits {
 
     /// Whether `client` is over its failed-authentication rate (its requests get `429`).
     pub fn auth_throttled(&self, client: IpAddr) -> bool {
-        if self.blocked_count.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        blocked.get(&client).is_some_and(|until| *until > Instant::now())
+        self.failed_auth.blocked(client)
     }
 
-    /// Counts one failed authentication of `client`; past its rate, blocks it until the rate
-    /// allows one more, and says so: this failure is then answered as throttled too, so a
-    /// client gets exactly its rate of `401`s.
+    /// Counts one failed authentication of `client`; past its rate, blocks it and says so: this
+    /// failure is then answered as throttled too, so a client gets exactly its rate of `401`s.
     pub fn record_failed_auth(&self, client: IpAddr) -> bool {
-        let Err(not_until) = self.failed_auth.check_key(&client) else { return false };
-        {
-            let wait = not_until.wait_time_from(self.failed_auth.clock().now());
-            let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-            blocked.insert(client, Instant::now() + wait.max(Duration::from_secs(1)));
-            self.blocked_count.store(blocked.len(), Ordering::Relaxed);
-        }
-        true
+        self.failed_auth.record(client)
     }
 
-    /// Drops the failed-authentication state of clients that have not failed for a while and
-    /// the blocks that ended, so both stay bounded (called every few seconds).
+    /// Whether `client` is over its rate of refused requests (its requests get `429`).
+    pub fn refusals_throttled(&self, client: IpAddr) -> bool {
+        self.refusals.blocked(client)
+    }
+
+    /// Counts one request of `client` refused for its content (`400`, `413`): each cost a
+    /// parse, and a client that keeps sending them is spending the gateway's CPU, not sending
+    /// events.
+    pub fn record_refusal(&self, client: IpAddr) -> bool {
+        self.refusals.record(client)
+    }
+
+    /// Drops the state of clients that have not failed for a while and the blocks that ended,
+    /// so both stay bounded (called every few seconds).
     pub fn forget_idle_clients(&self) {
-        self.failed_auth.retain_recent();
-        self.failed_auth.shrink_to_fit();
-        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        blocked.retain(|_, until| *until > now);
-        self.blocked_count.store(blocked.len(), Ordering::Relaxed);
+        self.failed_auth.forget_idle();
+        self.refusals.forget_idle();
     }
 }
 
@@ -185,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_source_over_its_rate_is_refused_and_the_others_are_not() {
-        let limits = SourceLimits::new(&sources(Some(100)), 1 << 30, 0.5, 30);
+        let limits = SourceLimits::new(&sources(Some(100)), 1 << 30, 0.5, 30, 120);
         limits.charge_events("web", 100).expect("the burst");
         let refused = limits.charge_events("web", 50).expect_err("over the rate");
         assert!(matches!(refused, ApiError::SourceRateLimited { retry_after_secs: 1 }), "{refused:?}");
@@ -195,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_source_over_its_wal_share_is_refused_until_the_wal_moves_on() {
-        let limits = SourceLimits::new(&sources(None), 1000, 0.5, 30);
+        let limits = SourceLimits::new(&sources(None), 1000, 0.5, 30, 120);
         limits.record_append("web", 10, 300);
         limits.check_wal_share("web", 0).expect("under half");
         limits.record_append("web", 20, 300);
@@ -209,14 +254,14 @@ mod tests {
 
     #[test]
     fn a_single_source_has_the_whole_wal() {
-        let limits = SourceLimits::new(&[SourceConfig::new("web", "k")], 1000, 0.5, 30);
+        let limits = SourceLimits::new(&[SourceConfig::new("web", "k")], 1000, 0.5, 30, 120);
         limits.record_append("web", 10, 900);
         limits.check_wal_share("web", 0).expect("no share with one source");
     }
 
     #[test]
     fn a_client_guessing_keys_is_blocked_and_others_are_not() {
-        let limits = SourceLimits::new(&sources(None), 1000, 0.5, 5);
+        let limits = SourceLimits::new(&sources(None), 1000, 0.5, 5, 120);
         let guesser: IpAddr = "192.0.2.66".parse().expect("ip");
         for _ in 0..5 {
             assert!(!limits.auth_throttled(guesser));

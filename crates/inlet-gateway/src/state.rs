@@ -128,6 +128,7 @@ impl AppState {
             config.wal.max_disk_bytes,
             limits.source_share,
             limits.failed_auth_per_minute,
+            limits.refused_per_minute,
         );
         seed_from_wal(&dedupe, &source_limits, &wal, window, clock.now())?;
         metrics.dedupe_entries.set(dedupe.len() as i64);
