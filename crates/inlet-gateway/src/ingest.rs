@@ -204,11 +204,14 @@ fn admit_source(state: &AppState, source: &Arc<str>, reservation: &mut Reservati
 
 /// A refusal decided from the head. Its body is read and dropped after the answer, as nginx
 /// does, so that the client's keep-alive connection carries its retry; it holds no slot and
-/// keeps no byte. A body declared over the limit is not worth reading, and a client waiting
-/// for `100 Continue` will not send one: those connections close.
+/// keeps no byte. A body declared over the limit is not worth reading, a client waiting for
+/// `100 Continue` will not send one, and a throttled client's bodies are what it is throttled
+/// for: those connections close.
 fn refuse_unread(state: &AppState, error: ApiError, headers: &HeaderMap, body: Body) -> Refused {
     let expects_continue = headers.get(header::EXPECT).is_some();
-    if matches!(error, ApiError::PayloadTooLarge { .. }) || expects_continue {
+    let not_worth_reading =
+        matches!(error, ApiError::PayloadTooLarge { .. } | ApiError::ClientThrottled | ApiError::AuthThrottled);
+    if not_worth_reading || expects_continue {
         return Refused { error, connection: AfterRefusal::Close };
     }
     let timeout = Duration::from_secs(state.config.server.body_read_timeout_secs);
