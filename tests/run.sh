@@ -87,6 +87,13 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo deny: licences, bans and sources of every dependency (deny.toml; advisories need a database this machine cannot fetch)"
+tools="$cache/tools"
+if [[ ! -x "$tools/bin/cargo-deny" ]]; then
+  cargo install --quiet --locked --version 0.20.2 --root "$tools" cargo-deny
+fi
+"$tools/bin/cargo-deny" check licenses bans sources
+
 step "build"
 cargo build --workspace --all-targets --locked
 
