@@ -69,8 +69,6 @@ pub struct ServerConfig {
     /// A connection's first request must start within this time of its accept (or TLS
     /// handshake), or the connection is closed.
     pub first_request_timeout_secs: u64,
-    /// HTTP/1: a request's headers must arrive within this time.
-    pub header_read_timeout_secs: u64,
     /// A connection with no request in flight for this long is closed (HTTP/1 and HTTP/2).
     pub idle_timeout_secs: u64,
     /// A connection older than this is asked to close after its current requests.
@@ -307,7 +305,6 @@ impl Default for ServerConfig {
             min_body_bytes_per_sec: 1024,
             body_rate_grace_secs: 5,
             first_request_timeout_secs: 10,
-            header_read_timeout_secs: 20,
             idle_timeout_secs: 75,
             max_connection_age_secs: 3600,
             http2_keepalive_secs: 30,
@@ -409,7 +406,6 @@ impl Config {
             ("server.max_connections_per_client", server.max_connections_per_client as u64),
             ("server.listen_backlog", u64::from(server.listen_backlog)),
             ("server.first_request_timeout_secs", server.first_request_timeout_secs),
-            ("server.header_read_timeout_secs", server.header_read_timeout_secs),
             ("server.idle_timeout_secs", server.idle_timeout_secs),
             ("server.max_connection_age_secs", server.max_connection_age_secs),
             ("server.http2_keepalive_secs", server.http2_keepalive_secs),

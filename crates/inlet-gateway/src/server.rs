@@ -5,9 +5,13 @@
 //! doing nothing (`docs/security.md` lists them with their defaults):
 //! - a first request within `server.first_request_timeout_secs` of the TLS handshake (or the
 //!   accept): a socket that never speaks is closed, whatever its protocol would have been;
-//! - request headers within `server.header_read_timeout_secs` (HTTP/1, enforced by hyper);
 //! - at most `server.idle_timeout_secs` without a request in flight (HTTP/1 keep-alive and
-//!   HTTP/2 alike), and HTTP/2 pings every `server.http2_keepalive_secs` that must be answered;
+//!   HTTP/2 alike), and HTTP/2 pings every `server.http2_keepalive_secs` that must be answered.
+//!   On HTTP/1 hyper's header-read timer enforces it: it runs from the end of one request to
+//!   the end of the next one's headers, so a head dripped slowly after a request ends in the
+//!   same time. It is one setting, not two, because hyper starts that timer as soon as a
+//!   keep-alive connection goes idle: a shorter header timeout would close idle connections
+//!   before a load balancer's own idle timeout, and its next request on them would fail;
 //! - at most `server.max_connection_age_secs` of life: then the connection is asked to close
 //!   gracefully (HTTP/1 `Connection: close` on the next answer, HTTP/2 `GOAWAY`), so clients
 //!   reconnect and spread over the replicas behind a load balancer.
@@ -114,7 +118,7 @@ pub(crate) async fn serve_router(
     let server = &state.config.server;
     let acceptor = tls.map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(server.header_read_timeout_secs));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(server.idle_timeout_secs));
     let keepalive = Duration::from_secs(server.http2_keepalive_secs);
     builder
         .http2()
