@@ -340,16 +340,10 @@ fn load_state(path: &Path) -> Result<SavedState, DeliveryError> {
 }
 
 fn save_state(path: &Path, state: &SavedState) -> Result<(), DeliveryError> {
-    use std::io::Write;
-    let error = |source| DeliveryError::State { path: path.to_owned(), source };
     let dir = path.parent().expect("state files live in a directory");
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(error)?;
-    file.write_all(&serde_json::to_vec(state).expect("state serialises")).map_err(error)?;
-    file.sync_all().map_err(error)?;
-    std::fs::rename(&tmp, path).map_err(error)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)
+    std::fs::create_dir_all(dir)
+        .and_then(|()| inlet_wal::durable_replace(path, &serde_json::to_vec(state).expect("state serialises")))
+        .map_err(|source| DeliveryError::State { path: path.to_owned(), source })
 }
 
 #[cfg(test)]

@@ -322,17 +322,11 @@ fn truncate(mut body: String) -> String {
 /// A failed request's text for logs and dead letters, without its URL: GA4 takes its
 /// `api_secret` in the query string, and reqwest's error text starts with the URL.
 fn request_error_text(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<url>");
+    let text = inlet_lake::store::error_text(error);
+    match error.url() {
+        Some(url) => text.replace(url.as_str(), "<url>"),
+        None => text,
     }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub fn http_client(timeout: Duration) -> reqwest::Client {

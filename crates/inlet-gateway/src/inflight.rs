@@ -67,6 +67,7 @@ impl InflightBudget {
         gauge: IntGauge,
         requests_gauge: IntGauge,
     ) -> Arc<InflightBudget> {
+        let names: Vec<Arc<str>> = sources.into_iter().collect();
         let total_units = limits.bytes / UNIT;
         let share = |total: usize| ((total as f64 * limits.source_share).ceil() as usize).clamp(1, total.max(1));
         Arc::new(InflightBudget {
@@ -76,7 +77,12 @@ impl InflightBudget {
             requests: Arc::new(Semaphore::new(limits.requests)),
             requests_gauge,
             per_client: PerClient::new(limits.requests_per_client),
-            sources: sources.into_iter().map(|name| (name, Arc::default())).collect(),
+            // With one source there is no other to protect: its share is the whole budget.
+            sources: if names.len() > 1 {
+                names.into_iter().map(|name| (name, Arc::default())).collect()
+            } else {
+                HashMap::new()
+            },
             source_max_units: share(total_units),
             source_max_requests: share(limits.requests),
         })
@@ -108,15 +114,14 @@ pub struct Reservation {
 
 impl Reservation {
     /// Charges the request to `source` from now on: its request and what it holds so far.
-    /// Sources unknown to the budget (there are none in a running gateway) are not limited.
+    /// With a single source (or one unknown to the budget) nothing is limited.
     pub fn assign_source(&mut self, source: &str) -> Result<(), ApiError> {
         if self.source.is_some() {
             return Ok(());
         }
         let Some(share) = self.budget.sources.get(source) else { return Ok(()) };
-        if self.budget.sources.len() > 1
-            && (share.requests.load(Ordering::Relaxed) >= self.budget.source_max_requests
-                || share.units.load(Ordering::Relaxed) + self.units > self.budget.source_max_units)
+        if share.requests.load(Ordering::Relaxed) >= self.budget.source_max_requests
+            || share.units.load(Ordering::Relaxed) + self.units > self.budget.source_max_units
         {
             return Err(ApiError::SourceOverloaded);
         }
@@ -134,7 +139,6 @@ impl Reservation {
         }
         let more = wanted - self.units;
         if let Some(share) = &self.source
-            && self.budget.sources.len() > 1
             && share.units.load(Ordering::Relaxed) + more > self.budget.source_max_units
         {
             return Err(ApiError::SourceOverloaded);

@@ -111,7 +111,7 @@ async fn ingest_inner(
 ) -> Result<Accepted, Refused> {
     let limits = &state.config.limits;
     let server = &state.config.server;
-    let (mut reservation, encoding, header_key) = match admit(state, headers, client) {
+    let (mut reservation, encoding, header_source) = match admit(state, headers, client) {
         Ok(admitted) => admitted,
         Err(error) => return Err(refuse_unread(state, error, headers, body)),
     };
@@ -128,7 +128,7 @@ async fn ingest_inner(
         reservation.grow_to(raw.len() + limits.max_request_bytes)?;
     }
     let meta = RequestMeta { received_at: state.clock.now(), client_ip: Some(client) };
-    let request = Request { raw, encoding, kind, header_key, client, meta };
+    let request = Request { raw, encoding, kind, header_source, client, meta };
     let prepared = if request.raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
         let state = Arc::clone(state);
         let (prepared, returned) = tokio::task::spawn_blocking(move || {
@@ -148,14 +148,14 @@ async fn ingest_inner(
 }
 
 /// Everything decided from the head alone, before any of the body is read: whether the client
-/// may send (its failed authentications), a request slot, whether the WAL can take more, the
-/// encoding, the header's write key and its source's share. Nothing is reserved for a declared
-/// length: bytes are reserved as they arrive.
+/// may send (its failed authentications and refusals), a request slot, whether the WAL can take
+/// more, the encoding, the header key's source and its share. Nothing is reserved for a
+/// declared length: bytes are reserved as they arrive.
 fn admit(
     state: &AppState,
     headers: &HeaderMap,
     client: IpAddr,
-) -> Result<(Reservation, Encoding, Option<String>), ApiError> {
+) -> Result<(Reservation, Encoding, Option<Arc<str>>), ApiError> {
     if state.source_limits.auth_throttled(client) {
         return Err(ApiError::AuthThrottled);
     }
@@ -171,16 +171,19 @@ fn admit(
         return Err(ApiError::StorageFull);
     }
     let encoding = Encoding::from_headers(headers)?;
-    let header_key = basic_write_key(headers)?;
-    if let Some(key) = &header_key {
-        let source = authenticate(state, key, client)?;
-        admit_source(state, &source, &mut reservation)?;
-    }
+    let header_source = match basic_write_key(headers)? {
+        Some(key) => {
+            let source = authenticate(state, &key, client)?;
+            admit_source(state, &source, &mut reservation)?;
+            Some(source)
+        }
+        None => None,
+    };
     let limit = state.config.limits.max_request_bytes;
     if content_length(headers).is_some_and(|declared| declared > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    Ok((reservation, encoding, header_key))
+    Ok((reservation, encoding, header_source))
 }
 
 /// The source of `key`; an unknown key counts against the client's failed authentications.
@@ -224,7 +227,8 @@ struct Request {
     raw: Bytes,
     encoding: Encoding,
     kind: RouteKind,
-    header_key: Option<String>,
+    /// The source of the `Authorization` header's key, authenticated already.
+    header_source: Option<Arc<str>>,
     client: IpAddr,
     meta: RequestMeta,
 }
@@ -233,13 +237,13 @@ struct Request {
 /// is reserved as it grows: the events as stored are bounded by
 /// `limits.max_stored_request_bytes` whatever the batch's context.
 fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) -> Result<PreparedRequest, ApiError> {
-    let Request { raw, encoding, kind, header_key, client, meta } = request;
+    let Request { raw, encoding, kind, header_source, client, meta } = request;
     let limits = &state.config.limits;
     let body = decode(raw, encoding, limits.max_request_bytes)?;
     reservation.grow_to(body.len())?;
     let parsed = parse_body(&body, kind, &state.normaliser.limits)?;
-    let source = match header_key.as_deref() {
-        Some(key) => state.sources.lookup(key).ok_or(ApiError::InvalidWriteKey)?,
+    let source = match header_source {
+        Some(source) => source,
         None => {
             let key = parsed.write_key.as_deref().ok_or(ApiError::MissingWriteKey)?;
             let source = authenticate(state, key, client)?;

@@ -17,6 +17,8 @@ use inlet_segment::{MessageType, RouteKind};
 use serde_json::json;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
+use subtle::ConstantTimeEq;
+
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::ingest::ingest;
@@ -105,7 +107,7 @@ async fn require_operator_token(State(state): State<Arc<AppState>>, request: Req
         (None, _) => {
             admin_refusal(StatusCode::UNAUTHORIZED, "no_operator_token", "the operator API is off: set admin.token")
         }
-        (Some(expected), Some(presented)) if constant_time_eq(expected.as_bytes(), presented.as_bytes()) => {
+        (Some(expected), Some(presented)) if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) => {
             next.run(request).await
         }
         (Some(_), _) => admin_refusal(
@@ -122,11 +124,6 @@ fn admin_refusal(status: StatusCode, code: &str, message: &str) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
-}
-
-/// Equal bytes, in a time that depends on the lengths only.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Browsers: analytics.js ≥ 1.84 sends `Authorization` and `X-Retry-Count`, which forces a

@@ -107,11 +107,15 @@ async fn count(tally: &Tally, what: String) {
 }
 
 /// The well-behaved client: four connections sending batches of 20 events back to back.
-async fn well_behaved(url: &str, run: &str, stop: Arc<AtomicBool>) -> (u64, BTreeMap<u16, u64>, Vec<Duration>) {
+async fn well_behaved(
+    url: String,
+    run: &'static str,
+    stop: Arc<AtomicBool>,
+) -> (u64, BTreeMap<u16, u64>, Vec<Duration>) {
     let client = reqwest::Client::builder().local_address(std::net::IpAddr::from(Ipv4Addr::LOCALHOST)).build().unwrap();
     let mut tasks = Vec::new();
     for worker in 0..4 {
-        let (client, url, run, stop) = (client.clone(), url.to_owned(), run.to_owned(), Arc::clone(&stop));
+        let (client, url, stop) = (client.clone(), url.clone(), Arc::clone(&stop));
         tasks.push(tokio::spawn(async move {
             let (mut events, mut statuses, mut latencies) = (0u64, BTreeMap::<u16, u64>::new(), Vec::new());
             let mut seq = 0u64;
@@ -189,7 +193,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
 
     // Unattacked.
     let stop = Arc::new(AtomicBool::new(false));
-    let calm = tokio::spawn(well_behaved_for(url.clone(), "calm", Arc::clone(&stop)));
+    let calm = tokio::spawn(well_behaved(url.clone(), "calm", Arc::clone(&stop)));
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
     let (calm_events, calm_statuses, calm_latencies) = calm.await.unwrap();
@@ -335,7 +339,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let attacked = tokio::spawn(well_behaved_for(url.clone(), "attacked", Arc::clone(&stop)));
+    let attacked = tokio::spawn(well_behaved(url.clone(), "attacked", Arc::clone(&stop)));
     let attack_started = Instant::now();
     tokio::time::sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
@@ -396,14 +400,6 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     // A burst of 30, then one every two seconds (30 a minute).
     let allowed_failures = 30.0 + attack_secs / 2.0 + 2.0;
     assert!(tally.get("scan 401 invalid_write_key").copied().unwrap_or(0) as f64 <= allowed_failures, "{tally:?}");
-}
-
-async fn well_behaved_for(
-    url: String,
-    run: &'static str,
-    stop: Arc<AtomicBool>,
-) -> (u64, BTreeMap<u16, u64>, Vec<Duration>) {
-    well_behaved(&url, run, stop).await
 }
 
 fn base64_key(key: &str) -> String {

@@ -442,18 +442,10 @@ pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError>
 }
 
 fn write_pending(state_dir: &Path, pending: &PendingRange) -> Result<(), LakeError> {
-    use std::io::Write;
     let path = state_dir.join(PENDING_FILE);
-    let tmp = state_dir.join(format!("{PENDING_FILE}.tmp"));
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(state_dir)?;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(pending).expect("a range serialises"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(state_dir)?.sync_all()
-    };
-    write().map_err(|source| LakeError::State { path, source })
+    std::fs::create_dir_all(state_dir)
+        .and_then(|()| inlet_wal::durable_replace(&path, &serde_json::to_vec(pending).expect("a range serialises")))
+        .map_err(|source| LakeError::State { path, source })
 }
 
 fn clear_pending(state_dir: &Path) -> Result<(), LakeError> {
