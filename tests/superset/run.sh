@@ -51,4 +51,7 @@ if ! "$SUPERSET_VENV/bin/python" "$here/check_bundle.py" "$url" "$root/deploy/su
   grep -v "INFO:werkzeug" "$work/superset.log" | grep -B5 -A40 "Traceback" | head -120
   exit 1
 fi
-NODE_PATH="$root/tests/browser/node_modules" node "$here/screenshot.mjs" "$url" "${SUPERSET_SCREENSHOT:-$work/dashboard.png}"
+if ! NODE_PATH="$root/tests/browser/node_modules" node "$here/screenshot.mjs" "$url" "${SUPERSET_SCREENSHOT:-$work/dashboard.png}"; then
+  grep -v "INFO:werkzeug" "$work/superset.log" | grep -iE -A20 "Traceback|error" | head -120
+  exit 1
+fi

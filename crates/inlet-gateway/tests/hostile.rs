@@ -7,7 +7,10 @@
 //! What must hold: the gateway neither crashes nor grows past a memory bound; every attack is
 //! refused or timed out with its documented status; the well-behaved client gets no `429` and no
 //! `503`. Its throughput with and without the attacks is printed, not asserted: speed is for
-//! the benchmarks (`docs/benchmarks.md`), which run this against a release build.
+//! the benchmarks (`docs/benchmarks.md`), which run this against a release build. The
+//! well-behaved client runs on a runtime of its own, so the attackers' thousands of tasks do not
+//! delay it inside this process; the CPU time of the gateway, of this process and of the machine
+//! is printed per phase, because on one machine the attackers compete with both for the cores.
 //! `GATEWAY_BIN` selects the binary (default: this build's `inlet`).
 
 #![allow(clippy::unwrap_used)]
@@ -160,6 +163,86 @@ async fn well_behaved(
     (events, statuses, latencies)
 }
 
+/// Runs the well-behaved client on its own two-thread runtime, away from the attackers' tasks.
+async fn well_behaved_apart(
+    url: String,
+    run: &'static str,
+    stop: Arc<AtomicBool>,
+) -> (u64, BTreeMap<u16, u64>, Vec<Duration>) {
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(well_behaved(url, run, stop))
+    });
+    tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap()
+}
+
+/// CPU seconds used so far by process `pid` (user + system).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// The machine's busy and total CPU seconds so far, over all cores.
+fn machine_cpu_secs() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|t| t.parse().unwrap()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks[3] + ticks[4]; // idle + iowait
+    ((total - idle) as f64 / 100.0, total as f64 / 100.0)
+}
+
+/// CPU use over one phase: the gateway's and this process's in cores, the machine's busy share.
+struct CpuUse {
+    gateway: f64,
+    this_process: f64,
+    machine_busy: f64,
+}
+
+struct CpuMark {
+    gateway_pid: u32,
+    gateway: f64,
+    this_process: f64,
+    machine: (f64, f64),
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now(gateway_pid: u32) -> Self {
+        CpuMark {
+            gateway_pid,
+            gateway: cpu_secs(gateway_pid),
+            this_process: cpu_secs(std::process::id()),
+            machine: machine_cpu_secs(),
+            at: Instant::now(),
+        }
+    }
+
+    fn since(&self) -> CpuUse {
+        let wall = self.at.elapsed().as_secs_f64();
+        let (busy, total) = machine_cpu_secs();
+        CpuUse {
+            gateway: (cpu_secs(self.gateway_pid) - self.gateway) / wall,
+            this_process: (cpu_secs(std::process::id()) - self.this_process) / wall,
+            machine_busy: (busy - self.machine.0) / (total - self.machine.1).max(0.01),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "gateway {:.2} cores, test process {:.2} cores, machine {:.0} % busy",
+            self.gateway,
+            self.this_process,
+            self.machine_busy * 100.0
+        )
+    }
+}
+
 fn p99(latencies: &[Duration]) -> Duration {
     latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default()
 }
@@ -193,8 +276,10 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
 
     // Unattacked.
     let stop = Arc::new(AtomicBool::new(false));
-    let calm = tokio::spawn(well_behaved(url.clone(), "calm", Arc::clone(&stop)));
+    let calm = tokio::spawn(well_behaved_apart(url.clone(), "calm", Arc::clone(&stop)));
+    let calm_mark = CpuMark::now(gateway.id());
     tokio::time::sleep(PHASE).await;
+    let calm_cpu = calm_mark.since();
     stop.store(true, Ordering::Relaxed);
     let (calm_events, calm_statuses, calm_latencies) = calm.await.unwrap();
 
@@ -339,9 +424,11 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let attacked = tokio::spawn(well_behaved(url.clone(), "attacked", Arc::clone(&stop)));
+    let attacked = tokio::spawn(well_behaved_apart(url.clone(), "attacked", Arc::clone(&stop)));
     let attack_started = Instant::now();
+    let attacked_mark = CpuMark::now(gateway.id());
     tokio::time::sleep(PHASE).await;
+    let attacked_cpu = attacked_mark.since();
     stop.store(true, Ordering::Relaxed);
     let (attacked_events, attacked_statuses, attacked_latencies) = attacked.await.unwrap();
     let attack_secs = attack_started.elapsed().as_secs_f64() + 1.0;
@@ -358,7 +445,8 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     eprintln!(
         "hostile: well-behaved client {calm_rate:.0} events/s (p99 {:.1} ms) unattacked, {attacked_rate:.0} events/s \
          (p99 {:.1} ms) attacked: {:.0} %; gateway peak RSS {} MiB; silent sockets closed {}/{SILENT_SOCKETS}; \
-         ios accepted {} events in {attack_secs:.0} s at {IOS_RATE}/s; attacks {tally:?}",
+         ios accepted {} events in {attack_secs:.0} s at {IOS_RATE}/s; attacks {tally:?}\n\
+         hostile: CPU unattacked: {calm_cpu}; attacked: {attacked_cpu}",
         p99(&calm_latencies).as_secs_f64() * 1000.0,
         p99(&attacked_latencies).as_secs_f64() * 1000.0,
         100.0 * attacked_rate / calm_rate.max(1.0),
