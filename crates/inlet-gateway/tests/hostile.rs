@@ -163,6 +163,11 @@ async fn well_behaved(
     (events, statuses, latencies)
 }
 
+/// The attackers' runtime, apart from the test's and the well-behaved client's.
+fn attacker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap()
+}
+
 /// Runs the well-behaved client on its own two-thread runtime, away from the attackers' tasks.
 async fn well_behaved_apart(
     url: String,
@@ -286,12 +291,13 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     // Attacked.
     let attacking = Arc::new(AtomicBool::new(true));
     let tally: Tally = Arc::default();
+    let attackers = attacker_runtime();
     let mut attacks = Vec::new();
     // Amplifying batches: a context too large to merge into any message, and one that fits each
     // message but not 2,400 of them; both refused whole.
     for context_bytes in [95 * 1024, 10 * 1024] {
         let (attacking, tally) = (Arc::clone(&attacking), Arc::clone(&tally));
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             let client =
                 reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
             let body = amplifying_batch(context_bytes);
@@ -309,7 +315,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     for i in 0..SILENT_SOCKETS {
         let closed = Arc::clone(&silent_closed);
         let from = Ipv4Addr::new(127, 0, 1, 1 + (i / 250) as u8);
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             let Ok(mut stream) = connect_from(from, target).await else { return };
             let mut byte = [0u8; 1];
             if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await {
@@ -321,7 +327,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     for i in 0..SQUATTERS {
         let (attacking, tally) = (Arc::clone(&attacking), Arc::clone(&tally));
         let from = Ipv4Addr::new(127, 0, 2, 1 + (i / 100) as u8);
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             while attacking.load(Ordering::Relaxed) {
                 let Ok(mut stream) = connect_from(from, target).await else { continue };
                 let head = "POST /v1/batch HTTP/1.1\r\nHost: inlet\r\nContent-Type: application/json\r\nContent-Length: 512000\r\n\r\n";
@@ -339,7 +345,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     // Slow drip: a byte every half second.
     for _ in 0..DRIPPERS {
         let (attacking, tally) = (Arc::clone(&attacking), Arc::clone(&tally));
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             while attacking.load(Ordering::Relaxed) {
                 let Ok(mut stream) = connect_from(Ipv4Addr::new(127, 0, 3, 1), target).await else { continue };
                 let head = format!(
@@ -372,7 +378,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     let ios_accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
         let (attacking, tally, accepted) = (Arc::clone(&attacking), Arc::clone(&tally), Arc::clone(&ios_accepted));
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             let client =
                 reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 4, 1])).build().unwrap();
             let mut tick = tokio::time::interval(Duration::from_millis(25));
@@ -404,7 +410,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     // A write-key scan of the settings route.
     {
         let (attacking, tally) = (Arc::clone(&attacking), Arc::clone(&tally));
-        attacks.push(tokio::spawn(async move {
+        attacks.push(attackers.spawn(async move {
             let client =
                 reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 5, 1])).build().unwrap();
             let mut guess = 0u64;
@@ -436,6 +442,7 @@ async fn hostile_clients_are_refused_and_a_well_behaved_one_is_served() {
     for attack in attacks {
         let _ = tokio::time::timeout(Duration::from_secs(15), attack).await;
     }
+    attackers.shutdown_background();
 
     let rss_kib = peak_rss_kib(gateway.id());
     let alive = http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status() == 200);
