@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of gateway builds at one open-loop rate, as docs/benchmarks.md's "changes" rows measure
+# A/B of gateway builds at one open-loop rate, as docs/bench-log/2026-11-to-12.md's "changes" rows measure
 # them: for each round, each binary in turn gets a fresh data directory (the previous one
 # deleted first, then `sync` and a pause, so its freed blocks do not slow the next run's
 # fsyncs), single events at RATE for SECONDS, and one line: p50/p99/p99.9, answers, CPU, peak

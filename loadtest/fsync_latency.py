@@ -3,7 +3,7 @@ about one group commit) each followed by an fdatasync, in a loop for SECONDS, in
 gateway's data volume). MODE=overwrite (the default) rewrites the first 512 MiB of the file
 over and over, as the WAL does inside its preallocated segments; MODE=grow lets the file grow;
 MODE=truncate cuts it back to zero every 512 MiB. Run a deletion beside it to see what freeing
-blocks does to the log's syncs (docs/benchmarks.md, the reaper row).
+blocks does to the log's syncs (docs/bench-log/2026-11-to-12.md, the reaper row).
 
     python3 loadtest/fsync_latency.py SECONDS [BYTES] [DIR]
 """

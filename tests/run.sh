@@ -101,7 +101,7 @@ step "deploy/redshift: the checked-in DDL is what the binaries print"
 INLET_BIN="$CARGO_TARGET_DIR/debug/inlet" INLET_BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \
   bash deploy/redshift/generate.sh --check
 
-step "deploy: Kubernetes and compose settings validated by the binaries they configure"
+step "deploy: Kubernetes and compose settings and the example configurations validated by the binaries they configure; alert rules read documented metrics"
 "$airflow_venv/bin/python" tests/deploy/check_deploy.py deploy "$CARGO_TARGET_DIR/debug/inlet" "$CARGO_TARGET_DIR/debug/inlet-batch"
 
 step "unit, property, golden, bad-input, crash, HTTP and lake tests"
@@ -126,6 +126,9 @@ GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
+
+step "quickstart: docs/quickstart.md's commands run as written and print what it shows"
+python3 tests/quickstart/run_quickstart.py docs/quickstart.md "$CARGO_TARGET_DIR/debug"
 
 step "Airflow: the DAG imports, follows the step order, and \`airflow dags test\` publishes a day to PostgreSQL"
 AIRFLOW_VENV="$airflow_venv" GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" BATCH_BIN="$CARGO_TARGET_DIR/debug/inlet-batch" \

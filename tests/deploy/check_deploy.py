@@ -2,7 +2,8 @@
 built here: no container registry is reachable). The gateway's environment in the Kubernetes
 StatefulSet and in docker-compose is validated by `inlet check-config`, the compose
 inlet-batch settings by `inlet-batch`; probes, ports, volumes, user and shutdown budget must
-agree with what the gateway does.
+agree with what the gateway does. The example configurations in config/ are loaded by the
+binaries; every metric the alert rules in prometheus/ use is one the gateway documents.
 Usage: python check_deploy.py DEPLOY_DIR INLET_BIN INLET_BATCH_BIN (needs PyYAML)."""
 import re
 import subprocess
@@ -122,6 +123,27 @@ check(re.search(r"^FROM \S+ AS build$", dockerfile, re.M) and "AS runtime" in do
 for copied in re.findall(r"^COPY (deploy/\S+)", dockerfile, re.M):
     check((deploy.parent / copied).exists(), f"Dockerfile copies missing {copied}")
 
+# Example configurations, as a user would copy them (their secrets would come from the environment).
+result = subprocess.run([inlet, "check-config", "--config", str(deploy / "config" / "inlet.toml")],
+                        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+check(result.returncode == 0, f"config/inlet.toml: inlet check-config refused it: {result.stderr.strip()}")
+result = subprocess.run([batch, "--config", str(deploy / "config" / "batch.toml"), "steps"],
+                        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+check(result.returncode == 0, f"config/batch.toml: inlet-batch refused it: {result.stderr.strip()}")
+
+# Alert rules: well-formed, and every inlet_* series they read is documented (histograms by their
+# _bucket/_sum/_count series).
+documented = set(re.findall(r"^\| `(inlet_\w+)`", (deploy.parent / "docs" / "instrumentation.md").read_text(), re.M))
+rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())
+alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+check(len(alerts) > 0, "prometheus/alerts.yml has no rules")
+for rule in alerts:
+    check({"alert", "expr", "annotations"} <= rule.keys(), f"alert rule {rule.get('alert')} lacks alert/expr/annotations")
+    check({"summary", "action"} <= rule.get("annotations", {}).keys(), f"alert {rule.get('alert')}: summary and action expected")
+    for series in re.findall(r"\binlet_\w+", rule["expr"]):
+        base = re.sub(r"_(bucket|sum|count)$", "", series)
+        check(series in documented or base in documented, f"alert {rule['alert']} reads {series}, which docs/instrumentation.md does not list")
+
 if problems:
     sys.exit("deploy files:\n  " + "\n  ".join(problems))
-print("deploy files: the StatefulSet's and compose's gateway settings pass `inlet check-config`; probes, ports, volume, user, shutdown budget and scraping agree")
+print(f"deploy files: the StatefulSet's and compose's gateway settings pass `inlet check-config`; probes, ports, volume, user, shutdown budget and scraping agree; the example configurations load; {len(alerts)} alert rules read documented metrics")

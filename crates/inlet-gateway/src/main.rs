@@ -113,9 +113,8 @@ enum WalCommand {
 /// jemalloc instead of glibc's malloc. Under glibc every thread of the request path shared an
 /// arena lock with the lake encoder, which runs at a lower priority: preempted while holding
 /// it, the encoder stalled every request while a range was encoded. jemalloc's per-thread
-/// caches take no shared lock for most allocations and frees: at half the maximum rate the
-/// median p99 fell from 10.1 to 6.9 ms, with less CPU per request; `docs/benchmarks.md` has
-/// the runs, and the stalls that remain.
+/// caches take no shared lock for most allocations and frees, which lowered the p99 at half the
+/// maximum rate and the CPU per request (the runs: `docs/bench-log/2026-11-to-12.md`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -125,8 +124,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// overrides them). One arena per CPU instead of four: the lake starts its builder threads
 /// afresh for every range, and under the default each new thread could land on an arena other
 /// than the one holding the memory the last range freed, so during a catch-up the gateway's
-/// resident memory grew with ranges its arenas had not yet returned. Batch bursts with the
-/// catch-up (`docs/benchmarks.md`): peak RSS 270–327 → 236–240 MiB, throughput the same.
+/// resident memory grew with ranges its arenas had not yet returned (measured in
+/// `docs/bench-log/2026-11-to-12.md`: a lower peak RSS, the same throughput).
 /// Linux only: per-CPU arenas need `sched_getcpu`.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]

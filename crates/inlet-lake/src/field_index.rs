@@ -2,7 +2,7 @@
 //! members (and its context's) instead of one scan of the members per column: the lake
 //! writer's hot path reads every member of every event, and looking up 44 columns by key in
 //! objects of a dozen or more members cost 5 % of its encoding's instructions
-//! (`docs/benchmarks.md`).
+//! (`docs/bench-log/2026-11-to-12.md`).
 //!
 //! The tables are built from the schema's own column lists (`schema.rs`), so a column added
 //! there is found here without a second list to keep in step.

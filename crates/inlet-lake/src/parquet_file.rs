@@ -9,7 +9,7 @@ use parquet::schema::types::ColumnPath;
 use crate::schema::LAKE_SCHEMA;
 
 /// The codecs `lake.compression` offers. Measured on 100k realistic events
-/// (`docs/benchmarks.md`): gzip 43.9 B/event, zstd 30.7, snappy 89.2, against 53.3 for gzipped
+/// (`docs/bench-log/2026-11-to-12.md`): gzip 43.9 B/event, zstd 30.7, snappy 89.2, against 53.3 for gzipped
 /// NDJSON. Gzip is the default because Redshift Spectrum documents gzip and snappy only, and
 /// gzip is also the smaller of those two by half; zstd is for lakes read by Athena, DataFusion
 /// or Spark alone.
@@ -50,7 +50,7 @@ pub const MAX_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows handed to the writer at a time (the Arrow batch size), and so the records a lake
 /// builder thread takes at a time (`range_encoder`). Each thread in that pipeline holds a few
 /// such batches: at 8 Ki rows the gateway's peak RSS under batch load rose by 120–170 MiB,
-/// at 2 Ki by about 30, with the same encoding speed (`docs/benchmarks.md`).
+/// at 2 Ki by about 30, with the same encoding speed (`docs/bench-log/2026-11-to-12.md`).
 pub const WRITE_BATCH_ROWS: usize = 2 * 1024;
 
 /// Page-level statistics: min/max per page let engines skip pages on `timestamp`, `type`,

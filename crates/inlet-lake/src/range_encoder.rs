@@ -2,7 +2,7 @@
 //!
 //! Building the columns (decoding each record, splitting its JSON) costs about twice as much as
 //! writing them (arrow-rs's Parquet writer: dictionaries, pages, compression): 64 % and 36 % of
-//! a range's CPU time (`docs/benchmarks.md`). So the work is split three ways:
+//! a range's CPU time (`docs/bench-log/2026-11-to-12.md`). So the work is split three ways:
 //!
 //! ```text
 //! WAL reader ──chunk k──▶ builder k mod N ──batches of chunk k──▶ Parquet writer (chunks in order)

@@ -10,7 +10,7 @@
 //! syncs meanwhile took 11–17 ms; deleting 2 GiB at once held some syncs for 50–90 ms. So the
 //! reaper thread first shrinks each segment [`SHRINK_STEP_BYTES`] at a time, pausing
 //! [`SHRINK_PAUSE`] between steps, and unlinks it once only its header is left: the disk sees
-//! many small frees with room for the log's syncs between them (`docs/benchmarks.md`).
+//! many small frees with room for the log's syncs between them (`docs/bench-log/2026-11-to-12.md`).
 //!
 //! Invariant: a segment is handed over only once the cursors that release it are persisted,
 //! so deleting it later (or never, if the process dies first) loses nothing. After a crash the

@@ -4,7 +4,7 @@
 //! Both halves of the old cycle cost more than reusing a file. Deleting a confirmed segment
 //! frees its blocks, which on a disk mounted with online `discard` holds the log's `fdatasync`s
 //! (see `reaper`); filling a new file allocates every block and page again. Measured on our
-//! test machine (64 MiB, 1 MiB `pwrite` + `fdatasync` at a time, `docs/benchmarks.md`): 17–24 ms
+//! test machine (64 MiB, 1 MiB `pwrite` + `fdatasync` at a time, `docs/bench-log/2026-11-to-12.md`): 17–24 ms
 //! of CPU for a new file against 8–9 ms for one overwritten in place, and beside the gateway
 //! under load 21–198 ms against 10 ms. PostgreSQL recycles its WAL segments for the same
 //! reasons.

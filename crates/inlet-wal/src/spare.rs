@@ -38,7 +38,7 @@ use crate::recycle::RecycledSegments;
 const SPARE_NAME: &str = "next-segment.spare";
 /// Zeros written and synced at a time. The log's own `fdatasync`s queue behind a chunk's, so
 /// the chunk bounds how long one of them waits (1 MiB chunks, back to back, held the log's
-/// syncs for long enough to show as 20–120 ms stalls of every request; `docs/benchmarks.md`).
+/// syncs for long enough to show as 20–120 ms stalls of every request; `docs/bench-log/2026-11-to-12.md`).
 const ZEROS_PER_WRITE: usize = 256 * 1024;
 
 /// Where the next segment's file comes from.
