@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use inlet_lake::layout::{SAFE_NAME_RULE, is_safe_name};
 use serde::Deserialize;
 
 use crate::retry::RetryPolicy;
@@ -131,11 +132,8 @@ impl DestinationConfig {
     /// Checks what types cannot; the message names the key.
     pub fn validate(&self, known_sources: &[&str]) -> Result<(), String> {
         let at = |key: &str| format!("destinations[{}].{key}", self.name);
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(format!("destination name {:?}: use 1-64 lowercase letters, digits, '-', '_'", self.name));
+        if !is_safe_name(&self.name) {
+            return Err(format!("destination name {:?}: use {SAFE_NAME_RULE}", self.name));
         }
         if self.sources.is_empty() {
             return Err(format!("{}: name at least one source", at("sources")));

@@ -409,6 +409,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reserved_names_are_those_the_receiver_enforces() {
+        use inlet_receivers::ga4 as receiver;
+        assert_eq!(RESERVED_PREFIXES, receiver::RESERVED_PREFIXES);
+        assert_eq!(RESERVED_EVENT_NAMES, receiver::RESERVED_EVENTS);
+        assert_eq!(RESERVED_USER_PROPERTIES, receiver::RESERVED_USER_PROPERTIES);
+    }
+
+    #[test]
     fn names_are_made_valid_or_refused() {
         assert_eq!(valid_name("  Article Viewed ", 40).as_deref(), Some("article_viewed"));
         assert_eq!(valid_name("Sign-up: step #2", 40).as_deref(), Some("sign_up_step_2"));

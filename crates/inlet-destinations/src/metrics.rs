@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    register_gauge_vec_with_registry, register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
+    register_int_gauge_vec_with_registry,
 };
 
 /// The metric families, registered once.
@@ -37,71 +39,73 @@ pub struct DestinationMetrics {
 
 impl DestinationMetricFamilies {
     pub fn register(registry: &Registry) -> DestinationMetricFamilies {
-        fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-            registry.register(Box::new(metric.clone())).expect("unique metric");
-            metric
-        }
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
-        };
-        let gauge = |name: &str, help: &str| {
-            register(registry, IntGaugeVec::new(Opts::new(name, help), &["destination"]).expect("valid metric"))
-        };
+        const DEFINED_ONCE: &str = "metric definitions are valid and their names unique";
+        let by_destination = &["destination"];
         DestinationMetricFamilies {
-            delivered: counter(
+            delivered: register_int_counter_vec_with_registry!(
                 "inlet_destination_delivered_events_total",
                 "Events the destination accepted.",
-                &["destination"],
-            ),
-            retried: counter(
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            retried: register_int_counter_vec_with_registry!(
                 "inlet_destination_retried_events_total",
                 "Failed delivery attempts of events that will be tried again.",
-                &["destination"],
-            ),
-            dead_lettered: counter(
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            dead_lettered: register_int_counter_vec_with_registry!(
                 "inlet_destination_dead_lettered_events_total",
                 "Events given up on and written to the dead letters, by reason.",
                 &["destination", "reason"],
-            ),
-            requests: register(
-                registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "inlet_destination_request_duration_seconds",
-                        "Requests to destinations, by outcome.",
-                    )
-                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-                    &["destination", "status_class"],
-                )
-                .expect("valid metric"),
-            ),
-            backlog_events: gauge(
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            requests: register_histogram_vec_with_registry!(
+                "inlet_destination_request_duration_seconds",
+                "Requests to destinations, by outcome.",
+                &["destination", "status_class"],
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            backlog_events: register_int_gauge_vec_with_registry!(
                 "inlet_destination_backlog_events",
                 "Acknowledged events not yet delivered or dead-lettered.",
-            ),
-            backlog_bytes: gauge(
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            backlog_bytes: register_int_gauge_vec_with_registry!(
                 "inlet_destination_backlog_bytes",
                 "WAL bytes held on disk for this destination (estimate).",
-            ),
-            over_budget: gauge(
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            over_budget: register_int_gauge_vec_with_registry!(
                 "inlet_destination_backlog_over_budget",
                 "1 while the backlog is over max_backlog_bytes and the oldest events are being dead-lettered.",
-            ),
-            lag: register(
-                registry,
-                GaugeVec::new(
-                    Opts::new(
-                        "inlet_destination_lag_seconds",
-                        "Age (since receipt) of the oldest event not yet delivered.",
-                    ),
-                    &["destination"],
-                )
-                .expect("valid metric"),
-            ),
-            cursor: gauge(
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            lag: register_gauge_vec_with_registry!(
+                "inlet_destination_lag_seconds",
+                "Age (since receipt) of the oldest event not yet delivered.",
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            cursor: register_int_gauge_vec_with_registry!(
                 "inlet_destination_cursor_lsn",
                 "Every WAL record below this LSN is resolved for the destination.",
-            ),
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
         }
     }
 

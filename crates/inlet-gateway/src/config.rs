@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use inlet_lake::layout::{SAFE_NAME_RULE, is_safe_name};
 use inlet_wal::FsyncPolicy;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -474,9 +475,9 @@ impl Config {
             );
         }
         if let Some(id) = &self.lake.instance_id
-            && !is_name(id)
+            && !is_safe_name(id)
         {
-            return invalid(format!("lake.instance_id {id:?} must be 1-64 lowercase letters, digits, '-' or '_'"));
+            return invalid(format!("lake.instance_id {id:?} must be {SAFE_NAME_RULE}"));
         }
         if let Some(url) = &self.server.public_url
             && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len())
@@ -486,9 +487,9 @@ impl Config {
         let mut names = HashSet::new();
         let mut keys = HashSet::new();
         for source in &self.sources {
-            if !is_name(&source.name) {
+            if !is_safe_name(&source.name) {
                 return invalid(format!(
-                    "source name {:?} must be 1-64 lowercase letters, digits, '-' or '_' (it becomes a lake partition)",
+                    "source name {:?} must be {SAFE_NAME_RULE} (it becomes a lake partition)",
                     source.name
                 ));
             }
@@ -557,13 +558,6 @@ impl Config {
             }
         }
     }
-}
-
-/// Names that become folder or file names: 1-64 lowercase letters, digits, `-`, `_`.
-fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// An environment value as TOML if it parses as a TOML value (numbers, booleans, arrays,

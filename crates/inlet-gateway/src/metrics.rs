@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use inlet_wal::{WalHandle, WalObserver};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder,
+    register_histogram_vec_with_registry, register_histogram_with_registry, register_int_counter_vec_with_registry,
+    register_int_counter_with_registry, register_int_gauge_vec_with_registry, register_int_gauge_with_registry,
 };
 
 #[derive(Debug, Clone)]
@@ -25,7 +27,7 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub connections_closed: IntCounterVec,
     pub requests_limited: IntCounterVec,
-    pub source_wal_bytes: prometheus::IntGaugeVec,
+    pub source_wal_bytes: IntGaugeVec,
     pub dedupe_entries: IntGauge,
     pub dedupe_evicted: IntCounter,
     pub wal_appended_records: IntCounter,
@@ -39,158 +41,176 @@ pub struct Metrics {
     pub wal_durable_lsn: IntGauge,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
-    registry.register(Box::new(metric.clone())).expect("metric names are unique");
-    metric
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::new(name, help).expect("metric definition is valid");
-    registry.register(Box::new(metric.clone())).expect("metric names are unique");
-    metric
-}
-
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
-    registry.register(Box::new(metric.clone())).expect("metric names are unique");
-    metric
-}
-
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// Registration fails only for an invalid definition or a name registered twice: both bugs.
+const DEFINED_ONCE: &str = "metric definitions are valid and their names unique";
 
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let http_request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "inlet_http_request_duration_seconds",
-                "Time from request to response, by route template.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )
-        .expect("valid");
-        r.register(Box::new(http_request_duration.clone())).expect("unique");
-        let counter = IntCounter::new(
-            "inlet_dedupe_evicted_total",
-            "Remembered message ids forgotten before the window ended, to stay within dedupe.max_entries.",
-        )
-        .expect("valid");
-        r.register(Box::new(counter.clone())).expect("unique");
+        let latency = || LATENCY_BUCKETS.to_vec();
         Metrics {
-            http_requests: counter_vec(
-                &r,
+            http_requests: register_int_counter_vec_with_registry!(
                 "inlet_http_requests_total",
                 "HTTP requests answered, by route template and status code.",
                 &["route", "status"],
-            ),
-            http_request_duration,
-            events_accepted: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            http_request_duration: register_histogram_vec_with_registry!(
+                "inlet_http_request_duration_seconds",
+                "Time from request to response, by route template.",
+                &["route"],
+                latency(),
+                r
+            )
+            .expect(DEFINED_ONCE),
+            events_accepted: register_int_counter_vec_with_registry!(
                 "inlet_ingest_events_accepted_total",
                 "Events appended to the write-ahead log, by source.",
                 &["source"],
-            ),
-            events_rejected: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            events_rejected: register_int_counter_vec_with_registry!(
                 "inlet_ingest_events_rejected_total",
                 "Events refused for breaking a rule, by reason code.",
                 &["reason"],
-            ),
-            events_deduplicated: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            events_deduplicated: register_int_counter_vec_with_registry!(
                 "inlet_ingest_events_deduplicated_total",
                 "Events acknowledged but not stored again (messageId seen within the window), by source.",
                 &["source"],
-            ),
-            requests_rejected: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            requests_rejected: register_int_counter_vec_with_registry!(
                 "inlet_ingest_requests_rejected_total",
                 "Ingestion requests refused as a whole, by error code.",
                 &["code"],
-            ),
-            inflight_bytes: gauge(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            inflight_bytes: register_int_gauge_with_registry!(
                 "inlet_ingest_inflight_bytes",
                 "Request bytes reserved by requests being decoded or awaiting the write-ahead log.",
-            ),
-            inflight_requests: gauge(&r, "inlet_ingest_inflight_requests", "Ingestion requests being handled."),
-            http_connections: gauge(&r, "inlet_http_connections", "Client connections open."),
-            connections_refused: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            inflight_requests: register_int_gauge_with_registry!(
+                "inlet_ingest_inflight_requests",
+                "Ingestion requests being handled.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            http_connections: register_int_gauge_with_registry!(
+                "inlet_http_connections",
+                "Client connections open.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            connections_refused: register_int_counter_vec_with_registry!(
                 "inlet_http_connections_refused_total",
                 "Connections closed at accept, by reason (per_client_limit).",
                 &["reason"],
-            ),
-            connections_closed: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            connections_closed: register_int_counter_vec_with_registry!(
                 "inlet_http_connections_closed_total",
                 "Connections the gateway closed or asked to close, by deadline passed.",
                 &["reason"],
-            ),
-            requests_limited: counter_vec(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            requests_limited: register_int_counter_vec_with_registry!(
                 "inlet_ingest_requests_limited_total",
                 "Ingestion requests refused by a per-source limit, by source and code.",
                 &["source", "code"],
-            ),
-            source_wal_bytes: {
-                let g = prometheus::IntGaugeVec::new(
-                    Opts::new("inlet_ingest_source_wal_bytes", "Bytes each source appended that the WAL still holds."),
-                    &["source"],
-                )
-                .expect("valid");
-                r.register(Box::new(g.clone())).expect("unique");
-                g
-            },
-            dedupe_entries: gauge(&r, "inlet_dedupe_entries", "Message ids remembered for deduplication."),
-            dedupe_evicted: counter,
-            wal_appended_records: {
-                let c = IntCounter::new("inlet_wal_appended_records_total", "Records appended to the write-ahead log.")
-                    .expect("valid");
-                r.register(Box::new(c.clone())).expect("unique");
-                c
-            },
-            wal_appended_bytes: {
-                let c =
-                    IntCounter::new("inlet_wal_appended_bytes_total", "Payload bytes appended to the write-ahead log.")
-                        .expect("valid");
-                r.register(Box::new(c.clone())).expect("unique");
-                c
-            },
-            wal_fsync_duration: histogram(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            source_wal_bytes: register_int_gauge_vec_with_registry!(
+                "inlet_ingest_source_wal_bytes",
+                "Bytes each source appended that the WAL still holds.",
+                &["source"],
+                r
+            )
+            .expect(DEFINED_ONCE),
+            dedupe_entries: register_int_gauge_with_registry!(
+                "inlet_dedupe_entries",
+                "Message ids remembered for deduplication.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            dedupe_evicted: register_int_counter_with_registry!(
+                "inlet_dedupe_evicted_total",
+                "Remembered message ids forgotten before the window ended, to stay within dedupe.max_entries.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_appended_records: register_int_counter_with_registry!(
+                "inlet_wal_appended_records_total",
+                "Records appended to the write-ahead log.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_appended_bytes: register_int_counter_with_registry!(
+                "inlet_wal_appended_bytes_total",
+                "Payload bytes appended to the write-ahead log.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_fsync_duration: register_histogram_with_registry!(
                 "inlet_wal_fsync_duration_seconds",
                 "Duration of each fdatasync of the write-ahead log.",
-                LATENCY_BUCKETS.to_vec(),
-            ),
-            wal_group_commit_records: histogram(
-                &r,
+                latency(),
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_group_commit_records: register_histogram_with_registry!(
                 "inlet_wal_group_commit_records",
                 "Records made durable by one fdatasync (group commit size).",
                 vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0],
-            ),
-            wal_append_queue: histogram(
-                &r,
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_append_queue: register_histogram_with_registry!(
                 "inlet_wal_append_queue_seconds",
                 "Time an append waited before the write-ahead log's writer thread took it.",
-                LATENCY_BUCKETS.to_vec(),
-            ),
-            wal_append_duration: histogram(
-                &r,
+                latency(),
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_append_duration: register_histogram_with_registry!(
                 "inlet_wal_append_duration_seconds",
                 "Time from a request's append to its answer: queue, write, fdatasync and wake-up.",
-                LATENCY_BUCKETS.to_vec(),
-            ),
-            wal_disk_bytes: gauge(&r, "inlet_wal_disk_bytes", "Bytes of write-ahead log segments on disk."),
-            wal_segments: gauge(&r, "inlet_wal_segments", "Write-ahead log segment files on disk."),
-            wal_durable_lsn: gauge(
-                &r,
+                latency(),
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_disk_bytes: register_int_gauge_with_registry!(
+                "inlet_wal_disk_bytes",
+                "Bytes of write-ahead log segments on disk.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_segments: register_int_gauge_with_registry!(
+                "inlet_wal_segments",
+                "Write-ahead log segment files on disk.",
+                r
+            )
+            .expect(DEFINED_ONCE),
+            wal_durable_lsn: register_int_gauge_with_registry!(
                 "inlet_wal_durable_lsn",
                 "Every record below this log sequence number is durable.",
-            ),
+                r
+            )
+            .expect(DEFINED_ONCE),
             registry: r,
         }
     }

@@ -13,6 +13,18 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
 pub const EVENTS_PREFIX: &str = "events";
 pub const WATERMARK_PREFIX: &str = "_inlet/watermarks";
 
+/// Whether `name` may become a folder or file name in the lake (a source, an instance id, a
+/// destination's dead-letter folder): 1-64 lowercase letters, digits, `-`, `_`. No escaping is
+/// ever needed, and no name can climb out of its folder.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// What [`is_safe_name`] accepts, for error messages.
+pub const SAFE_NAME_RULE: &str = "1-64 lowercase letters, digits, '-' or '_'";
+
 /// One hour of one source: the unit a file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hour {

@@ -36,6 +36,7 @@
 //! that comes while an upload waits to retry still makes the final flush, which first finishes
 //! the interrupted range under its recorded bounds, retrying afresh until `final_flush_timeout`.
 
+pub mod backoff;
 pub mod ddl;
 mod field_index;
 pub mod layout;
@@ -47,6 +48,7 @@ pub mod schema;
 pub mod store;
 pub mod writer;
 
+pub use backoff::Backoff;
 pub use layout::{Hour, Partition};
 pub use metrics::LakeMetrics;
 pub use parquet_file::Codec;

@@ -1,7 +1,10 @@
 //! The lake writer's metrics (naming per `docs/instrumentation.md`), registered into the
 //! gateway's registry.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use prometheus::{
+    Gauge, Histogram, IntCounter, IntGauge, Registry, register_gauge_with_registry, register_histogram_with_registry,
+    register_int_counter_with_registry, register_int_gauge_with_registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct LakeMetrics {
@@ -17,47 +20,57 @@ pub struct LakeMetrics {
 
 impl LakeMetrics {
     pub fn register(registry: &Registry) -> LakeMetrics {
-        fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
-        }
-        let upload_duration = Histogram::with_opts(
-            HistogramOpts::new("inlet_lake_upload_duration_seconds", "Time to store one lake file (or watermark).")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        )
-        .expect("valid metric");
-        registry.register(Box::new(upload_duration.clone())).expect("unique metric");
-        let oldest = Gauge::new(
-            "inlet_lake_oldest_unflushed_age_seconds",
-            "Age of the oldest acknowledged event not yet in the lake (0 when all are).",
-        )
-        .expect("valid metric");
-        registry.register(Box::new(oldest.clone())).expect("unique metric");
-        let cursor =
-            IntGauge::new("inlet_lake_cursor_lsn", "Every WAL record below this LSN is in the lake.").expect("valid");
-        registry.register(Box::new(cursor.clone())).expect("unique metric");
+        const DEFINED_ONCE: &str = "metric definitions are valid and their names unique";
         LakeMetrics {
-            files_written: counter(registry, "inlet_lake_files_written_total", "Parquet files stored in the lake."),
-            bytes_written: counter(
-                registry,
+            files_written: register_int_counter_with_registry!(
+                "inlet_lake_files_written_total",
+                "Parquet files stored in the lake.",
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            bytes_written: register_int_counter_with_registry!(
                 "inlet_lake_bytes_written_total",
                 "Bytes of Parquet files stored in the lake.",
-            ),
-            rows_written: counter(registry, "inlet_lake_rows_written_total", "Events written to lake files."),
-            upload_duration,
-            upload_failures: counter(
-                registry,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            rows_written: register_int_counter_with_registry!(
+                "inlet_lake_rows_written_total",
+                "Events written to lake files.",
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            upload_duration: register_histogram_with_registry!(
+                "inlet_lake_upload_duration_seconds",
+                "Time to store one lake file (or watermark).",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            upload_failures: register_int_counter_with_registry!(
                 "inlet_lake_upload_failures_total",
                 "Failed lake uploads (each is retried).",
-            ),
-            undecodable_records: counter(
-                registry,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            undecodable_records: register_int_counter_with_registry!(
                 "inlet_lake_undecodable_records_total",
                 "WAL records that were not stored events (a bug; logged).",
-            ),
-            oldest_unflushed_age: oldest,
-            cursor_lsn: cursor,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            oldest_unflushed_age: register_gauge_with_registry!(
+                "inlet_lake_oldest_unflushed_age_seconds",
+                "Age of the oldest acknowledged event not yet in the lake (0 when all are).",
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            cursor_lsn: register_int_gauge_with_registry!(
+                "inlet_lake_cursor_lsn",
+                "Every WAL record below this LSN is in the lake.",
+                registry
+            )
+            .expect(DEFINED_ONCE),
         }
     }
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use inlet_wal::{WalHandle, WalReader};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
 use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
 use crate::metrics::LakeMetrics;
 use crate::parquet_file::{Codec, WRITE_BATCH_ROWS};
@@ -21,10 +21,9 @@ use crate::store::{LakeLocation, ObjectStore, S3Settings};
 pub const LAKE_CONSUMER: &str = "lake";
 /// How often the writer looks at the WAL and its flush triggers.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Upload retries back off exponentially from this delay (with full jitter)...
-const RETRY_BASE: Duration = Duration::from_millis(500);
-/// ...up to this one. There is no deadline: the WAL keeps the records until they are uploaded.
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Failed uploads are retried after these delays, without a deadline: the WAL keeps the records
+/// until they are uploaded.
+const UPLOAD_BACKOFF: Backoff = Backoff { base: Duration::from_millis(500), max: Duration::from_secs(30) };
 const PENDING_FILE: &str = "pending.json";
 
 #[derive(Debug, Clone)]
@@ -320,10 +319,9 @@ impl LakeWriter {
                 }
                 Err(error) => {
                     self.metrics.upload_failures.inc();
-                    let ceiling = RETRY_BASE.saturating_mul(2u32.saturating_pow(attempt)).min(RETRY_MAX);
-                    let delay = ceiling.mul_f64(rand::rng().random_range(0.0..=1.0));
-                    tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "lake upload failed; retrying");
                     attempt += 1;
+                    let delay = UPLOAD_BACKOFF.delay(attempt);
+                    tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "lake upload failed; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => {}

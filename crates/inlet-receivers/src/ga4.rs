@@ -23,8 +23,13 @@ use serde_json::{Map, Value, json};
 
 use crate::{Fault, FaultQueue, cut_response, lock};
 
-const RESERVED_PREFIXES: [&str; 4] = ["_", "firebase_", "ga_", "google_"];
-const RESERVED_EVENTS: [&str; 37] = [
+// GA4's reserved names, copied here rather than taken from inlet-destinations: the receiver
+// stands for GA4 and must not take its rules from the code it checks. A test in
+// inlet-destinations keeps the two copies equal.
+pub const RESERVED_PREFIXES: [&str; 4] = ["_", "firebase_", "ga_", "google_"];
+pub const RESERVED_USER_PROPERTIES: [&str; 5] =
+    ["first_open_time", "first_visit_time", "last_deep_link_referrer", "user_id", "first_open_after_install"];
+pub const RESERVED_EVENTS: [&str; 37] = [
     "ad_activeview",
     "ad_click",
     "ad_exposure",
@@ -260,6 +265,8 @@ fn validate(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) -
                     let field = format!("user_properties.{name}");
                     if let Err(code) = valid_name(name, 24) {
                         out.push(message(&field, "invalid user property name", code));
+                    } else if RESERVED_USER_PROPERTIES.contains(&name.as_str()) {
+                        out.push(message(&field, "reserved user property name", "NAME_RESERVED"));
                     }
                     match prop.get("value") {
                         Some(v) if (v.is_string() || v.is_number()) && text_len(v) <= 36 => {}
