@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use inlet_lake::layout::EVENTS_PREFIX;
-use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -46,7 +46,7 @@ pub async fn reconcile(lake: &str, s3: &S3Settings, acks: &[&Path]) -> anyhow::R
         run = this_run;
         acknowledged.extend(ranges);
     }
-    let store = ObjectStore::open(LakeLocation::parse(lake)?, s3).await;
+    let store = LakeStore::open(LakeLocation::parse(lake)?, s3)?;
     let prefix = format!("{run}-");
     let mut stored: HashMap<u64, u32> = HashMap::new();
     let keys: Vec<String> =

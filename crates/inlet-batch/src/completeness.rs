@@ -9,7 +9,7 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use inlet_lake::layout::WATERMARK_PREFIX;
-use inlet_lake::{ObjectStore, Watermark};
+use inlet_lake::{LakeStore, Watermark};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub fn day_end(date: NaiveDate, zone: Tz) -> Result<DateTime<Utc>, CompletenessE
         .ok_or(CompletenessError::NoDayEnd(date, zone))
 }
 
-pub async fn day_status(store: &ObjectStore, date: NaiveDate, zone: Tz) -> Result<DayStatus, CompletenessError> {
+pub async fn day_status(store: &LakeStore, date: NaiveDate, zone: Tz) -> Result<DayStatus, CompletenessError> {
     let ends_at = day_end(date, zone)?;
     let mut watermarks = Vec::new();
     for key in store.list(&format!("{WATERMARK_PREFIX}/")).await? {
@@ -92,10 +92,10 @@ mod tests {
         assert_eq!(day_end(date("2026-09-05"), santiago).expect("end").to_rfc3339(), "2026-09-06T04:00:00+00:00");
     }
 
-    async fn store_with(watermarks: &[(&str, &str)]) -> (tempfile::TempDir, ObjectStore) {
+    async fn store_with(watermarks: &[(&str, &str)]) -> (tempfile::TempDir, LakeStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let location = LakeLocation::parse(dir.path().to_str().expect("utf-8")).expect("location");
-        let store = ObjectStore::open(location, &S3Settings::default()).await;
+        let store = LakeStore::open(location, &S3Settings::default()).expect("open the lake");
         for (instance, flushed_before) in watermarks {
             let body = format!(r#"{{"instance":"{instance}","flushed_before":"{flushed_before}","lsn":7}}"#);
             store.put(&format!("{WATERMARK_PREFIX}/{instance}.json"), Bytes::from(body)).await.expect("put");

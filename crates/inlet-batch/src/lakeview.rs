@@ -74,18 +74,17 @@ impl LakeView {
                 format!("{}/", absolute.display().to_string().trim_end_matches('/'))
             }
             LakeLocation::S3 { bucket, prefix } => {
-                let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_virtual_hosted_style_request(!config.s3.force_path_style);
-                if let Some(endpoint) = &config.s3.endpoint {
-                    builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
-                }
-                if let Some(region) = &config.s3.region {
-                    builder = builder.with_region(region);
-                }
+                let settings = inlet_lake::S3Settings {
+                    endpoint: config.s3.endpoint.clone(),
+                    region: config.s3.region.clone(),
+                    force_path_style: config.s3.force_path_style,
+                    ..inlet_lake::S3Settings::default()
+                };
+                let objects = inlet_lake::store::s3_object_store(bucket, &settings)
+                    .map_err(|e| LakeViewError::Location(e.to_string()))?;
                 let url =
                     url::Url::parse(&format!("s3://{bucket}")).map_err(|e| LakeViewError::Location(e.to_string()))?;
-                ctx.register_object_store(&url, Arc::new(builder.build()?));
+                ctx.register_object_store(&url, objects);
                 if prefix.is_empty() { format!("s3://{bucket}/") } else { format!("s3://{bucket}/{prefix}/") }
             }
         };

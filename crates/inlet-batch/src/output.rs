@@ -24,7 +24,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{Date32Type, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use inlet_lake::{Codec, ObjectStore};
+use inlet_lake::{Codec, LakeStore};
 
 use crate::calendar::day;
 use crate::lakeview::METRICS_PREFIX;
@@ -108,11 +108,11 @@ pub fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatc
 
 #[derive(Debug, Clone)]
 pub struct MetricsFiles {
-    store: ObjectStore,
+    store: LakeStore,
 }
 
 impl MetricsFiles {
-    pub fn new(store: ObjectStore) -> MetricsFiles {
+    pub fn new(store: LakeStore) -> MetricsFiles {
         MetricsFiles { store }
     }
 

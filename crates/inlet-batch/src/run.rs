@@ -8,7 +8,7 @@ use datafusion::datasource::MemTable;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 
 use crate::calendar::Dates;
 use crate::config::{BatchConfig, WarehouseKind};
@@ -77,7 +77,7 @@ enum Warehouse {
 }
 
 /// The lake's object store as the configuration describes it (local directory or S3).
-pub async fn open_store(config: &BatchConfig) -> Result<ObjectStore, BatchError> {
+pub async fn open_store(config: &BatchConfig) -> Result<LakeStore, BatchError> {
     let location = LakeLocation::parse(&config.lake_url).map_err(|e| BatchError::Request(e.to_string()))?;
     let settings = S3Settings {
         endpoint: config.s3.endpoint.clone(),
@@ -85,7 +85,7 @@ pub async fn open_store(config: &BatchConfig) -> Result<ObjectStore, BatchError>
         force_path_style: config.s3.force_path_style,
         ..S3Settings::default()
     };
-    Ok(ObjectStore::open(location, &settings).await)
+    LakeStore::open(location, &settings).map_err(|e| BatchError::Request(e.to_string()))
 }
 
 /// The batch job over one lake and warehouse.

@@ -7,7 +7,7 @@ mod common;
 use common::{event, fresh_schema, lake_files, postgres_url, rows};
 use inlet_batch::config::{BatchConfig, WarehouseKind};
 use inlet_batch::{Batch, RunRequest, Table};
-use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 use serde_json::json;
 
 fn env(name: &str) -> String {
@@ -21,7 +21,7 @@ async fn metrics_are_built_from_a_lake_on_s3() {
     let location = LakeLocation::S3 { bucket: env("GARAGE_BUCKET"), prefix: prefix.clone() };
     let settings =
         S3Settings { endpoint: Some(env("GARAGE_ENDPOINT")), force_path_style: true, ..S3Settings::default() };
-    let store = ObjectStore::open(location, &settings).await;
+    let store = LakeStore::open(location, &settings).expect("open the lake");
     let events: Vec<_> =
         [("a1", "2026-11-02T01:00:00Z"), ("a2", "2026-11-02T02:00:00Z"), ("a1", "2026-11-03T01:00:00Z")]
             .iter()

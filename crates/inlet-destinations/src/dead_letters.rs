@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
-use inlet_lake::ObjectStore;
+use inlet_lake::LakeStore;
 use inlet_lake::store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -64,13 +64,13 @@ impl DeadLetter {
 
 #[derive(Debug, Clone)]
 pub struct DeadLetterStore {
-    store: ObjectStore,
+    store: LakeStore,
     destination: String,
     instance: String,
 }
 
 impl DeadLetterStore {
-    pub fn new(store: ObjectStore, destination: &str, instance: &str) -> DeadLetterStore {
+    pub fn new(store: LakeStore, destination: &str, instance: &str) -> DeadLetterStore {
         DeadLetterStore { store, destination: destination.to_owned(), instance: instance.to_owned() }
     }
 

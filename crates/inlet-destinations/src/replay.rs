@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use inlet_lake::ObjectStore;
+use inlet_lake::LakeStore;
 use inlet_lake::store::StoreError;
 use inlet_segment::{StoredEvent, parse_timestamp};
 use serde::Serialize;
@@ -56,7 +56,7 @@ pub enum ReplayError {
 
 pub async fn replay(
     destination: &Destination,
-    store: ObjectStore,
+    store: LakeStore,
     instance: &str,
     request: &ReplayRequest,
 ) -> Result<ReplayReport, ReplayError> {
@@ -132,7 +132,7 @@ pub async fn replay(
 
 /// The events of `sources` in the hour partitions overlapping `[from, to)`.
 async fn lake_events(
-    store: &ObjectStore,
+    store: &LakeStore,
     sources: &[String],
     from: DateTime<Utc>,
     to: DateTime<Utc>,

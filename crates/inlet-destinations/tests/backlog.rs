@@ -11,7 +11,7 @@ use inlet_destinations::{
     DeadLetterStore, Delivery, DeliveryParts, Destination, DestinationConfig, DestinationMetrics, DestinationStatus,
     consumer_name,
 };
-use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 use inlet_receivers::{Fault, Receivers};
 use inlet_segment::format_timestamp;
 use inlet_wal::{WalConfig, WalHandle};
@@ -61,7 +61,7 @@ async fn run_until(
     budget: u64,
     done: impl Fn(&WalHandle) -> bool,
 ) {
-    let store = ObjectStore::open(LakeLocation::Local(dir.join("lake")), &S3Settings::default()).await;
+    let store = LakeStore::open(LakeLocation::Local(dir.join("lake")), &S3Settings::default()).expect("open");
     let metrics = DestinationMetrics::unregistered("amp");
     let delivery = Delivery::open(DeliveryParts {
         name: "amp".into(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use inlet_destinations::{DeadLetterStore, Delivery, DeliveryParts, Destination, DestinationMetricFamilies};
-use inlet_lake::ObjectStore;
+use inlet_lake::LakeStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,7 +27,7 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<DestinationTasks> {
         return Ok(DestinationTasks { shutdown, tasks });
     }
     let lake = lake_settings(&state.config)?;
-    let store = ObjectStore::open(lake.location.clone(), &lake.s3).await;
+    let store = LakeStore::open(lake.location.clone(), &lake.s3)?;
     let families = DestinationMetricFamilies::register(state.metrics.registry());
     for config in &state.config.destinations {
         let destination = Destination::new(config.clone());

@@ -52,7 +52,7 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
     let settings = lake_settings(&state.config)?;
     tracing::info!(lake = %settings.location.url_of(""), instance = %settings.instance_id, "lake writer starting");
     let metrics = LakeMetrics::register(state.metrics.registry());
-    let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics).await;
+    let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics)?;
     let (shutdown, receiver) = watch::channel(false);
     let final_flush = Duration::from_secs(state.config.lake.shutdown_flush_secs);
     let state = Arc::clone(state);

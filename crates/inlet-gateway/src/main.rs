@@ -286,7 +286,7 @@ async fn replay(
         .find(|d| d.name == name)
         .with_context(|| format!("no destination named {name:?} in the configuration"))?;
     let lake = inlet_gateway::lake::lake_settings(config)?;
-    let store = inlet_lake::ObjectStore::open(lake.location.clone(), &lake.s3).await;
+    let store = inlet_lake::LakeStore::open(lake.location.clone(), &lake.s3)?;
     let destination = inlet_destinations::Destination::new(destination.clone());
     Ok(inlet_destinations::replay(&destination, store, &format!("{}-replay", lake.instance_id), request).await?)
 }

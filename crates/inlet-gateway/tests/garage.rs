@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestGateway, WEB_KEY};
 use inlet_gateway::SystemClock;
-use inlet_lake::{LakeLocation, ObjectStore, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 use serde_json::{Value, json};
 
 fn env(name: &str) -> String {
@@ -31,14 +31,15 @@ fn unique_prefix(name: &str) -> String {
     format!("{name}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
-async fn lake_store(prefix: &str) -> ObjectStore {
+async fn lake_store(prefix: &str) -> LakeStore {
     let settings =
         S3Settings { endpoint: Some(env("GARAGE_ENDPOINT")), force_path_style: true, ..S3Settings::default() };
-    ObjectStore::open(LakeLocation::S3 { bucket: env("GARAGE_BUCKET"), prefix: prefix.into() }, &settings).await
+    LakeStore::open(LakeLocation::S3 { bucket: env("GARAGE_BUCKET"), prefix: prefix.into() }, &settings)
+        .expect("open the lake")
 }
 
 /// message_id → how many times it is in the lake; and the largest file's size.
-async fn lake_contents(store: &ObjectStore) -> (HashMap<String, usize>, usize) {
+async fn lake_contents(store: &LakeStore) -> (HashMap<String, usize>, usize) {
     let mut counts = HashMap::new();
     for row in common::read_lake(store).await {
         *counts.entry(row.message_id).or_default() += 1;

@@ -13,7 +13,7 @@ use common::{TestGateway, WEB_KEY, local_lake, read_lake};
 use inlet_gateway::SystemClock;
 use serde_json::{Value, json};
 
-async fn wait_for_rows(store: &inlet_lake::ObjectStore, rows: usize) {
+async fn wait_for_rows(store: &inlet_lake::LakeStore, rows: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while read_lake(store).await.len() < rows {
         assert!(Instant::now() < deadline, "timed out waiting for {rows} rows in the lake");

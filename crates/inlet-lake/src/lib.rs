@@ -52,5 +52,5 @@ pub use backoff::Backoff;
 pub use layout::{Hour, Partition};
 pub use metrics::LakeMetrics;
 pub use parquet_file::Codec;
-pub use store::{LakeLocation, ObjectStore, S3Settings};
+pub use store::{LakeLocation, LakeStore, S3Settings};
 pub use writer::{LAKE_CONSUMER, LakeError, LakeSettings, LakeWriter, PendingRange, Watermark};

@@ -1,12 +1,29 @@
-//! Where lake files are written: a local directory (the embedded default) or S3 and
-//! S3-compatible stores (endpoint, region and path-style addressing configurable).
+//! Where lake files live: a local directory (the embedded default) or S3 and S3-compatible
+//! stores (endpoint, region and path-style addressing configurable), both through the
+//! `object_store` crate, the same client DataFusion reads the lake with.
+//!
+//! Guarantees of [`LakeStore::put`]: when it returns, the object is durable and a reader sees
+//! the whole object or none of it.
+//! - S3: one PUT, or above `multipart_threshold` a multipart upload of 5 MiB parts that S3
+//!   assembles only at completion (a failed upload is aborted and leaves nothing visible).
+//! - Local: `object_store`'s file system store does not fsync, so local writes go through
+//!   [`inlet_wal::durable_replace`] (a hidden temporary file synced in 1 MiB steps, renamed into
+//!   place, the folder synced); reads, listings and deletes go through `object_store`. Hidden
+//!   names (starting with `.`) are never listed: query engines skip them too.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    BackoffConfig, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
 
 /// Default size above which objects are uploaded in parts (S3's single PUT handles up to 5 GB,
 /// but parts keep each request short, so a failure costs one part's worth of transfer).
@@ -18,6 +35,8 @@ pub const MULTIPART_PART_BYTES: usize = 5 * 1024 * 1024;
 pub enum StoreError {
     #[error("lake location {0:?} is neither s3://bucket[/prefix] nor a local path")]
     BadLocation(String),
+    #[error("lake location {location}: {message}")]
+    Open { location: String, message: String },
     #[error("{operation} {key}: {message}")]
     Failed { operation: &'static str, key: String, message: String },
 }
@@ -56,7 +75,8 @@ impl LakeLocation {
     }
 }
 
-/// How to reach S3 (all optional: the default credential chain and region apply otherwise).
+/// How to reach S3 (all optional: credentials, region and endpoint from the environment
+/// otherwise, as `object_store`'s `AmazonS3Builder::from_env` reads them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
@@ -72,20 +92,55 @@ impl Default for S3Settings {
     }
 }
 
+/// A client of `bucket` as a whole (keys include any prefix): what DataFusion registers, and
+/// what [`LakeStore`] narrows to the lake's prefix. A request is retried a few times within
+/// 30 s; a longer outage surfaces as an error to the caller, whose own loop decides (the lake
+/// writer retries forever, with its metrics and logs).
+pub fn s3_object_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    let retry =
+        RetryConfig { backoff: BackoffConfig::default(), max_retries: 3, retry_timeout: Duration::from_secs(30) };
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_virtual_hosted_style_request(!settings.force_path_style)
+        .with_retry(retry);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+    }
+    if let Some(region) = &settings.region {
+        builder = builder.with_region(region);
+    }
+    let store = builder
+        .build()
+        .map_err(|e| StoreError::Open { location: format!("s3://{bucket}"), message: error_text(&e) })?;
+    Ok(Arc::new(store))
+}
+
+/// The lake's files: put, get, delete and list by key relative to the lake's root.
 #[derive(Debug, Clone)]
-pub struct ObjectStore {
+pub struct LakeStore {
     location: LakeLocation,
-    s3: Option<aws_sdk_s3::Client>,
+    objects: Arc<dyn ObjectStore>,
     multipart_threshold: usize,
 }
 
-impl ObjectStore {
-    pub async fn open(location: LakeLocation, settings: &S3Settings) -> ObjectStore {
-        let s3 = match &location {
-            LakeLocation::Local(_) => None,
-            LakeLocation::S3 { .. } => Some(s3_client(settings).await),
+impl LakeStore {
+    /// Opens the lake at `location`; a local root is created if missing.
+    pub fn open(location: LakeLocation, settings: &S3Settings) -> Result<LakeStore, StoreError> {
+        let objects: Arc<dyn ObjectStore> = match &location {
+            LakeLocation::Local(root) => {
+                let opened = std::fs::create_dir_all(root)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| LocalFileSystem::new_with_prefix(root).map_err(|e| error_text(&e)));
+                let store =
+                    opened.map_err(|message| StoreError::Open { location: root.display().to_string(), message })?;
+                Arc::new(store)
+            }
+            LakeLocation::S3 { bucket, prefix } => {
+                let bucket_store = s3_object_store(bucket, settings)?;
+                if prefix.is_empty() { bucket_store } else { Arc::new(PrefixStore::new(bucket_store, prefix.as_str())) }
+            }
         };
-        ObjectStore { location, s3, multipart_threshold: settings.multipart_threshold }
+        Ok(LakeStore { location, objects, multipart_threshold: settings.multipart_threshold })
     }
 
     pub fn location(&self) -> &LakeLocation {
@@ -95,197 +150,90 @@ impl ObjectStore {
     /// Writes `bytes` at `key`, replacing what was there. Returns only once the object is
     /// durable: renamed into place after an fsync locally, confirmed by S3 remotely.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-        match (&self.location, &self.s3) {
-            (LakeLocation::Local(root), _) => {
+        match &self.location {
+            LakeLocation::Local(root) => {
                 let path = root.join(key);
-                tokio::task::spawn_blocking(move || write_local(&path, &bytes))
-                    .await
-                    .map_err(|e| failed("write", key, e.to_string()))?
-                    .map_err(|e| failed("write", key, e.to_string()))
+                tokio::task::spawn_blocking(move || {
+                    let folder = path.parent().ok_or_else(|| std::io::Error::other("key has no folder"))?;
+                    std::fs::create_dir_all(folder)?;
+                    inlet_wal::durable_replace(&path, &bytes)
+                })
+                .await
+                .map_err(|e| failed("write", key, e.to_string()))?
+                .map_err(|e| failed("write", key, e.to_string()))
             }
-            (LakeLocation::S3 { bucket, prefix }, Some(client)) => {
-                let object = object_key(prefix, key);
-                if bytes.len() > self.multipart_threshold {
-                    put_multipart(client, bucket, &object, bytes).await
-                } else {
-                    client
-                        .put_object()
-                        .bucket(bucket)
-                        .key(&object)
-                        .body(ByteStream::from(bytes))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| failed("PUT", &object, error_text(&e)))
-                }
-            }
-            (LakeLocation::S3 { .. }, None) => unreachable!("S3 locations always have a client"),
+            LakeLocation::S3 { .. } if bytes.len() > self.multipart_threshold => self.put_multipart(key, bytes).await,
+            LakeLocation::S3 { .. } => self
+                .objects
+                .put(&ObjectPath::from(key), PutPayload::from_bytes(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("PUT", key, error_text(&e))),
         }
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let upload: Box<dyn MultipartUpload> = self
+            .objects
+            .put_multipart(&ObjectPath::from(key))
+            .await
+            .map_err(|e| failed("CreateMultipartUpload", key, error_text(&e)))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+        for start in (0..bytes.len()).step_by(MULTIPART_PART_BYTES) {
+            // At most two parts in flight, so a large file is not all buffered in requests.
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                let _ = writer.abort().await;
+                return Err(failed("UploadPart", key, error_text(&e)));
+            }
+            writer.put(bytes.slice(start..(start + MULTIPART_PART_BYTES).min(bytes.len())));
+        }
+        // `finish` aborts the upload itself when a part or the completion fails: a dangling
+        // upload would only cost storage until a lifecycle rule removed it.
+        writer.finish().await.map(|_| ()).map_err(|e| failed("CompleteMultipartUpload", key, error_text(&e)))
     }
 
     /// Reads `key`, or `None` if it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        match (&self.location, &self.s3) {
-            (LakeLocation::Local(root), _) => match tokio::fs::read(root.join(key)).await {
-                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(failed("read", key, e.to_string())),
-            },
-            (LakeLocation::S3 { bucket, prefix }, Some(client)) => {
-                let object = object_key(prefix, key);
-                match client.get_object().bucket(bucket).key(&object).send().await {
-                    Ok(output) => {
-                        let body = output.body.collect().await.map_err(|e| failed("GET", &object, e.to_string()))?;
-                        Ok(Some(body.into_bytes()))
-                    }
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                    Err(e) => Err(failed("GET", &object, error_text(&e))),
-                }
-            }
-            (LakeLocation::S3 { .. }, None) => unreachable!("S3 locations always have a client"),
+        match self.objects.get(&ObjectPath::from(key)).await {
+            Ok(result) => result.bytes().await.map(Some).map_err(|e| failed("GET", key, error_text(&e))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("GET", key, error_text(&e))),
         }
     }
 
     /// Removes `key`; removing a key that does not exist is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match (&self.location, &self.s3) {
-            (LakeLocation::Local(root), _) => match tokio::fs::remove_file(root.join(key)).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(failed("delete", key, e.to_string())),
-            },
-            (LakeLocation::S3 { bucket, prefix }, Some(client)) => {
-                let object = object_key(prefix, key);
-                client
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(&object)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| failed("DELETE", &object, error_text(&e)))
-            }
-            (LakeLocation::S3 { .. }, None) => unreachable!("S3 locations always have a client"),
+        match self.objects.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed("DELETE", key, error_text(&e))),
         }
     }
 
-    /// Every key under `prefix`, relative to the lake root, sorted.
+    /// Every key under `prefix`, relative to the lake root, sorted; hidden names left out.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = match (&self.location, &self.s3) {
-            (LakeLocation::Local(root), _) => {
-                let root = root.clone();
-                let start = root.join(prefix);
-                tokio::task::spawn_blocking(move || list_local(&root, &start))
-                    .await
-                    .map_err(|e| failed("list", prefix, e.to_string()))?
-            }
-            (LakeLocation::S3 { bucket, prefix: root }, Some(client)) => {
-                let mut keys = Vec::new();
-                let mut pages =
-                    client.list_objects_v2().bucket(bucket).prefix(object_key(root, prefix)).into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| failed("LIST", prefix, error_text(&e)))?;
-                    for object in page.contents() {
-                        if let Some(key) = object.key() {
-                            let relative = if root.is_empty() {
-                                key
-                            } else {
-                                key.strip_prefix(&format!("{root}/")).unwrap_or(key)
-                            };
-                            keys.push(relative.to_owned());
-                        }
-                    }
-                }
-                keys
-            }
-            (LakeLocation::S3 { .. }, None) => unreachable!("S3 locations always have a client"),
+        let prefix_path = ObjectPath::from(prefix);
+        let listed: Vec<_> = match self.objects.list(Some(&prefix_path)).try_collect().await {
+            Ok(listed) => listed,
+            // A local prefix that was never created lists as nothing, as on S3.
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(failed("LIST", prefix, error_text(&e))),
         };
+        let mut keys: Vec<String> = listed
+            .into_iter()
+            .map(|meta| meta.location.to_string())
+            .filter(|key| !key.rsplit('/').next().unwrap_or(key).starts_with('.'))
+            .collect();
         keys.sort();
         Ok(keys)
     }
-}
-
-/// The HTTPS client of every AWS SDK client Inlet builds: rustls with the `ring` provider, so
-/// no C toolchain (aws-lc) is needed.
-pub fn aws_http_client() -> aws_sdk_s3::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
-}
-
-async fn s3_client(settings: &S3Settings) -> aws_sdk_s3::Client {
-    let http = aws_http_client();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-    if let Some(region) = &settings.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    let shared = loader.load().await;
-    let mut config = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(settings.force_path_style)
-        // Checksums only where S3 requires them: S3-compatible stores differ in what they accept.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint);
-    }
-    aws_sdk_s3::Client::from_conf(config.build())
-}
-
-async fn put_multipart(client: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Bytes) -> Result<(), StoreError> {
-    let upload = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| failed("CreateMultipartUpload", key, error_text(&e)))?;
-    let upload_id = upload.upload_id().ok_or_else(|| failed("CreateMultipartUpload", key, "no upload id".into()))?;
-    let result = async {
-        let mut parts = Vec::new();
-        for (index, start) in (0..bytes.len()).step_by(MULTIPART_PART_BYTES).enumerate() {
-            let part_number =
-                i32::try_from(index + 1).map_err(|_| failed("UploadPart", key, "too many parts".into()))?;
-            let chunk = bytes.slice(start..(start + MULTIPART_PART_BYTES).min(bytes.len()));
-            let part = client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .part_number(part_number)
-                .body(ByteStream::from(chunk))
-                .send()
-                .await
-                .map_err(|e| failed("UploadPart", key, error_text(&e)))?;
-            parts.push(
-                CompletedPart::builder().part_number(part_number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
-            );
-        }
-        client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-            .send()
-            .await
-            .map_err(|e| failed("CompleteMultipartUpload", key, error_text(&e)))?;
-        Ok(())
-    }
-    .await;
-    if result.is_err() {
-        // Best effort: a dangling upload only costs storage until a lifecycle rule removes it.
-        let _ = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await;
-    }
-    result
-}
-
-fn object_key(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}/{key}") }
 }
 
 fn failed(operation: &'static str, key: &str, message: String) -> StoreError {
     StoreError::Failed { operation, key: key.to_owned(), message }
 }
 
-/// An error with its chain of causes, `: `-separated (SDK errors hide the useful part in a cause).
+/// An error with its chain of causes, `: `-separated (client errors hide the useful part in a
+/// cause).
 pub fn error_text<E: std::error::Error>(error: &E) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -295,48 +243,6 @@ pub fn error_text<E: std::error::Error>(error: &E) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A local lake file is written and synced this much at a time. One sync of a whole file (tens
-/// of MB) keeps the disk busy long enough to stall the WAL's fsyncs on the same disk, which
-/// every acknowledgement waits for; measured, it cost 50–100 ms stalls and 429s at half load.
-const LOCAL_SYNC_CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Write to a hidden temporary file in the same folder, fsync, rename, fsync the folder: a
-/// reader sees the whole file or nothing (engines skip names starting with `.`).
-fn write_local(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let folder = path.parent().ok_or_else(|| std::io::Error::other("key has no folder"))?;
-    std::fs::create_dir_all(folder)?;
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| std::io::Error::other("bad file name"))?;
-    let tmp = folder.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    for chunk in bytes.chunks(LOCAL_SYNC_CHUNK_BYTES) {
-        file.write_all(chunk)?;
-        file.sync_data()?;
-    }
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(folder)?.sync_all()
-}
-
-fn list_local(root: &Path, start: &Path) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut stack = vec![start.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !entry.file_name().to_string_lossy().starts_with('.')
-                && let Ok(relative) = path.strip_prefix(root)
-            {
-                keys.push(relative.to_string_lossy().into_owned());
-            }
-        }
-    }
-    keys
 }
 
 #[cfg(test)]
@@ -367,12 +273,18 @@ mod tests {
     #[tokio::test]
     async fn local_store_writes_atomically_and_lists_what_it_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ObjectStore::open(LakeLocation::Local(dir.path().to_owned()), &S3Settings::default()).await;
+        let store =
+            LakeStore::open(LakeLocation::Local(dir.path().join("lake")), &S3Settings::default()).expect("open");
+        assert_eq!(store.list("events").await.expect("list of nothing"), Vec::<String>::new());
         store.put("events/a/1.parquet", Bytes::from_static(b"one")).await.expect("put");
         store.put("events/a/1.parquet", Bytes::from_static(b"uno")).await.expect("replace");
         store.put("events/b/2.parquet", Bytes::from_static(b"two")).await.expect("put");
+        std::fs::write(dir.path().join("lake/events/b/.3.parquet.tmp"), b"half").expect("a stale temporary");
         assert_eq!(store.list("events").await.expect("list"), ["events/a/1.parquet", "events/b/2.parquet"]);
         assert_eq!(store.get("events/a/1.parquet").await.expect("get").as_deref(), Some(&b"uno"[..]));
         assert_eq!(store.get("nope").await.expect("get"), None);
+        store.delete("events/a/1.parquet").await.expect("delete");
+        store.delete("events/a/1.parquet").await.expect("delete again");
+        assert_eq!(store.list("events").await.expect("list"), ["events/b/2.parquet"]);
     }
 }

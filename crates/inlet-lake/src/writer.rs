@@ -15,7 +15,7 @@ use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
 use crate::metrics::LakeMetrics;
 use crate::parquet_file::{Codec, WRITE_BATCH_ROWS};
 use crate::range_encoder::{EncodedPartition, RecordEncoder, builder_threads};
-use crate::store::{LakeLocation, ObjectStore, S3Settings};
+use crate::store::{LakeLocation, LakeStore, S3Settings};
 
 /// The WAL consumer name of the lake writer.
 pub const LAKE_CONSUMER: &str = "lake";
@@ -58,6 +58,8 @@ pub enum LakeError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("the lake writer task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A range of WAL records decided on and about to be uploaded; persisted before the first
@@ -93,15 +95,15 @@ pub struct EncodedFile {
 #[derive(Debug)]
 pub struct LakeWriter {
     settings: LakeSettings,
-    store: ObjectStore,
+    store: LakeStore,
     wal: Arc<WalHandle>,
     metrics: LakeMetrics,
 }
 
 impl LakeWriter {
-    pub async fn new(settings: LakeSettings, wal: Arc<WalHandle>, metrics: LakeMetrics) -> LakeWriter {
-        let store = ObjectStore::open(settings.location.clone(), &settings.s3).await;
-        LakeWriter { settings, store, wal, metrics }
+    pub fn new(settings: LakeSettings, wal: Arc<WalHandle>, metrics: LakeMetrics) -> Result<LakeWriter, LakeError> {
+        let store = LakeStore::open(settings.location.clone(), &settings.s3)?;
+        Ok(LakeWriter { settings, store, wal, metrics })
     }
 
     /// Flushes until `shutdown` turns true, then flushes what is durable once more (giving up
@@ -519,12 +521,12 @@ mod tests {
             codec: Codec::default(),
         };
         let metrics = LakeMetrics::register(&prometheus::Registry::new());
-        let writer = LakeWriter::new(settings, Arc::clone(&wal), metrics).await;
+        let writer = LakeWriter::new(settings, Arc::clone(&wal), metrics).expect("open the lake");
         (wal, writer)
     }
 
     /// Runs the writer until the WAL has `lsn` confirmed for the lake, then stops it.
-    async fn run_until_confirmed(writer: LakeWriter, wal: &WalHandle, lsn: u64) -> ObjectStore {
+    async fn run_until_confirmed(writer: LakeWriter, wal: &WalHandle, lsn: u64) -> LakeStore {
         let store = writer.store.clone();
         let (stop, receiver) = watch::channel(false);
         let task = tokio::spawn(writer.run(receiver, Duration::from_secs(5)));
@@ -538,7 +540,7 @@ mod tests {
         store
     }
 
-    async fn message_ids(store: &ObjectStore) -> Vec<String> {
+    async fn message_ids(store: &LakeStore) -> Vec<String> {
         let mut ids = Vec::new();
         for key in store.list("events").await.expect("list") {
             let bytes = store.get(&key).await.expect("get").expect("exists");
@@ -635,8 +637,9 @@ mod tests {
     async fn a_stop_during_upload_retries_still_flushes_everything() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, writer) = setup(dir.path()).await;
-        // The store is down: its directory is blocked by a file.
+        // The store is down: its directory is replaced by a file.
         let blocker = dir.path().join("lake");
+        std::fs::remove_dir_all(&blocker).expect("remove the lake's directory");
         std::fs::write(&blocker, b"not a directory").expect("block");
         let (store, metrics) = (writer.store.clone(), writer.metrics.clone());
         let (stop, receiver) = watch::channel(false);

@@ -1,13 +1,21 @@
-//! The one durable file replace: a small file's new content becomes visible whole or not at
-//! all, and survives a crash once the call returns.
+//! The one durable file replace: a file's new content becomes visible whole or not at all, and
+//! survives a crash once the call returns. Used for state files (cursors, markers, keys) and for
+//! the local lake's Parquet files.
 //!
-//! Sequence: write `{path}.tmp`, fsync it, rename it over `path`, fsync the directory (the
-//! rename is only durable once the directory entry is). A crash at any point leaves the old
-//! file or the new one, never a mix; a stale `.tmp` is overwritten by the next call.
+//! Sequence: write `.{name}.tmp` beside the file, fsync it, rename it over `path`, fsync the
+//! directory (the rename is only durable once the directory entry is). A crash at any point
+//! leaves the old file or the new one, never a mix; a stale temporary file is replaced by the
+//! next call, and its hidden name keeps query engines and listings from reading it.
+//!
+//! The data is synced 1 MiB at a time: one sync of a whole file of tens of MB keeps the disk
+//! busy long enough to stall the WAL's fsyncs on the same disk, which every acknowledgement
+//! waits for (measured as 50–100 ms stalls and `429`s at half load).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+const SYNC_STEP_BYTES: usize = 1024 * 1024;
 
 /// Replaces `path` with `bytes` durably (mode from the umask, as `File::create`).
 pub fn durable_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -21,7 +29,8 @@ pub fn durable_replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
-    let mut tmp_name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_owned();
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().ok_or_else(|| io::Error::other("no file name"))?);
     tmp_name.push(".tmp");
     let tmp: PathBuf = path.with_file_name(tmp_name);
     let mut options = OpenOptions::new();
@@ -40,7 +49,10 @@ fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
+    for chunk in bytes.chunks(SYNC_STEP_BYTES) {
+        file.write_all(chunk)?;
+        file.sync_data()?;
+    }
     file.sync_all()?;
     drop(file);
     fs::rename(&tmp, path)?;
@@ -63,7 +75,7 @@ mod tests {
         durable_replace(&path, b"two").expect("second");
         assert_eq!(fs::read(&path).expect("read"), b"two");
         // A temporary file left by a crash is neither read nor in the way.
-        fs::write(dir.path().join("key.tmp"), b"stale").expect("stale");
+        fs::write(dir.path().join(".key.tmp"), b"stale").expect("stale");
         let key = dir.path().join("key");
         durable_replace_private(&key, b"secret").expect("private");
         assert_eq!(fs::read(&key).expect("read"), b"secret");
@@ -72,6 +84,6 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
         }
-        assert!(!dir.path().join("key.tmp").exists());
+        assert!(!dir.path().join(".key.tmp").exists());
     }
 }

@@ -98,7 +98,10 @@ impl Wal {
     /// Opens (or creates) the log in `config.dir`, repairing a torn tail.
     pub fn open(config: WalConfig) -> Result<(Wal, RecoveryReport)> {
         fs::create_dir_all(&config.dir).map_err(WalError::io(format!("creating {}", config.dir.display())))?;
-        let _ = fs::remove_file(config.dir.join("cursors.json.tmp"));
+        // A crash can leave the cursors' temporary file (named without the dot by earlier versions).
+        for stale in [".cursors.json.tmp", "cursors.json.tmp"] {
+            let _ = fs::remove_file(config.dir.join(stale));
+        }
         SpareSegments::discard_leftover(&config.dir)?;
         let recycled_limit = if config.preallocate { config.recycled_segments } else { 0 };
         let recycled = Arc::new(RecycledSegments::open(&config.dir, recycled_limit)?);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_redshiftdata::types::StatusString;
 use bytes::Bytes;
-use inlet_lake::{LakeLocation, ObjectStore};
+use inlet_lake::{LakeLocation, LakeStore};
 use serde_json::json;
 
 use super::{Dialect, Publication, WarehouseError, create_tables_sql, delete_sql};
@@ -55,8 +55,15 @@ pub struct Redshift {
     client: aws_sdk_redshiftdata::Client,
     config: RedshiftConfig,
     schema: String,
-    store: ObjectStore,
+    store: LakeStore,
     run_id: String,
+}
+
+/// The HTTPS client of the Redshift Data API client: rustls with the `ring` provider, so no C
+/// toolchain (aws-lc) is needed.
+fn aws_http_client() -> aws_sdk_redshiftdata::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 impl Redshift {
@@ -64,10 +71,9 @@ impl Redshift {
         config: &RedshiftConfig,
         schema: &str,
         trait_columns: &[String],
-        store: ObjectStore,
+        store: LakeStore,
     ) -> Result<Redshift, WarehouseError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(inlet_lake::store::aws_http_client());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client());
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }

@@ -61,7 +61,7 @@ pub struct LakeRow {
 }
 
 /// Every row of every Parquet file under `events/` of a lake, read back with arrow-rs.
-pub async fn read_lake(store: &inlet_lake::ObjectStore) -> Vec<LakeRow> {
+pub async fn read_lake(store: &inlet_lake::LakeStore) -> Vec<LakeRow> {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
@@ -90,9 +90,9 @@ pub async fn read_lake(store: &inlet_lake::ObjectStore) -> Vec<LakeRow> {
 }
 
 /// The lake of a gateway started with the default (local) lake location.
-pub async fn local_lake(dir: &std::path::Path) -> inlet_lake::ObjectStore {
-    inlet_lake::ObjectStore::open(inlet_lake::LakeLocation::Local(dir.join("lake")), &inlet_lake::S3Settings::default())
-        .await
+pub async fn local_lake(dir: &std::path::Path) -> inlet_lake::LakeStore {
+    inlet_lake::LakeStore::open(inlet_lake::LakeLocation::Local(dir.join("lake")), &inlet_lake::S3Settings::default())
+        .expect("open the lake")
 }
 
 impl TestGateway {
