@@ -342,7 +342,7 @@ fn load_state(path: &Path) -> Result<SavedState, DeliveryError> {
 fn save_state(path: &Path, state: &SavedState) -> Result<(), DeliveryError> {
     let dir = path.parent().expect("state files live in a directory");
     std::fs::create_dir_all(dir)
-        .and_then(|()| inlet_wal::durable_replace(path, &serde_json::to_vec(state).expect("state serialises")))
+        .and_then(|()| inlet_durable::durable_replace(path, &serde_json::to_vec(state).expect("state serialises")))
         .map_err(|source| DeliveryError::State { path: path.to_owned(), source })
 }
 

@@ -31,7 +31,8 @@ pub fn ensure_dev_source(config: &mut Config) -> anyhow::Result<Option<String>> 
 /// Writes a new key readable by its owner only (`0600`): it authenticates as the source.
 fn write_new_key(path: &std::path::Path) -> anyhow::Result<String> {
     let key = format!("dev_{}", uuid::Uuid::new_v4().simple());
-    inlet_wal::durable_replace_private(path, key.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    inlet_durable::durable_replace_private(path, key.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
 }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use inlet_lake::{LakeLocation, LakeMetrics, LakeSettings, LakeWriter, S3Settings};
+use inlet_lake::{LakeLocation, S3Settings};
+use inlet_lake_writer::{LakeMetrics, LakeSettings, LakeWriter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -16,7 +17,7 @@ use crate::state::AppState;
 #[derive(Debug)]
 pub struct LakeTask {
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<Result<(), inlet_lake::LakeError>>,
+    task: JoinHandle<Result<(), inlet_lake_writer::LakeError>>,
     wal: Arc<inlet_wal::WalHandle>,
     flush_budget: Duration,
 }
@@ -77,7 +78,7 @@ impl LakeTask {
         let started = std::time::Instant::now();
         let _ = self.shutdown.send(true);
         let result = self.task.await.context("lake writer task").and_then(|r| r.context("lake writer"));
-        let cursor = self.wal.cursor(inlet_lake::LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn());
+        let cursor = self.wal.cursor(inlet_lake_writer::LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn());
         let left = self.wal.durable_lsn().saturating_sub(cursor);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match (&result, left) {
@@ -110,6 +111,6 @@ fn persisted_instance_id(config: &Config) -> anyhow::Result<String> {
     let id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     // Durable before use: a crash must not name a second instance's files after this one's.
-    inlet_wal::durable_replace(&path, id.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    inlet_durable::durable_replace(&path, id.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }

@@ -105,7 +105,7 @@ impl AppState {
             fsync: config.fsync_policy(),
             // A stored event is the message plus what normalisation adds (ids, timestamps, ip).
             max_record_bytes: config.limits.max_event_bytes + 64 * 1024,
-            consumers: std::iter::once(inlet_lake::LAKE_CONSUMER.to_owned())
+            consumers: std::iter::once(inlet_lake_writer::LAKE_CONSUMER.to_owned())
                 .chain(config.destinations.iter().map(|d| consumer_name(&d.name)))
                 .collect(),
         };

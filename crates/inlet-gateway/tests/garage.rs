@@ -54,7 +54,7 @@ async fn lake_contents(store: &LakeStore) -> (HashMap<String, usize>, usize) {
 /// Waits until every durable WAL record of `gateway` is confirmed by the lake writer.
 async fn wait_for_lake(gateway: &TestGateway, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while gateway.state.wal.cursor(inlet_lake::LAKE_CONSUMER) != Some(gateway.state.wal.durable_lsn()) {
+    while gateway.state.wal.cursor(inlet_lake_writer::LAKE_CONSUMER) != Some(gateway.state.wal.durable_lsn()) {
         assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -90,7 +90,7 @@ async fn events_land_in_their_hour_exactly_once_and_the_wal_is_truncated_behind(
     .unwrap();
     assert_eq!(watermark["lsn"], 1004);
     // Everything is confirmed, so the WAL kept only its newest segment.
-    assert_eq!(gateway.state.wal.cursor(inlet_lake::LAKE_CONSUMER), Some(1004));
+    assert_eq!(gateway.state.wal.cursor(inlet_lake_writer::LAKE_CONSUMER), Some(1004));
     assert_eq!(gateway.state.wal.segments(), 1);
     assert!(gateway.metric("inlet_lake_files_written_total") >= 5.0);
     assert_eq!(gateway.metric("inlet_lake_rows_written_total"), 1004.0);

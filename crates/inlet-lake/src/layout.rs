@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use inlet_segment::{StoredRecord, parse_timestamp};
+use serde::{Deserialize, Serialize};
 
 /// Events whose corrected timestamp lies further than this after they were received are
 /// partitioned by `receivedAt` instead (a clock set years ahead must not create far-future
@@ -12,6 +13,15 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
 /// crawler of `events/` never sees them.
 pub const EVENTS_PREFIX: &str = "events";
 pub const WATERMARK_PREFIX: &str = "_inlet/watermarks";
+
+/// What `{WATERMARK_PREFIX}/{instance}.json` holds, written by the lake writer after each flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub instance: String,
+    /// Every event this instance acknowledged before this instant is in the lake.
+    pub flushed_before: DateTime<Utc>,
+    pub lsn: u64,
+}
 
 /// Whether `name` may become a folder or file name in the lake (a source, an instance id, a
 /// destination's dead-letter folder): 1-64 lowercase letters, digits, `-`, `_`. No escaping is

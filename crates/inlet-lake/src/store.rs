@@ -7,7 +7,7 @@
 //! - S3: one PUT, or above `multipart_threshold` a multipart upload of 5 MiB parts that S3
 //!   assembles only at completion (a failed upload is aborted and leaves nothing visible).
 //! - Local: `object_store`'s file system store does not fsync, so local writes go through
-//!   [`inlet_wal::durable_replace`] (a hidden temporary file synced in 1 MiB steps, renamed into
+//!   [`inlet_durable::durable_replace`] (a hidden temporary file synced in 1 MiB steps, renamed into
 //!   place, the folder synced); reads, listings and deletes go through `object_store`. Hidden
 //!   names (starting with `.`) are never listed: query engines skip them too.
 
@@ -156,7 +156,7 @@ impl LakeStore {
                 tokio::task::spawn_blocking(move || {
                     let folder = path.parent().ok_or_else(|| std::io::Error::other("key has no folder"))?;
                     std::fs::create_dir_all(folder)?;
-                    inlet_wal::durable_replace(&path, &bytes)
+                    inlet_durable::durable_replace(&path, &bytes)
                 })
                 .await
                 .map_err(|e| failed("write", key, e.to_string()))?

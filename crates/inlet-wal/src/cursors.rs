@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use crate::durable::durable_replace;
 use crate::error::{Result, WalError};
+use inlet_durable::durable_replace;
 
 const CURSORS_FILE: &str = "cursors.json";
 

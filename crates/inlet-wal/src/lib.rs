@@ -81,7 +81,6 @@
 //! recovery on open decides what survived.
 
 mod cursors;
-mod durable;
 mod error;
 mod policy;
 mod reader;
@@ -94,7 +93,6 @@ mod wal;
 mod writer;
 
 pub use cursors::Cursors;
-pub use durable::{durable_replace, durable_replace_private};
 pub use error::WalError;
 pub use policy::FsyncPolicy;
 pub use reader::{Record, RecordChunk, WalReader};

@@ -8,7 +8,7 @@
 //! WAL reader ──chunk k──▶ builder k mod N ──batches of chunk k──▶ Parquet writer (chunks in order)
 //! ```
 //!
-//! - The calling thread reads the records in chunks of [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS) (one buffer each,
+//! - The calling thread reads the records in chunks of [`WRITE_BATCH_ROWS`](inlet_lake::parquet_file::WRITE_BATCH_ROWS) (one buffer each,
 //!   [`RecordChunk`]) and deals them out, round-robin, to [`builder_threads`] builders.
 //! - Each builder turns a chunk into one batch per partition it touches.
 //! - One writer (`inlet-lake-parquet`) takes the chunks' batches in chunk order and writes
@@ -27,7 +27,7 @@
 //!   same as one thread's; a chunk that straddles partitions gives each a smaller batch.
 //! - **Bounded memory.** A chunk is handed to its builder by rendezvous (the reader waits until
 //!   the builder takes it), and each builder may have one chunk's batches waiting for the
-//!   writer besides the chunk it builds: a few chunks of [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS) records in all,
+//!   writer besides the chunk it builds: a few chunks of [`WRITE_BATCH_ROWS`](inlet_lake::parquet_file::WRITE_BATCH_ROWS) records in all,
 //!   2 MB each at 1 KB a record. (The builder's queue of one keeps it from idling while the
 //!   writer takes another builder's batches; without it, chunks of 2 Ki records encoded 10–20 %
 //!   slower.)
@@ -46,10 +46,11 @@ use chrono::{DateTime, Utc};
 use inlet_segment::StoredRecord;
 use inlet_wal::{RecordChunk, WalError};
 
-use crate::layout::Partition;
+use inlet_lake::layout::Partition;
+use inlet_lake::parquet_file::{Codec, ParquetFile};
+use inlet_lake::schema::{EVENT_NESTED, EventColumns};
+
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::{Codec, ParquetFile};
-use crate::schema::{EVENT_NESTED, EventColumns};
 use crate::writer::LakeError;
 
 /// At most this many builders: each holds a few MB, and beyond it the single writer is the
@@ -87,7 +88,7 @@ type ChunkBatches = Vec<(Partition, RecordBatch)>;
 
 impl RecordEncoder {
     /// Encodes every stored-event record into its partition's file, the files in partition
-    /// order. The records come in chunks of at most [`WRITE_BATCH_ROWS`](crate::parquet_file::WRITE_BATCH_ROWS)
+    /// order. The records come in chunks of at most [`WRITE_BATCH_ROWS`](inlet_lake::parquet_file::WRITE_BATCH_ROWS)
     /// ([`inlet_wal::WalReader::chunks`]), the rows of one batch.
     pub fn encode(
         &self,
@@ -256,7 +257,7 @@ fn joined<T>(thread: Result<ScopedJoinHandle<'_, Result<T, LakeError>>, LakeErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parquet_file::WRITE_BATCH_ROWS;
+    use inlet_lake::parquet_file::WRITE_BATCH_ROWS;
     use inlet_wal::Record;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

@@ -2,9 +2,10 @@
 //! `examples/encode_repeatedly.rs` (instruction counts under callgrind).
 
 use chrono::{DateTime, Utc};
+use inlet_lake::Codec;
 use inlet_lake::parquet_file::WRITE_BATCH_ROWS;
-use inlet_lake::range_encoder::RecordEncoder;
-use inlet_lake::{Codec, LakeMetrics};
+use inlet_lake_writer::LakeMetrics;
+use inlet_lake_writer::range_encoder::RecordEncoder;
 use inlet_segment::StoredEvent;
 use inlet_wal::RecordChunk;
 use serde_json::json;

@@ -10,12 +10,13 @@ use inlet_wal::{WalHandle, WalReader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::backoff::Backoff;
-use crate::layout::{Hour, Partition, WATERMARK_PREFIX};
+use inlet_lake::Backoff;
+use inlet_lake::layout::{Hour, Partition, WATERMARK_PREFIX, Watermark};
+use inlet_lake::parquet_file::{Codec, WRITE_BATCH_ROWS};
+use inlet_lake::store::{LakeLocation, LakeStore, S3Settings};
+
 use crate::metrics::LakeMetrics;
-use crate::parquet_file::{Codec, WRITE_BATCH_ROWS};
 use crate::range_encoder::{EncodedPartition, RecordEncoder, builder_threads};
-use crate::store::{LakeLocation, LakeStore, S3Settings};
 
 /// The WAL consumer name of the lake writer.
 pub const LAKE_CONSUMER: &str = "lake";
@@ -59,7 +60,7 @@ pub enum LakeError {
     #[error("the lake writer task failed: {0}")]
     Task(String),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] inlet_lake::store::StoreError),
 }
 
 /// A range of WAL records decided on and about to be uploaded; persisted before the first
@@ -72,15 +73,6 @@ pub struct PendingRange {
     /// range was cut short at `max_range_records` or `max_range_bytes` (a backlog), which
     /// promises nothing about time.
     pub cut_at: Option<DateTime<Utc>>,
-}
-
-/// The watermark published in the lake after each flush.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watermark {
-    pub instance: String,
-    /// Every event this instance acknowledged before this instant is in the lake.
-    pub flushed_before: DateTime<Utc>,
-    pub lsn: u64,
 }
 
 /// One file ready to upload.
@@ -444,7 +436,7 @@ pub fn read_pending(state_dir: &Path) -> Result<Option<PendingRange>, LakeError>
 fn write_pending(state_dir: &Path, pending: &PendingRange) -> Result<(), LakeError> {
     let path = state_dir.join(PENDING_FILE);
     std::fs::create_dir_all(state_dir)
-        .and_then(|()| inlet_wal::durable_replace(&path, &serde_json::to_vec(pending).expect("a range serialises")))
+        .and_then(|()| inlet_durable::durable_replace(&path, &serde_json::to_vec(pending).expect("a range serialises")))
         .map_err(|source| LakeError::State { path, source })
 }
 

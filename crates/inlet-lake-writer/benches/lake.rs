@@ -6,7 +6,7 @@ use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use inlet_lake::Codec;
-use inlet_lake::range_encoder::builder_threads;
+use inlet_lake_writer::range_encoder::builder_threads;
 use inlet_segment::StoredEvent;
 
 /// The gateway's allocator, so allocation costs here are the ones the lake writer pays there.

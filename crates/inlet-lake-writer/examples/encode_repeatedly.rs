@@ -2,7 +2,7 @@
 //! which unlike this machine's wall-clock time do not vary from run to run:
 //!
 //! ```text
-//! cargo build --release -p inlet-lake --example encode_repeatedly
+//! cargo build --release -p inlet-lake-writer --example encode_repeatedly
 //! valgrind --tool=callgrind target/release/examples/encode_repeatedly 30000 1
 //! valgrind --tool=callgrind target/release/examples/encode_repeatedly 30000 3
 //! ```
