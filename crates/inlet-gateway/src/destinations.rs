@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use inlet_destinations::{DeadLetterStore, Delivery, DeliveryParts, Destination, DestinationMetricFamilies};
 use inlet_lake::LakeStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::error::StartupError;
 use crate::lake::lake_settings;
 use crate::state::AppState;
 
@@ -20,7 +20,7 @@ pub struct DestinationTasks {
 }
 
 /// Starts a delivery task per destination.
-pub async fn start(state: &Arc<AppState>) -> anyhow::Result<DestinationTasks> {
+pub async fn start(state: &Arc<AppState>) -> Result<DestinationTasks, StartupError> {
     let (shutdown, receiver) = watch::channel(false);
     let mut tasks = Vec::new();
     if state.config.destinations.is_empty() {
@@ -32,7 +32,8 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<DestinationTasks> {
     for config in &state.config.destinations {
         let destination = Destination::new(config.clone());
         let metrics = families.for_destination(&config.name);
-        let status = Arc::clone(state.destination_status(&config.name).context("destination status")?);
+        let status =
+            Arc::clone(state.destination_status(&config.name).expect("AppState::open made a status per destination"));
         let delivery = Delivery::open(DeliveryParts {
             name: config.name.clone(),
             sources: config.sources.clone(),
@@ -46,7 +47,7 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<DestinationTasks> {
             max_backlog_bytes: config.delivery.max_backlog_bytes,
         })
         .await
-        .with_context(|| format!("opening destination {}", config.name))?;
+        .map_err(|source| StartupError::Destination { name: config.name.clone(), source })?;
         let receiver = receiver.clone();
         let name = config.name.clone();
         let task = tokio::spawn(async move {

@@ -4,35 +4,32 @@
 use std::fs;
 use std::io::ErrorKind;
 
-use anyhow::Context;
-
 use crate::config::{Config, SourceConfig};
+use crate::error::StartupError;
 
 pub const DEV_SOURCE: &str = "development";
 
 /// Adds the development source when none is configured; returns its write key if it did.
-pub fn ensure_dev_source(config: &mut Config) -> anyhow::Result<Option<String>> {
+pub fn ensure_dev_source(config: &mut Config) -> Result<Option<String>, StartupError> {
     if !config.sources.is_empty() {
         return Ok(None);
     }
-    fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    fs::create_dir_all(&config.data_dir).map_err(StartupError::file("creating data directory", &config.data_dir))?;
     let path = config.data_dir.join("dev-write-key");
     let key = match fs::read_to_string(&path) {
         Ok(key) if !key.trim().is_empty() => key.trim().to_owned(),
         Ok(_) => write_new_key(&path)?,
         Err(e) if e.kind() == ErrorKind::NotFound => write_new_key(&path)?,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => return Err(StartupError::file("reading", &path)(e)),
     };
     config.sources.push(SourceConfig::new(DEV_SOURCE, key.clone()));
     Ok(Some(key))
 }
 
 /// Writes a new key readable by its owner only (`0600`): it authenticates as the source.
-fn write_new_key(path: &std::path::Path) -> anyhow::Result<String> {
+fn write_new_key(path: &std::path::Path) -> Result<String, StartupError> {
     let key = format!("dev_{}", uuid::Uuid::new_v4().simple());
-    inlet_durable::durable_replace_private(path, key.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    inlet_durable::durable_replace_private(path, key.as_bytes()).map_err(StartupError::file("writing", path))?;
     Ok(key)
 }
 

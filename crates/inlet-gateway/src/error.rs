@@ -173,3 +173,37 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Why the gateway could not start, or why its lake writer ended badly: the error type of
+/// [`AppState::open`](crate::AppState::open) and the start and stop of the background tasks.
+/// Each names the file or setting at fault; the binary prints it and exits.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A setting that [`Config::validate`](crate::Config::validate) cannot check on its own.
+    #[error("{setting}: {message}")]
+    Setting { setting: &'static str, message: String },
+    #[error("{action} {path}: {source}")]
+    File { action: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] inlet_wal::WalError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("lake: {0}")]
+    LakeStore(#[from] inlet_lake::store::StoreError),
+    #[error("lake writer: {0}")]
+    LakeWriter(#[from] inlet_lake_writer::LakeError),
+    #[error("lake writer task: {0}")]
+    LakeTask(#[from] tokio::task::JoinError),
+    #[error("destination {name}: {source}")]
+    Destination { name: String, source: inlet_destinations::delivery::DeliveryError },
+}
+
+impl StartupError {
+    /// An I/O error on `path`, saying what was being done (`"reading"`, `"writing"`, …).
+    pub(crate) fn file(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StartupError {
+        let path = path.to_path_buf();
+        move |source| StartupError::File { action, path, source }
+    }
+}

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use inlet_lake::{LakeLocation, S3Settings};
 use inlet_lake_writer::{LakeMetrics, LakeSettings, LakeWriter};
@@ -11,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::error::StartupError;
 use crate::state::AppState;
 
 /// The running lake writer.
@@ -23,9 +23,10 @@ pub struct LakeTask {
 }
 
 /// The lake writer's settings from the gateway configuration.
-pub fn lake_settings(config: &Config) -> anyhow::Result<LakeSettings> {
+pub fn lake_settings(config: &Config) -> Result<LakeSettings, StartupError> {
     let lake = &config.lake;
-    let min_date = NaiveDate::parse_from_str(&lake.min_event_date, "%Y-%m-%d").context("lake.min_event_date")?;
+    let min_date = NaiveDate::parse_from_str(&lake.min_event_date, "%Y-%m-%d")
+        .map_err(|e| StartupError::Setting { setting: "lake.min_event_date", message: e.to_string() })?;
     Ok(LakeSettings {
         location: LakeLocation::parse(&config.lake_url())?,
         s3: S3Settings {
@@ -44,12 +45,15 @@ pub fn lake_settings(config: &Config) -> anyhow::Result<LakeSettings> {
         max_range_records: lake.max_range_records,
         max_range_bytes: lake.max_range_bytes,
         min_event_time: min_date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
-        codec: inlet_lake::Codec::parse(&lake.compression).context("lake.compression")?,
+        codec: inlet_lake::Codec::parse(&lake.compression).ok_or_else(|| StartupError::Setting {
+            setting: "lake.compression",
+            message: format!("unknown codec {:?}", lake.compression),
+        })?,
     })
 }
 
 /// Starts the lake writer: it flushes WAL ranges to the lake until [`LakeTask::stop`].
-pub async fn start(state: &Arc<AppState>) -> anyhow::Result<LakeTask> {
+pub async fn start(state: &Arc<AppState>) -> Result<LakeTask, StartupError> {
     let settings = lake_settings(&state.config)?;
     tracing::info!(lake = %settings.location.url_of(""), instance = %settings.instance_id, "lake writer starting");
     let metrics = LakeMetrics::register(state.metrics.registry());
@@ -74,10 +78,13 @@ impl LakeTask {
     /// Flushes what is durable one last time (bounded by `lake.shutdown_flush_secs`) and stops.
     /// Logs how many acknowledged events, if any, stay in the WAL only, and why: a node whose
     /// volume is deleted after this stop loses them.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), StartupError> {
         let started = std::time::Instant::now();
         let _ = self.shutdown.send(true);
-        let result = self.task.await.context("lake writer task").and_then(|r| r.context("lake writer"));
+        let result = match self.task.await {
+            Ok(result) => result.map_err(StartupError::from),
+            Err(panicked) => Err(StartupError::from(panicked)),
+        };
         let cursor = self.wal.cursor(inlet_lake_writer::LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn());
         let left = self.wal.durable_lsn().saturating_sub(cursor);
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -92,7 +99,7 @@ impl LakeTask {
             ),
             (Err(error), _) => tracing::error!(
                 events = left,
-                error = format!("{error:#}"),
+                %error,
                 "acknowledged events stay in the WAL only: the lake writer failed; the next start flushes them"
             ),
         }
@@ -100,17 +107,17 @@ impl LakeTask {
     }
 }
 
-fn persisted_instance_id(config: &Config) -> anyhow::Result<String> {
+fn persisted_instance_id(config: &Config) -> Result<String, StartupError> {
     let path = config.data_dir.join("instance-id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => return Err(StartupError::file("reading", &path)(e)),
     }
     let id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(StartupError::file("creating", &config.data_dir))?;
     // Durable before use: a crash must not name a second instance's files after this one's.
-    inlet_durable::durable_replace(&path, id.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    inlet_durable::durable_replace(&path, id.as_bytes()).map_err(StartupError::file("writing", &path))?;
     Ok(id)
 }

@@ -2,29 +2,37 @@
 //!
 //! Speaks Segment's HTTP Tracking API in front of the write-ahead log. Entry points:
 //! [`AppState::open`] (configuration → open WAL and shared state), [`router`] (for `oneshot`
-//! tests), and [`serve`] (a listener and a shutdown future; tests bind port 0).
+//! tests), and [`serve`] (a listener and a shutdown future; tests bind port 0); the binary wires
+//! them with the background tasks ([`start_lake`], [`start_destinations`]). Everything else is
+//! private to the crate; [`config`] is public because the configuration is the interface.
 
-pub mod auth;
-pub mod body;
-pub mod client_ip;
+mod auth;
+mod body;
+mod client_ip;
 pub mod config;
-pub mod dedupe;
-pub mod destinations;
-pub mod dev;
-pub mod error;
-pub mod inflight;
-pub mod ingest;
-pub mod lake;
-pub mod metrics;
-pub mod per_client;
-pub mod routes;
-pub mod server;
-pub mod settings;
-pub mod source_limits;
-pub mod state;
-pub mod tls;
+mod dedupe;
+mod destinations;
+mod dev;
+mod error;
+mod inflight;
+mod ingest;
+mod lake;
+mod metrics;
+mod per_client;
+mod routes;
+mod server;
+mod settings;
+mod source_limits;
+mod state;
+mod tls;
 
 pub use config::Config;
+pub use destinations::{DestinationTasks, start as start_destinations};
+pub use dev::{DEV_SOURCE, ensure_dev_source};
+pub use error::StartupError;
+pub use lake::{LakeTask, lake_settings, start as start_lake};
 pub use routes::{admin_router, router};
 pub use server::{serve, serve_admin};
+pub use settings::api_host;
 pub use state::{AppState, Clock, SystemClock};
+pub use tls::server_config as tls_server_config;

@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use inlet_destinations::{ReplayFrom, ReplayRequest};
 use inlet_gateway::config::{CONFIG_PATH_ENV, LogFormat};
-use inlet_gateway::{AppState, Config, SystemClock, dev, serve, serve_admin, settings, tls};
+use inlet_gateway::{
+    AppState, Config, DEV_SOURCE, SystemClock, api_host, ensure_dev_source, serve, serve_admin, tls_server_config,
+};
 use inlet_wal::WalReader;
 
 #[derive(Parser)]
@@ -159,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             init_logging(&config);
-            let dev_key = dev::ensure_dev_source(&mut config)?;
+            let dev_key = ensure_dev_source(&mut config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(run_gateway(config, dev_key))
         }
@@ -225,7 +227,7 @@ fn bind(listen: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::ne
 }
 
 async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<()> {
-    let tls = config.server.tls.as_ref().map(tls::server_config).transpose()?;
+    let tls = config.server.tls.as_ref().map(tls_server_config).transpose()?;
     let listen = config.server.listen;
     let listener = bind(listen, config.server.listen_backlog).with_context(|| format!("binding {listen}"))?;
     let state = Arc::new(tokio::task::block_in_place(|| AppState::open(config, Arc::new(SystemClock)))?);
@@ -241,8 +243,8 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
         }
         false => None,
     };
-    let lake = inlet_gateway::lake::start(&state).await?;
-    let destinations = inlet_gateway::destinations::start(&state).await?;
+    let lake = inlet_gateway::start_lake(&state).await?;
+    let destinations = inlet_gateway::start_destinations(&state).await?;
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut stop = stop.clone();
@@ -285,7 +287,7 @@ async fn replay(
         .iter()
         .find(|d| d.name == name)
         .with_context(|| format!("no destination named {name:?} in the configuration"))?;
-    let lake = inlet_gateway::lake::lake_settings(config)?;
+    let lake = inlet_gateway::lake_settings(config)?;
     let store = inlet_lake::LakeStore::open(lake.location.clone(), &lake.s3)?;
     let destination = inlet_destinations::Destination::new(destination.clone());
     Ok(inlet_destinations::replay(&destination, store, &format!("{}-replay", lake.instance_id), request).await?)
@@ -301,12 +303,12 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 }
 
 fn announce_dev_source(key: &str, public_url: &str) {
-    let (api_host, _) = settings::api_host(public_url);
+    let (api_host, _) = api_host(public_url);
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
         "\nNo sources configured: using the development source {:?}.\n  write key: {key}\n  try:       curl -u '{key}:' {public_url}/v1/track -d '{{\"userId\":\"u1\",\"event\":\"Hello\"}}'\n  SDKs:      apiHost {api_host}, settings {public_url}/v1/projects/{key}/settings\n",
-        dev::DEV_SOURCE
+        DEV_SOURCE
     );
 }
 

@@ -28,7 +28,8 @@ impl PerClient {
     }
 
     /// Whether no client holds anything.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use inlet_destinations::{DestinationStatus, consumer_name};
 use inlet_segment::{Limits, Normaliser, StoredEventKey, parse_timestamp};
@@ -14,6 +13,7 @@ use inlet_wal::{WalConfig, WalHandle, WalReader};
 use crate::auth::Sources;
 use crate::config::Config;
 use crate::dedupe::Deduplicator;
+use crate::error::StartupError;
 use crate::inflight::{BudgetLimits, InflightBudget};
 use crate::metrics::{Metrics, WalMetrics};
 use crate::source_limits::SourceLimits;
@@ -92,7 +92,7 @@ impl LogLimiter {
 
 impl AppState {
     /// Opens the WAL (recovering it), rebuilds the dedupe index from it, and builds the state.
-    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let sources = Sources::new(&config.sources);
@@ -109,8 +109,7 @@ impl AppState {
                 .chain(config.destinations.iter().map(|d| consumer_name(&d.name)))
                 .collect(),
         };
-        let (wal, report) = WalHandle::start(wal_config, Some(Arc::new(WalMetrics(Arc::clone(&metrics)))))
-            .with_context(|| format!("opening the write-ahead log in {}", config.wal_dir().display()))?;
+        let (wal, report) = WalHandle::start(wal_config, Some(Arc::new(WalMetrics(Arc::clone(&metrics)))))?;
         tracing::info!(
             dir = %config.wal_dir().display(),
             segments = report.segments,
@@ -147,9 +146,14 @@ impl AppState {
         let admin_token = match (&config.admin.token, &config.admin.token_file) {
             (Some(token), _) => Some(token.trim().to_owned()),
             (None, Some(path)) => {
-                let token = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading admin.token_file {}", path.display()))?;
-                anyhow::ensure!(token.trim().len() >= 16, "admin.token_file: the token must be at least 16 characters");
+                let token =
+                    std::fs::read_to_string(path).map_err(StartupError::file("reading admin.token_file", path))?;
+                if token.trim().len() < 16 {
+                    return Err(StartupError::Setting {
+                        setting: "admin.token_file",
+                        message: "the token must be at least 16 characters".to_owned(),
+                    });
+                }
                 Some(token.trim().to_owned())
             }
             (None, None) => None,
@@ -212,7 +216,7 @@ fn seed_from_wal(
     wal: &WalHandle,
     window: Duration,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), inlet_wal::WalError> {
     let started = Instant::now();
     let cutoff = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let reader =

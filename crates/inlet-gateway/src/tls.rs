@@ -3,26 +3,30 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
+use crate::error::StartupError;
 
-pub fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, StartupError> {
+    let failed = |what: &str, path: &std::path::Path, error: &dyn std::fmt::Display| {
+        StartupError::Tls(format!("{what} {}: {error}", path.display()))
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .with_context(|| format!("reading TLS certificate {}", tls.cert.display()))?
+        .map_err(|e| failed("reading certificate", &tls.cert, &e))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing TLS certificate {}", tls.cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "TLS certificate file {} holds no certificate", tls.cert.display());
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .with_context(|| format!("reading TLS private key {}", tls.key.display()))?;
+        .map_err(|e| failed("parsing certificate", &tls.cert, &e))?;
+    if certs.is_empty() {
+        return Err(failed("certificate file", &tls.cert, &"holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| failed("reading private key", &tls.key, &e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .context("choosing TLS protocol versions")?
+        .map_err(|e| StartupError::Tls(format!("choosing protocol versions: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .context("TLS certificate and key do not match")?;
+        .map_err(|e| StartupError::Tls(format!("the certificate and key do not match: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -103,7 +103,7 @@ async fn tls_serves_https_with_the_configured_certificate() {
     let mut config = test_config(dir.path());
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.tls = Some(inlet_gateway::config::TlsConfig { cert: cert_path, key: key_path });
-    let tls = inlet_gateway::tls::server_config(config.server.tls.as_ref().unwrap()).unwrap();
+    let tls = inlet_gateway::tls_server_config(config.server.tls.as_ref().unwrap()).unwrap();
     let gateway = TestGateway::start_in(dir, config, Arc::new(SystemClock), Some(tls)).await;
     assert!(gateway.url.starts_with("https://"));
     let response = gateway
@@ -128,11 +128,11 @@ fn a_key_that_does_not_match_its_certificate_is_refused_at_start() {
     std::fs::write(dir.path().join("cert.pem"), a.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), b.signing_key.serialize_pem()).unwrap();
     let tls = inlet_gateway::config::TlsConfig { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
-    let error = inlet_gateway::tls::server_config(&tls).unwrap_err();
+    let error = inlet_gateway::tls_server_config(&tls).unwrap_err();
     assert!(format!("{error:#}").contains("do not match"), "{error:#}");
     let missing =
         inlet_gateway::config::TlsConfig { cert: dir.path().join("nope.pem"), key: dir.path().join("key.pem") };
-    assert!(format!("{:#}", inlet_gateway::tls::server_config(&missing).unwrap_err()).contains("nope.pem"));
+    assert!(format!("{:#}", inlet_gateway::tls_server_config(&missing).unwrap_err()).contains("nope.pem"));
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ pub struct TestGateway {
     pub client: reqwest::Client,
     shutdown: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
-    lake: Option<inlet_gateway::lake::LakeTask>,
+    lake: Option<inlet_gateway::LakeTask>,
     pub dir: tempfile::TempDir,
 }
 
@@ -118,7 +118,7 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(AppState::open(config, clock).unwrap());
-        let lake = inlet_gateway::lake::start(&state).await.unwrap();
+        let lake = inlet_gateway::start_lake(&state).await.unwrap();
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin_listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
