@@ -31,8 +31,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://api2.amplitude.com/2/httpapi";
 pub const LIMITS: RequestLimits = RequestLimits { max_events: 2000, max_bytes: 1_000_000 };
 /// How long Amplitude asks throttled events to wait (30 s on `/2/httpapi`).
 const THROTTLE_HOLD: Duration = Duration::from_secs(30);
-/// Id values Amplitude refuses (compared case-insensitively).
-const BLOCKED_IDS: [&str; 15] = [
+/// Id values Amplitude refuses (compared case-insensitively), as its HTTP V2 API documents them.
+pub const BLOCKED_IDS: [&str; 14] = [
     "anonymous",
     "nil",
     "none",
@@ -47,7 +47,6 @@ const BLOCKED_IDS: [&str; 15] = [
     "lmy47d",
     "0",
     "-1",
-    "[]",
 ];
 
 #[derive(Debug, Clone)]
@@ -254,5 +253,13 @@ pub fn interpret(status: StatusCode, headers: &HeaderMap, body: &str, events: us
         }
         _ if RetryPolicy::is_retriable_status(status) => vec![Outcome::Retry { after: retry_after }; events],
         _ => vec![Outcome::DeadLetter { reason: "rejected" }; events],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_blocked_ids_are_those_the_receiver_refuses() {
+        assert_eq!(super::BLOCKED_IDS, inlet_receivers::amplitude::BLOCKED_IDS);
     }
 }

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::{Fault, FaultQueue, cut_response, lock};
 
-const BLOCKED_IDS: [&str; 14] = [
+/// Id values Amplitude documents as refused; kept equal to the destination's list by its test.
+pub const BLOCKED_IDS: [&str; 14] = [
     "anonymous",
     "nil",
     "none",
