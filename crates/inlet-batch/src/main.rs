@@ -1,5 +1,6 @@
 //! `inlet-batch`: builds the metrics tables from the lake and publishes them.
 
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +90,10 @@ async fn main() -> ExitCode {
         .init();
     match run(Cli::parse()).await {
         Ok(code) => code,
+        // A reader that went away (`inlet-batch steps | head`) is not a failure.
+        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("inlet-batch: {error:#}");
             ExitCode::FAILURE
@@ -99,7 +104,6 @@ async fn main() -> ExitCode {
 /// `lake-status`: the day is not complete yet (a sensor pokes again); 1 stays "failed".
 const NOT_YET: u8 = 3;
 
-#[allow(clippy::print_stdout)]
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = BatchConfig::load(cli.config.as_deref())?;
     if let Some(lake) = cli.lake {
@@ -113,21 +117,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config.warehouse.postgres_url = Some(url);
     }
     config.validate()?;
+    let mut out = std::io::stdout();
     match cli.command {
         Command::LakeStatus { date } => {
             let store = inlet_batch::run::open_store(&config).await?;
             let status = inlet_batch::completeness::day_status(&store, date, config.tz()).await?;
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
             return Ok(if status.complete { ExitCode::SUCCESS } else { ExitCode::from(NOT_YET) });
         }
         Command::Steps => {
             for table in Table::ALL {
                 let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
-                println!(
+                writeln!(
+                    out,
                     "{:<22} after: {}",
                     table.name(),
                     if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
-                );
+                )?;
             }
         }
         Command::Ddl { dialect } => {
@@ -136,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DialectArg::Redshift => Dialect::Redshift,
             };
             for statement in create_tables_sql(dialect, &config.warehouse.schema, &config.trait_columns) {
-                println!("{statement};\n");
+                writeln!(out, "{statement};\n")?;
             }
         }
         Command::Run { from, to, steps, source, lookback, dry_run, quiet } => {
@@ -162,11 +168,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut batch = Batch::open(config).await?;
             let plan = batch.plan(&request).await?;
             if dry_run {
-                print!("{plan}");
+                write!(out, "{plan}")?;
                 return Ok(ExitCode::SUCCESS);
             }
             let reports = batch.run(&plan, request.sources.as_deref(), !quiet).await?;
-            print!("{}", inlet_batch::run::summary(&reports));
+            write!(out, "{}", inlet_batch::run::summary(&reports))?;
         }
     }
     Ok(ExitCode::SUCCESS)
