@@ -17,6 +17,7 @@
 #[path = "../benches/corpus/mod.rs"]
 mod corpus;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,9 +77,7 @@ async fn main() {
     let seconds = started.elapsed().as_secs_f64();
     stop.send(true).expect("stop");
     task.await.expect("join").expect("run");
-    println!(
-        "{}",
-        serde_json::json!({
+    let report = serde_json::json!({
             "lake": location.url_of(""),
             "events": count,
             "wal_bytes": bytes,
@@ -86,6 +85,6 @@ async fn main() {
             "parquet_bytes": metrics.bytes_written.get(),
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "events_per_second": (count as f64 / seconds).round(),
-        })
-    );
+    });
+    writeln!(std::io::stdout(), "{report}").expect("stdout");
 }
