@@ -1,8 +1,7 @@
 //! # inlet-durable: the one durable file replace
 //!
 //! A file's new content becomes visible whole or not at all, and survives a crash once the call
-//! returns. Used for state files (cursors, markers, keys) and for
-//! the local lake's Parquet files.
+//! returns. Used for state files (cursors, markers, keys) and for the local lake's Parquet files.
 //!
 //! Sequence: write `.{name}.tmp` beside the file, fsync it, rename it over `path`, fsync the
 //! directory (the rename is only durable once the directory entry is). A crash at any point

@@ -81,10 +81,7 @@ impl LakeTask {
     pub async fn stop(self) -> Result<(), StartupError> {
         let started = std::time::Instant::now();
         let _ = self.shutdown.send(true);
-        let result = match self.task.await {
-            Ok(result) => result.map_err(StartupError::from),
-            Err(panicked) => Err(StartupError::from(panicked)),
-        };
+        let result = self.task.await.map_err(StartupError::from).and_then(|r| r.map_err(StartupError::from));
         let cursor = self.wal.cursor(inlet_lake_writer::LAKE_CONSUMER).unwrap_or_else(|| self.wal.oldest_lsn());
         let left = self.wal.durable_lsn().saturating_sub(cursor);
         let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -78,13 +78,13 @@ async fn main() {
     stop.send(true).expect("stop");
     task.await.expect("join").expect("run");
     let report = serde_json::json!({
-            "lake": location.url_of(""),
-            "events": count,
-            "wal_bytes": bytes,
-            "files": metrics.files_written.get(),
-            "parquet_bytes": metrics.bytes_written.get(),
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "events_per_second": (count as f64 / seconds).round(),
+        "lake": location.url_of(""),
+        "events": count,
+        "wal_bytes": bytes,
+        "files": metrics.files_written.get(),
+        "parquet_bytes": metrics.bytes_written.get(),
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "events_per_second": (count as f64 / seconds).round(),
     });
     writeln!(std::io::stdout(), "{report}").expect("stdout");
 }

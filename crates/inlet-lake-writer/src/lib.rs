@@ -1,10 +1,10 @@
 //! # inlet-lake-writer: the WAL, flushed to hourly-partitioned Parquet
 //!
-//! The lake writer is the WAL consumer named `lake`. The lake's layout, schema, store and readers
-//! are in `inlet-lake`, which readers (the batch job, destinations' replay) use without this
-//! crate or the WAL. It turns ranges of WAL records into
-//! Parquet files under `{lake}/events/source={source}/dt={YYYY-MM-DD}/hour={HH}/` on S3 or a
-//! local directory, and only then lets the WAL delete them.
+//! The lake writer is the WAL consumer named `lake`. It turns ranges of WAL records into Parquet
+//! files under `{lake}/events/source={source}/dt={YYYY-MM-DD}/hour={HH}/` on S3 or a local
+//! directory, and only then lets the WAL delete them. The lake's layout, schema, store and
+//! readers are in `inlet-lake`, which readers (the batch job, destinations' replay) use without
+//! this crate or the WAL.
 //!
 //! ## Invariants
 //! - **Nothing acknowledged is lost.** WAL records are confirmed to the WAL (and so become
@@ -27,8 +27,9 @@
 //! At the first of: the range is `max_age` old; the UTC hour in which it started has ended
 //! (plus `hour_grace`, for late arrivals); it holds `max_range_records`; the gateway is shutting
 //! down. A range is also cut where its events reach `max_range_bytes` (decided while encoding,
-//! before the range's marker is written), so large events cannot make one range outgrow memory. With the default `max_age` of an hour, each instance writes about one file per source
-//! and hour (plus small files for late events), which avoids the small-file problem instead of
+//! before the range's marker is written), so large events cannot make one range outgrow memory.
+//! With the default `max_age` of an hour, each instance writes about one file per source and
+//! hour (plus small files for late events), which avoids the small-file problem instead of
 //! compacting after the fact.
 //!
 //! ## Failures
