@@ -34,9 +34,9 @@ pub struct BatchConfig {
     pub min_event_date: String,
     /// Traits copied from the merged identify traits into columns of `users`.
     pub trait_columns: Vec<String>,
-    /// Memory DataFusion may use before sorts and aggregations spill to temporary files;
-    /// `None`: no limit.
-    pub memory_limit_mb: Option<u64>,
+    /// Memory DataFusion's operators may use before sorts, aggregations and windows spill to
+    /// temporary files (joins cannot spill and fail beyond it).
+    pub memory_limit_mb: u64,
     pub warehouse: WarehouseConfig,
 }
 
@@ -52,7 +52,7 @@ impl Default for BatchConfig {
             trait_columns: ["email", "name", "firstName", "lastName", "profession", "specialty", "createdAt"]
                 .map(String::from)
                 .to_vec(),
-            memory_limit_mb: None,
+            memory_limit_mb: 1024,
             warehouse: WarehouseConfig::default(),
         }
     }
@@ -130,6 +130,9 @@ impl BatchConfig {
         }
         if self.time_zone.parse::<Tz>().is_err() {
             return invalid(format!("time_zone {:?} is not an IANA time zone name", self.time_zone));
+        }
+        if self.memory_limit_mb < 64 {
+            return invalid("memory_limit_mb must be at least 64".into());
         }
         if self.session_timeout_minutes == 0 {
             return invalid("session_timeout_minutes must be greater than zero".into());

@@ -15,13 +15,15 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use inlet_lake::LakeLocation;
 use inlet_lake::layout::EVENTS_PREFIX;
 use inlet_lake::schema::LAKE_SCHEMA;
 use serde_json::Value;
 
 use crate::config::BatchConfig;
+use crate::sql::{Params, Query};
+use crate::state::DaySummary;
 use crate::tables::Table;
 
 /// Folder of the metrics tables, beside `events/`.
@@ -29,6 +31,8 @@ pub const METRICS_PREFIX: &str = "metrics";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeViewError {
+    #[error("query {query}: {source}")]
+    InQuery { query: &'static str, source: DataFusionError },
     #[error("lake location: {0}")]
     Location(String),
     #[error("S3 client: {0}")]
@@ -53,20 +57,13 @@ impl std::fmt::Debug for LakeView {
 impl LakeView {
     pub fn open(config: &BatchConfig) -> Result<LakeView, LakeViewError> {
         let location = LakeLocation::parse(&config.lake_url).map_err(|e| LakeViewError::Location(e.to_string()))?;
-        // Sessions need every row of a user in one partition of the window; a few target
-        // partitions keep memory per partition bounded on small machines.
         let mut session = SessionConfig::new().with_information_schema(false).with_target_partitions(num_partitions());
-        // DataFusion 55's dynamic filters (a hash join's build-side keys pushed into the probe
-        // side's scan) gave wrong results here: with the day's events in memory, joining them to
-        // first-seen dates computed over stitched history returned dates from unstitched rows
-        // (found by the crafted test). Set through `set` so the join, aggregate and top-k
-        // variants are all turned off.
-        session.options_mut().set("datafusion.optimizer.enable_dynamic_filter_pushdown", "false")?;
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(megabytes) = config.memory_limit_mb {
-            // Sorts and aggregations spill to temporary files beyond this; joins cannot and fail.
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(megabytes as usize * 1024 * 1024)));
-        }
+        crate::sql::session_options(session.options_mut())?;
+        // Sorts, aggregations and windows spill to temporary files beyond the limit.
+        let pool = FairSpillPool::new(
+            usize::try_from(config.memory_limit_mb).unwrap_or(usize::MAX).saturating_mul(1024 * 1024),
+        );
+        let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
         let ctx = SessionContext::new_with_config_rt(session, runtime.build_arc()?);
         let root = match &location {
             LakeLocation::Local(path) => {
@@ -132,9 +129,52 @@ impl LakeView {
         Ok(())
     }
 
-    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>, LakeViewError> {
-        Ok(self.ctx.sql(sql).await?.collect().await?)
+    /// Runs one of the job's queries with its parameters bound.
+    pub async fn run(&self, query: &Query, params: Params) -> Result<Vec<RecordBatch>, LakeViewError> {
+        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        let frame = frame.with_param_values(params.into_values()).map_err(|e| in_query(query, e))?;
+        frame.collect().await.map_err(|e| in_query(query, e))
     }
+
+    /// The columns a query returns, without running it.
+    pub async fn plan_schema(&self, query: &Query) -> Result<SchemaRef, LakeViewError> {
+        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        Ok(frame.schema().inner().clone())
+    }
+
+    /// Registers rows held in memory as table `name`, spread over the partitions so scans of it
+    /// use every core.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), LakeViewError> {
+        let partitions = num_partitions();
+        let mut spread: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
+        for (i, batch) in batches.into_iter().filter(|b| b.num_rows() > 0).enumerate() {
+            spread[i % partitions].push(batch);
+        }
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, Arc::new(MemTable::try_new(schema, spread)?))?;
+        Ok(())
+    }
+
+    /// Reads one Parquet file of the lake (`key` under its root) with the given columns.
+    pub async fn read_file(&self, key: &str, schema: &SchemaRef) -> Result<Vec<RecordBatch>, LakeViewError> {
+        let options = ParquetReadOptions::default().schema(schema);
+        Ok(self.ctx.read_parquet(format!("{}{key}", self.root), options).await?.collect().await?)
+    }
+
+    /// Registers a day summary of the state: its folder, with the `day` folders as a column.
+    pub async fn register_summary(&self, summary: DaySummary) -> Result<(), LakeViewError> {
+        let partitions = vec![("day".to_owned(), DataType::Date32)];
+        self.register_listing(&summary.table(), &summary.folder(), summary.schema(), partitions).await
+    }
+}
+
+fn in_query(query: &Query, source: DataFusionError) -> LakeViewError {
+    LakeViewError::InQuery { query: query.name, source }
 }
 
 fn num_partitions() -> usize {

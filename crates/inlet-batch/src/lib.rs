@@ -1,9 +1,10 @@
 //! # inlet-batch: the metrics tables, from the lake to the warehouse
 //!
 //! A separate binary from the gateway (DataFusion is large, and a batch job's memory should
-//! not share a process with ingestion). It reads the lake's Parquet with DataFusion, runs each
-//! metric's SQL in dependency order, writes each table as Parquet under `{lake}/metrics/` and
-//! publishes it to PostgreSQL or Redshift.
+//! not share a process with ingestion). It reduces each reporting day of the lake once to
+//! summaries kept in `{lake}/state/`, merges what history contributes into state tables there,
+//! runs each metric's SQL over those in dependency order, writes each table as Parquet under
+//! `{lake}/metrics/` and publishes it to PostgreSQL or Redshift.
 //!
 //! | module | owns |
 //! |---|---|
@@ -11,7 +12,8 @@
 //! | `calendar` | reporting days, weeks and months; the UTC partitions a day spans |
 //! | `tables` | each table's columns, types and replacement rule |
 //! | `plan` | the step graph and which dates a run replaces |
-//! | `queries` | the SQL of each step |
+//! | `sql` | the SQL of each step and summary (`src/sql/*.sql`), bound parameters |
+//! | `state` | day summaries and merged state in the lake, what changed since the last run |
 //! | `lakeview` | the DataFusion session over the lake (local or S3) |
 //! | `output` | the metrics Parquet files |
 //! | `users` | merging identify traits |
@@ -27,8 +29,9 @@ pub mod config;
 pub mod lakeview;
 pub mod output;
 pub mod plan;
-pub mod queries;
 pub mod run;
+pub mod sql;
+pub mod state;
 pub mod tables;
 pub mod users;
 pub mod warehouse;

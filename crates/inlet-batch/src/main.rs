@@ -50,6 +50,10 @@ enum Command {
         /// Overrides `lookback_days`.
         #[arg(long)]
         lookback: Option<u32>,
+        /// Rebuilds the state from the whole lake instead of updating it (after events were
+        /// removed from the lake, or to check the state).
+        #[arg(long)]
+        full: bool,
         /// Prints the plan and exits.
         #[arg(long)]
         dry_run: bool,
@@ -145,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{statement};\n")?;
             }
         }
-        Command::Run { from, to, steps, source, lookback, dry_run, quiet } => {
+        Command::Run { from, to, steps, source, lookback, full, dry_run, quiet } => {
             if let Some(days) = lookback {
                 config.lookback_days = days;
             }
@@ -159,10 +163,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|s| Table::parse(s).with_context(|| format!("unknown step {s:?} (see `inlet-batch steps`)")))
                     .collect::<anyhow::Result<Vec<_>>>()?
             };
-            let request =
-                RunRequest { from: from.unwrap_or(to), to, steps, sources: (!source.is_empty()).then_some(source) };
+            let request = RunRequest {
+                from: from.unwrap_or(to),
+                to,
+                steps,
+                sources: (!source.is_empty()).then_some(source),
+                full,
+            };
             if dry_run {
-                // Planning reads the lake's metrics folder only; nothing is written.
+                // Planning reads the state's manifest and lists the lake; nothing is written.
                 config.warehouse.kind = WarehouseKind::None;
             }
             let mut batch = Batch::open(config).await?;

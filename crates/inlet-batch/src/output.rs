@@ -106,6 +106,18 @@ pub fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatc
     concat_batches(schema, &conformed)
 }
 
+/// `batches` as one Parquet file (gzip, the lake's writer settings).
+pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, OutputError> {
+    let mut file = inlet_lake::parquet_file::ParquetFile::for_schema(
+        schema.clone(),
+        inlet_lake::parquet_file::writer_properties(Codec::Gzip),
+    )?;
+    for batch in batches {
+        file.write(batch)?;
+    }
+    Ok(Bytes::from(file.finish()?))
+}
+
 #[derive(Debug, Clone)]
 pub struct MetricsFiles {
     store: LakeStore,
@@ -143,12 +155,7 @@ impl MetricsFiles {
     ) -> Result<Vec<WrittenFile>, OutputError> {
         let mut written = Vec::new();
         for (slice, part) in split(table, rows)? {
-            let mut file = inlet_lake::parquet_file::ParquetFile::for_schema(
-                rows.schema(),
-                inlet_lake::parquet_file::writer_properties(Codec::Gzip),
-            )?;
-            file.write(&part)?;
-            let bytes = Bytes::from(file.finish()?);
+            let bytes = parquet_bytes(&rows.schema(), std::slice::from_ref(&part))?;
             let key = file_key(table, &slice);
             let size = bytes.len() as u64;
             self.store.put(&key, bytes).await?;

@@ -1,34 +1,49 @@
-//! The step graph and the plan of a run: which steps, in which order, and which dates each one
-//! replaces.
+//! The step graph and the plan of a run: which steps, in which order, and which key dates
+//! each one replaces.
 //!
 //! ```text
-//! identity_map ─┬─ daily_user_activity ─┬─ active_users
-//!               │                       ├─ monthly_active_users
-//!               │                       ├─ new_users
-//!               │                       ├─ retention
-//!               │                       └─ retention_weekly
-//!               ├─ page_views
-//!               ├─ sessions
-//!               ├─ event_counts
-//!               └─ users
+//! state ─┬─ identity_map
+//!        ├─ daily_user_activity ─┬─ active_users
+//!        │                       ├─ monthly_active_users
+//!        │                       ├─ new_users
+//!        │                       ├─ retention
+//!        │                       └─ retention_weekly
+//!        ├─ page_views
+//!        ├─ sessions
+//!        ├─ event_counts
+//!        └─ users
 //! ```
-//! A run of `--from F --to T` recomputes the days `[F − lookback, T]` (the *range*). Steps not
-//! selected are not run; a selected step reads what earlier runs left of its inputs.
+//! A run first brings the state up to date (`state.rs`): it reads the days asked for
+//! (`[from − lookback, to]`) and the days whose lake files changed since they were read, and
+//! finds the days stitching changed. From those *changed days* each table's key dates follow
+//! ([`keys_for`]): a changed day changes its own daily rows, the rolling windows that contain
+//! it, the sessions of the days beside it, its month, and the cohorts it can retain. Key dates
+//! a run does not recompute (steps not selected, a failure) stay pending in the state's
+//! manifest and are recomputed by the next run.
 
 use chrono::NaiveDate;
 
-use crate::calendar::{Dates, add_days, day, month_start, week_start};
-use crate::queries::{MAU_DAYS, RETENTION_DAYS, RETENTION_WEEKS};
+use crate::calendar::{Dates, day, month_start, week_start};
+use crate::state::{Manifest, spread};
 use crate::tables::{Replace, Table};
 
+/// Return-on-day-N retention is computed for N = 0..=30.
+pub const RETENTION_DAYS: i64 = 30;
+/// Weekly retention, weeks 0..=12.
+pub const RETENTION_WEEKS: i64 = 12;
+/// MAU is a rolling window of 30 days ending on the date.
+pub const MAU_DAYS: i64 = 30;
+
 impl Table {
-    /// The steps whose output this step reads.
+    /// The steps whose output this step reads (besides the state).
     pub fn depends_on(self) -> &'static [Table] {
         match self {
-            Table::IdentityMap => &[],
-            Table::DailyUserActivity | Table::PageViews | Table::Sessions | Table::EventCounts | Table::Users => {
-                &[Table::IdentityMap]
-            }
+            Table::IdentityMap
+            | Table::DailyUserActivity
+            | Table::PageViews
+            | Table::Sessions
+            | Table::EventCounts
+            | Table::Users => &[],
             Table::ActiveUsers
             | Table::MonthlyActiveUsers
             | Table::NewUsers
@@ -53,60 +68,65 @@ pub struct PlannedStep {
     pub keys: Keys,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Plan {
+    /// The days asked for, lookback included.
     pub range: Dates,
+    /// The days read from the lake: asked, changed since read, or all without a state.
+    pub read: Dates,
+    /// The last day the run covers.
+    pub last: NaiveDate,
+    /// Rebuild the state from scratch.
+    pub full: bool,
+    /// The committed state the run starts from (`None`: rebuild).
+    pub previous: Option<Manifest>,
+    /// The steps, with the keys known before the run (stitching may add more).
     pub steps: Vec<PlannedStep>,
 }
 
-/// Plans a run. `computed_activity_days`: the days `daily_user_activity` already holds; when
-/// that step runs, it also fills the days its dependants read but nobody computed yet, so a
-/// first run over a range gives complete rolling windows.
-pub fn plan(
-    selected: &[Table],
-    from: NaiveDate,
-    to: NaiveDate,
-    lookback_days: u32,
-    computed_activity_days: &Dates,
-) -> Plan {
-    let range = Dates::range(add_days(from, -i64::from(lookback_days)), to);
-    let (first, last) = (range.first().unwrap_or(from), range.last().unwrap_or(to));
-    let mut steps = Vec::new();
-    for table in Table::ALL.into_iter().filter(|t| selected.contains(t)) {
-        let keys = match table {
-            Table::IdentityMap | Table::Users => Keys::Whole,
-            Table::DailyUserActivity => {
-                let needed = selected.iter().filter_map(|t| activity_days_read(*t, first, last)).min();
-                let gaps = needed.map_or_else(Dates::default, |start| {
-                    Dates::from_iter(Dates::range(start, last).iter().filter(|d| !computed_activity_days.contains(*d)))
-                });
-                Keys::Dates(range.union(&gaps))
-            }
-            Table::MonthlyActiveUsers => Keys::Dates(Dates::from_iter(range.iter().map(month_start))),
-            Table::Retention => Keys::Dates(Dates::range(add_days(first, -RETENTION_DAYS), last)),
-            Table::RetentionWeekly => Keys::Dates(Dates::from_iter(
-                Dates::range(add_days(week_start(first), -7 * RETENTION_WEEKS), last).iter().map(week_start),
-            )),
-            Table::ActiveUsers | Table::NewUsers | Table::PageViews | Table::Sessions | Table::EventCounts => {
-                Keys::Dates(range.clone())
-            }
-        };
-        debug_assert_eq!(matches!(keys, Keys::Whole), !matches!(table.replace(), Replace::ByDate(_)));
-        steps.push(PlannedStep { table, keys });
+/// The key dates of `table` that change when the per-day inputs of `changed` change, within
+/// the days the state covers (`first ..= last`).
+pub fn keys_for(table: Table, changed: &Dates, first: NaiveDate, last: NaiveDate) -> Keys {
+    match table {
+        Table::IdentityMap | Table::Users => Keys::Whole,
+        Table::DailyUserActivity | Table::PageViews | Table::EventCounts | Table::NewUsers => {
+            Keys::Dates(spread(changed, 0, 0, first, last))
+        }
+        // A session starting the day before may now run into the day, or one starting the day
+        // after may now start on it.
+        Table::Sessions => Keys::Dates(spread(changed, 1, 1, first, last)),
+        Table::ActiveUsers => Keys::Dates(spread(changed, 0, MAU_DAYS - 1, first, last)),
+        Table::MonthlyActiveUsers => Keys::Dates(Dates::from_iter(changed.iter().map(month_start))),
+        Table::Retention => Keys::Dates(spread(changed, RETENTION_DAYS, 0, first, last)),
+        Table::RetentionWeekly => Keys::Dates(Dates::from_iter(
+            spread(changed, 7 * RETENTION_WEEKS + 6, 0, week_start(first), last).iter().map(week_start),
+        )),
     }
-    Plan { range, steps }
 }
 
-/// The first day of `daily_user_activity` a step reads when it recomputes `[first, last]`.
-fn activity_days_read(table: Table, first: NaiveDate, _last: NaiveDate) -> Option<NaiveDate> {
-    match table {
-        Table::ActiveUsers => Some(add_days(first, 1 - MAU_DAYS)),
-        Table::MonthlyActiveUsers => Some(month_start(first)),
-        Table::NewUsers => Some(first),
-        Table::Retention => Some(add_days(first, -RETENTION_DAYS)),
-        Table::RetentionWeekly => Some(add_days(week_start(first), -7 * RETENTION_WEEKS)),
-        _ => None,
-    }
+/// The steps of `selected` in graph order, each with the keys `changed` implies plus those
+/// still pending in `previous`.
+pub fn steps(
+    selected: &[Table],
+    changed: &Dates,
+    first: NaiveDate,
+    last: NaiveDate,
+    previous: Option<&Manifest>,
+) -> Vec<PlannedStep> {
+    Table::ALL
+        .into_iter()
+        .filter(|t| selected.contains(t))
+        .map(|table| {
+            let keys = match keys_for(table, changed, first, last) {
+                Keys::Dates(dates) => {
+                    Keys::Dates(dates.union(&previous.map(|m| m.pending(table.name())).unwrap_or_default()))
+                }
+                Keys::Whole => Keys::Whole,
+            };
+            debug_assert_eq!(matches!(keys, Keys::Whole), !matches!(table.replace(), Replace::ByDate(_)));
+            PlannedStep { table, keys }
+        })
+        .collect()
 }
 
 impl std::fmt::Display for Plan {
@@ -114,18 +134,18 @@ impl std::fmt::Display for Plan {
         if let (Some(a), Some(b)) = (self.range.first(), self.range.last()) {
             writeln!(f, "range {} .. {} ({} days, lookback included)", day(a), day(b), self.range.len())?;
         }
+        let state = match (&self.previous, self.full) {
+            (Some(m), false) => format!("from state version {}", m.version),
+            _ => "rebuilt from the lake".to_owned(),
+        };
+        writeln!(f, "state: {state}; {} days read from the lake: {}", self.read.len(), runs_text(&self.read))?;
         for (i, step) in self.steps.iter().enumerate() {
             let inputs: Vec<&str> = step.table.depends_on().iter().map(|t| t.name()).collect();
-            let inputs = if inputs.is_empty() { "events".to_owned() } else { format!("events, {}", inputs.join(", ")) };
+            let inputs = if inputs.is_empty() { "state".to_owned() } else { format!("state, {}", inputs.join(", ")) };
             let keys = match (&step.keys, step.table.replace()) {
-                (Keys::Whole, _) => "whole table, from all history".to_owned(),
+                (Keys::Whole, _) => "whole table, from the state".to_owned(),
                 (Keys::Dates(dates), Replace::ByDate(column)) => {
-                    let runs: Vec<String> = dates
-                        .runs()
-                        .into_iter()
-                        .map(|(a, b)| if a == b { day(a) } else { format!("{}..{}", day(a), day(b)) })
-                        .collect();
-                    format!("{column} in {} ({} keys)", runs.join(", "), dates.len())
+                    format!("{column} in {} ({} keys)", runs_text(dates), dates.len())
                 }
                 (Keys::Dates(_), _) => "dates".to_owned(),
             };
@@ -133,6 +153,15 @@ impl std::fmt::Display for Plan {
         }
         Ok(())
     }
+}
+
+fn runs_text(dates: &Dates) -> String {
+    let runs: Vec<String> = dates
+        .runs()
+        .into_iter()
+        .map(|(a, b)| if a == b { day(a) } else { format!("{}..{}", day(a), day(b)) })
+        .collect();
+    if runs.is_empty() { "none".into() } else { runs.join(", ") }
 }
 
 #[cfg(test)]
@@ -154,41 +183,26 @@ mod tests {
     }
 
     #[test]
-    fn keys_follow_the_range_with_lookback() {
-        let planned = super::plan(
-            &Table::ALL,
-            d("2026-11-10"),
-            d("2026-11-11"),
-            2,
-            &Dates::range(d("2026-01-01"), d("2026-12-31")),
-        );
-        let keys = |table: Table| planned.steps.iter().find(|s| s.table == table).map(|s| s.keys.clone());
-        let range = Dates::range(d("2026-11-08"), d("2026-11-11"));
-        assert_eq!(planned.range, range);
-        assert_eq!(keys(Table::DailyUserActivity), Some(Keys::Dates(range.clone())), "no gaps to fill");
-        assert_eq!(keys(Table::Sessions), Some(Keys::Dates(range)));
-        assert_eq!(keys(Table::MonthlyActiveUsers), Some(Keys::Dates(Dates::from_iter([d("2026-11-01")]))));
-        assert_eq!(keys(Table::Retention), Some(Keys::Dates(Dates::range(d("2026-10-09"), d("2026-11-11")))));
-        let Some(Keys::Dates(weeks)) = keys(Table::RetentionWeekly) else { panic!("weekly keys") };
+    fn a_changed_day_changes_its_windows_month_sessions_and_cohorts() {
+        let changed = Dates::from_iter([d("2026-11-10")]);
+        let (first, last) = (d("2026-01-01"), d("2026-11-20"));
+        let keys = |table| match keys_for(table, &changed, first, last) {
+            Keys::Dates(dates) => dates,
+            Keys::Whole => panic!("dated"),
+        };
+        assert_eq!(keys(Table::DailyUserActivity), changed);
+        assert_eq!(keys(Table::Sessions), Dates::range(d("2026-11-09"), d("2026-11-11")));
+        assert_eq!(keys(Table::ActiveUsers), Dates::range(d("2026-11-10"), last), "windows ending up to the last day");
+        assert_eq!(keys(Table::MonthlyActiveUsers), Dates::from_iter([d("2026-11-01")]));
+        assert_eq!(keys(Table::Retention), Dates::range(d("2026-10-11"), d("2026-11-10")));
+        let weeks = keys(Table::RetentionWeekly);
         assert_eq!((weeks.first(), weeks.last(), weeks.len()), (Some(d("2026-08-10")), Some(d("2026-11-09")), 14));
-        assert_eq!(keys(Table::Users), Some(Keys::Whole));
-    }
-
-    #[test]
-    fn daily_activity_fills_the_days_its_dependants_read() {
-        let computed = Dates::range(d("2026-11-01"), d("2026-11-05"));
-        let planned = super::plan(
-            &[Table::DailyUserActivity, Table::ActiveUsers],
-            d("2026-11-10"),
-            d("2026-11-10"),
-            0,
-            &computed,
+        assert_eq!(keys_for(Table::Users, &changed, first, last), Keys::Whole);
+        let early = keys_for(Table::Retention, &changed, d("2026-11-01"), last);
+        assert_eq!(
+            early,
+            Keys::Dates(Dates::range(d("2026-11-01"), d("2026-11-10"))),
+            "not before the state's first day"
         );
-        let Keys::Dates(days) = &planned.steps[0].keys else { panic!("dates") };
-        assert_eq!(days.first(), Some(d("2026-10-12")), "30-day window of 2026-11-10");
-        assert!(!days.contains(d("2026-11-03")), "already computed");
-        assert!(days.contains(d("2026-11-07")) && days.contains(d("2026-11-10")));
-        let alone = super::plan(&[Table::DailyUserActivity], d("2026-11-10"), d("2026-11-10"), 0, &computed);
-        assert_eq!(alone.steps[0].keys, Keys::Dates(Dates::range(d("2026-11-10"), d("2026-11-10"))));
     }
 }

@@ -1,22 +1,24 @@
-//! Running a plan: each step's query, its files under `metrics/`, its publication, in order.
+//! Running a plan: the state update, then each step's queries by chunks of key dates, its
+//! files under `metrics/` and its publication, in order.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::MemTable;
-
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{AsArray, BooleanArray, Date32Array, Int32Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressStyle};
 use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 
-use crate::calendar::Dates;
+use crate::calendar::{Dates, add_days};
 use crate::config::{BatchConfig, WarehouseKind};
 use crate::lakeview::{LakeView, LakeViewError};
 use crate::output::{MetricsFiles, OutputError, conform};
-use crate::plan::{Keys, Plan, plan};
-use crate::queries::{RANGE_EVENTS, Scope, identify_traits_sql, range_event_days, range_events_sql, sql};
-use crate::tables::Table;
+use crate::plan::{self, Keys, MAU_DAYS, Plan, RETENTION_DAYS, RETENTION_WEEKS};
+use crate::sql::{self, Params};
+use crate::state::{DAY_SUMMARIES, Manifest, State, StateError, StateSettings, days_to_read, lake_days};
+use crate::tables::{Replace, Table};
 use crate::users::{MergedTraits, users_rows};
 use crate::warehouse::postgres::Postgres;
 use crate::warehouse::redshift::Redshift;
@@ -36,6 +38,8 @@ pub enum BatchError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    #[error("state: {0}")]
+    State(#[from] StateError),
 }
 
 impl From<datafusion::arrow::error::ArrowError> for BatchError {
@@ -53,12 +57,15 @@ pub struct RunRequest {
     pub steps: Vec<Table>,
     /// `None`: every source.
     pub sources: Option<Vec<String>>,
+    /// Rebuild the state from the whole lake instead of updating it.
+    pub full: bool,
 }
 
 /// What one step did.
 #[derive(Debug, Clone)]
 pub struct StepReport {
-    pub table: Table,
+    /// The table, or `state` for the state update.
+    pub step: &'static str,
     pub keys: usize,
     pub rows: u64,
     pub files: usize,
@@ -88,10 +95,14 @@ pub async fn open_store(config: &BatchConfig) -> Result<LakeStore, BatchError> {
     LakeStore::open(location, &settings).map_err(|e| BatchError::Request(e.to_string()))
 }
 
+/// Key dates computed by one query at most: bounds the rows a step holds at once.
+const CHUNK_KEYS: usize = 31;
+
 /// The batch job over one lake and warehouse.
 #[derive(Debug)]
 pub struct Batch {
     config: BatchConfig,
+    store: LakeStore,
     view: LakeView,
     files: MetricsFiles,
     warehouse: Warehouse,
@@ -103,6 +114,12 @@ impl Batch {
         let store = open_store(&config).await?;
         let view = LakeView::open(&config)?;
         view.register_events().await?;
+        let offsets: Vec<i32> = (0..=RETENTION_DAYS as i32).collect();
+        let offsets = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)])),
+            vec![Arc::new(Int32Array::from(offsets))],
+        )?;
+        view.register_batches("offsets", offsets.schema(), vec![offsets])?;
         let warehouse_config = &config.warehouse;
         let warehouse = match warehouse_config.kind {
             WarehouseKind::None => Warehouse::None,
@@ -122,14 +139,21 @@ impl Batch {
                 .await?,
             )),
         };
-        Ok(Batch { config, view, files: MetricsFiles::new(store), warehouse })
+        Ok(Batch { config, files: MetricsFiles::new(store.clone()), store, view, warehouse })
     }
 
-    /// Plans without touching the warehouse: `--dry-run` prints this.
+    /// Plans without writing anything: `--dry-run` prints this.
     pub async fn plan(&self, request: &RunRequest) -> Result<Plan, BatchError> {
         validate(request)?;
-        let computed = self.files.dates(Table::DailyUserActivity, request.sources.as_deref()).await?;
-        Ok(plan(&request.steps, request.from, request.to, self.config.lookback_days, &Dates::from_iter(computed)))
+        let manifest = Manifest::load(&self.store).await?;
+        let settings = StateSettings::of(&self.config);
+        let previous = manifest.filter(|m| !request.full && m.settings == settings);
+        let lake = lake_days(&self.store, self.config.tz()).await?;
+        let range = Dates::range(add_days(request.from, -i64::from(self.config.lookback_days)), request.to);
+        let read = days_to_read(previous.as_ref(), &lake, &range, request.to);
+        let (first, last) = bounds(previous.as_ref(), &read, request.to);
+        let steps = plan::steps(&request.steps, &read, first, last, previous.as_ref());
+        Ok(Plan { range, read, last: request.to, full: request.full, previous, steps })
     }
 
     pub async fn run(
@@ -138,35 +162,64 @@ impl Batch {
         sources: Option<&[String]>,
         progress: bool,
     ) -> Result<Vec<StepReport>, BatchError> {
-        let bar = if progress { ProgressBar::new(plan.steps.len() as u64) } else { ProgressBar::hidden() };
+        let bar = if progress { ProgressBar::new(plan.steps.len() as u64 + 1) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        let shared_days = plan
-            .steps
-            .iter()
-            .filter_map(|s| match &s.keys {
-                Keys::Dates(keys) => range_event_days(s.table, keys),
-                Keys::Whole => None,
-            })
-            .fold(Dates::default(), |all, days| all.union(&days));
-        let mut shared_ready = false;
-        let mut reports = Vec::new();
-        for step in &plan.steps {
-            bar.set_message(step.table.name());
-            let reads_range = matches!(&step.keys, Keys::Dates(keys) if range_event_days(step.table, keys).is_some());
-            // The first step that reads the range's events reads them for all (after
-            // identity_map, which they need), and its time and memory include that.
-            let shared = (reads_range && !shared_ready).then_some(&shared_days);
-            shared_ready |= reads_range;
+        bar.set_message("state");
+        let started = Instant::now();
+        reset_peak_rss();
+        let lake = lake_days(&self.store, self.config.tz()).await?;
+        let state = State { view: &self.view, store: &self.store, config: &self.config };
+        let update = state.update(plan.previous.as_ref(), &plan.read, &lake).await?;
+        let mut manifest = update.manifest;
+        let (first, last) = bounds(Some(&manifest), &update.read, plan.last);
+        let selected: Vec<Table> = plan.steps.iter().map(|s| s.table).collect();
+        // Every table's changed keys are recorded, so steps not run now are caught up later.
+        for step in plan::steps(&Table::ALL, &update.changed, first, last, None) {
+            if let Keys::Dates(dates) = &step.keys {
+                manifest.add_pending(step.table.name(), dates);
+            }
+        }
+        state.commit(&manifest).await?;
+        tracing::info!(
+            version = manifest.version,
+            read = update.read.len(),
+            changed = update.changed.len(),
+            "state updated"
+        );
+        let mut reports = vec![StepReport {
+            step: "state",
+            keys: update.read.len(),
+            rows: 0,
+            files: 0,
+            bytes: 0,
+            published: None,
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_mib: peak_rss_mib(),
+        }];
+        bar.inc(1);
+        for summary in DAY_SUMMARIES {
+            self.view.register_summary(summary).await?;
+        }
+        for table in Table::ALL.into_iter().filter(|t| selected.contains(t)) {
+            bar.set_message(table.name());
+            let keys = match table.replace() {
+                Replace::ByDate(_) => Keys::Dates(manifest.pending(table.name())),
+                _ => Keys::Whole,
+            };
             let report = self
-                .run_step(step.table, &step.keys, sources, shared)
+                .run_step(table, &keys, sources, manifest.last_active_day)
                 .await
-                .map_err(|e| BatchError::Step { step: step.table.name(), source: Box::new(e) })?;
+                .map_err(|e| BatchError::Step { step: table.name(), source: Box::new(e) })?;
+            if sources.is_none() {
+                manifest.pending.remove(table.name());
+                manifest.commit(&self.store).await?;
+            }
             tracing::info!(
-                step = step.table.name(),
+                step = table.name(),
                 keys = report.keys,
                 rows = report.rows,
                 files = report.files,
@@ -177,27 +230,7 @@ impl Batch {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        self.view.ctx.deregister_table(RANGE_EVENTS).map_err(LakeViewError::from)?;
         Ok(reports)
-    }
-
-    /// Reads, stitches and deduplicates the range's events once for every step that needs them.
-    /// Needs `identity_map` registered.
-    async fn materialise_range_events(&mut self, days: &Dates, sources: Option<&[String]>) -> Result<(), BatchError> {
-        let scope = Scope { config: &self.config, keys: days, sources };
-        let dataframe = self.view.ctx.sql(&range_events_sql(&scope, days)).await.map_err(LakeViewError::from)?;
-        let schema = dataframe.schema().inner().clone();
-        let batches = dataframe.collect().await.map_err(LakeViewError::from)?;
-        // Spread over partitions so the steps' scans run on every core.
-        let partitions = std::thread::available_parallelism().map_or(2, usize::from);
-        let mut spread: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
-        for (i, batch) in batches.into_iter().enumerate() {
-            spread[i % partitions].push(batch);
-        }
-        let table = MemTable::try_new(schema, spread).map_err(LakeViewError::from)?;
-        self.view.ctx.deregister_table(RANGE_EVENTS).map_err(LakeViewError::from)?;
-        self.view.ctx.register_table(RANGE_EVENTS, Arc::new(table)).map_err(LakeViewError::from)?;
-        Ok(())
     }
 
     async fn run_step(
@@ -205,53 +238,168 @@ impl Batch {
         table: Table,
         keys: &Keys,
         sources: Option<&[String]>,
-        read_range_events: Option<&Dates>,
+        last_active_day: Option<NaiveDate>,
     ) -> Result<StepReport, BatchError> {
         let started = Instant::now();
         reset_peak_rss();
-        // Each step reads what the steps before it wrote.
-        for input in [Table::IdentityMap, Table::DailyUserActivity] {
-            self.view.register_metrics(input, self.files.has_files(input).await?).await?;
-        }
-        if let Some(days) = read_range_events {
-            self.materialise_range_events(days, sources).await?;
-        }
-        let no_dates = Dates::default();
-        let dates = match keys {
-            Keys::Dates(dates) => dates,
-            Keys::Whole => &no_dates,
-        };
-        let scope = Scope { config: &self.config, keys: dates, sources };
+        self.view
+            .register_metrics(Table::DailyUserActivity, self.files.has_files(Table::DailyUserActivity).await?)
+            .await?;
         let schema = table.schema(&self.config.trait_columns);
-        let output = self.view.query(&sql(table, &scope)).await?;
-        let rows = if table == Table::Users {
-            let traits = MergedTraits::fold(&self.view.query(&identify_traits_sql(&scope)).await?);
-            users_rows(&schema, &output, &traits, &self.config.trait_columns)?
-        } else {
-            conform(&schema, &output)?
+        let mut report = StepReport {
+            step: table.name(),
+            keys: 0,
+            rows: 0,
+            files: 0,
+            bytes: 0,
+            published: None,
+            seconds: 0.0,
+            peak_rss_mib: None,
         };
-        drop(output);
-        let files = self.files.replace(table, keys, sources, &rows).await?;
-        let publication = Publication { table, keys, sources, rows: &rows, files: &files };
-        let published = match &mut self.warehouse {
-            Warehouse::None => None,
-            Warehouse::Postgres(postgres) => Some(postgres.publish(&publication).await?),
-            Warehouse::Redshift(redshift) => Some(redshift.publish(&publication).await?),
+        let chunks: Vec<(Keys, Vec<RecordBatch>)> = match keys {
+            Keys::Whole => vec![(Keys::Whole, self.whole_table(table, &schema).await?)],
+            Keys::Dates(dates) => {
+                let mut chunks = Vec::new();
+                for chunk in key_chunks(table, dates) {
+                    let rows = self.dated_rows(table, &chunk, last_active_day).await?;
+                    chunks.push((Keys::Dates(Dates::from_iter(chunk)), rows));
+                }
+                chunks
+            }
         };
-        Ok(StepReport {
-            table,
-            keys: match keys {
+        for (keys, batches) in chunks {
+            let rows = keep_sources(&conform(&schema, &batches)?, sources)?;
+            let files = self.files.replace(table, &keys, sources, &rows).await?;
+            let publication = Publication { table, keys: &keys, sources, rows: &rows, files: &files };
+            let published = match &mut self.warehouse {
+                Warehouse::None => None,
+                Warehouse::Postgres(postgres) => Some(postgres.publish(&publication).await?),
+                Warehouse::Redshift(redshift) => Some(redshift.publish(&publication).await?),
+            };
+            report.keys += match &keys {
                 Keys::Dates(dates) => dates.len(),
                 Keys::Whole => 1,
-            },
-            rows: rows.num_rows() as u64,
-            files: files.len(),
-            bytes: files.iter().map(|f| f.bytes).sum(),
-            published,
-            seconds: started.elapsed().as_secs_f64(),
-            peak_rss_mib: peak_rss_mib(),
+            };
+            report.rows += rows.num_rows() as u64;
+            report.files += files.len();
+            report.bytes += files.iter().map(|f| f.bytes).sum::<u64>();
+            report.published = published.map(|n| report.published.unwrap_or(0) + n);
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        report.peak_rss_mib = peak_rss_mib();
+        Ok(report)
+    }
+
+    /// `identity_map` and `users`, from the state.
+    async fn whole_table(&self, table: Table, schema: &SchemaRef) -> Result<Vec<RecordBatch>, BatchError> {
+        Ok(match table {
+            Table::Users => {
+                let spans = self.view.run(&sql::USERS, Params::new()).await?;
+                let traits = MergedTraits::from_stored(&self.view.run(&sql::USER_TRAITS, Params::new()).await?);
+                vec![users_rows(schema, &spans, &traits, &self.config.trait_columns)?]
+            }
+            _ => self
+                .view
+                .ctx
+                .table("identity_map")
+                .await
+                .map_err(LakeViewError::from)?
+                .collect()
+                .await
+                .map_err(LakeViewError::from)?,
         })
     }
+
+    /// The rows of the key dates `chunk` (consecutive keys of the table's period).
+    async fn dated_rows(
+        &self,
+        table: Table,
+        chunk: &[NaiveDate],
+        last_active_day: Option<NaiveDate>,
+    ) -> Result<Vec<RecordBatch>, BatchError> {
+        let (Some(&from), Some(&to)) = (chunk.first(), chunk.last()) else { return Ok(Vec::new()) };
+        let params = Params::new().date("from", from).date("to", to);
+        let last_day = last_active_day.unwrap_or(NaiveDate::MIN);
+        let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
+        let (query, params) = match table {
+            Table::DailyUserActivity => (sql::DAILY_USER_ACTIVITY, params),
+            Table::PageViews => (sql::PAGE_VIEWS, params),
+            Table::EventCounts => (sql::EVENT_COUNTS, params),
+            Table::NewUsers => (sql::NEW_USERS, params),
+            Table::Sessions => (
+                sql::SESSIONS,
+                params
+                    .date("read_from", add_days(from, -1))
+                    .date("read_to", add_days(to, 1))
+                    .int("timeout_micros", timeout),
+            ),
+            Table::ActiveUsers => {
+                let calendar: Vec<i32> = Dates::range(from, to).iter().map(days_since_epoch).collect();
+                let calendar = RecordBatch::try_new(
+                    Arc::new(Schema::new(vec![Field::new("day", DataType::Date32, false)])),
+                    vec![Arc::new(Date32Array::from(calendar))],
+                )?;
+                self.view.register_batches("calendar", calendar.schema(), vec![calendar])?;
+                (sql::ACTIVE_USERS, params.date("read_from", add_days(from, 1 - MAU_DAYS)))
+            }
+            Table::MonthlyActiveUsers => {
+                (sql::MONTHLY_ACTIVE_USERS, params.date("read_to", add_days(next_month(to), -1)))
+            }
+            Table::Retention => {
+                (sql::RETENTION, params.date("read_to", add_days(to, RETENTION_DAYS)).date("last_day", last_day))
+            }
+            Table::RetentionWeekly => (
+                sql::RETENTION_WEEKLY,
+                params.date("read_to", add_days(to, 7 * (RETENTION_WEEKS + 1) - 1)).date("last_day", last_day),
+            ),
+            Table::IdentityMap | Table::Users => return Ok(Vec::new()),
+        };
+        Ok(self.view.run(&query, params).await?)
+    }
+}
+
+/// The key dates of a dated table in chunks of consecutive keys (by the table's period: day,
+/// week or month), at most [`CHUNK_KEYS`] each.
+fn key_chunks(table: Table, dates: &Dates) -> Vec<Vec<NaiveDate>> {
+    let next = |date: NaiveDate| match table {
+        Table::MonthlyActiveUsers => next_month(date),
+        Table::RetentionWeekly => add_days(date, 7),
+        _ => add_days(date, 1),
+    };
+    let mut chunks: Vec<Vec<NaiveDate>> = Vec::new();
+    for date in dates.iter() {
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK_KEYS && chunk.last().is_some_and(|last| next(*last) == date) => {
+                chunk.push(date);
+            }
+            _ => chunks.push(vec![date]),
+        }
+    }
+    chunks
+}
+
+fn next_month(date: NaiveDate) -> NaiveDate {
+    let (year, month) = if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
+    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(NaiveDate::MAX)
+}
+
+fn days_since_epoch(date: NaiveDate) -> i32 {
+    i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days()).unwrap_or_default()
+}
+
+/// The days the state covers after a run: from its first day (or the first read) to the run's
+/// last day or the state's, whichever is later.
+fn bounds(manifest: Option<&Manifest>, read: &Dates, to: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let known = manifest.map(|m| Dates::from_iter(m.days.keys().copied())).unwrap_or_default().union(read);
+    (known.first().unwrap_or(to).min(to), known.last().unwrap_or(to).max(to))
+}
+
+/// Only the rows of `sources` (all when `None`).
+fn keep_sources(rows: &RecordBatch, sources: Option<&[String]>) -> Result<RecordBatch, BatchError> {
+    let (Some(sources), Ok(column)) = (sources, rows.schema().index_of("source")) else { return Ok(rows.clone()) };
+    let values = rows.column(column).as_string::<i32>();
+    let keep: BooleanArray = (0..rows.num_rows()).map(|i| Some(sources.iter().any(|s| s == values.value(i)))).collect();
+    Ok(filter_record_batch(rows, &keep)?)
 }
 
 fn validate(request: &RunRequest) -> Result<(), BatchError> {
@@ -295,7 +443,7 @@ pub fn summary(reports: &[StepReport]) -> String {
         let peak = r.peak_rss_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.0}"));
         out.push_str(&format!(
             "{:<22} {:>6} {:>10} {:>6} {:>10.1} {:>10} {:>9.2} {:>10}\n",
-            r.table.name(),
+            r.step,
             r.keys,
             r.rows,
             r.files,

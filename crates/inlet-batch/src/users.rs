@@ -1,8 +1,9 @@
 //! The `users` table's traits: every identify call's traits merged over time, later values
 //! replacing earlier ones key by key (as Segment's warehouse `users` table), plus the configured
-//! traits copied into columns of their own.
+//! traits copied into columns of their own. The state keeps, per trait, when it was set, so
+//! days and stitched keys merge in any order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringBuilder};
@@ -11,14 +12,31 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use serde_json::{Map, Value};
 
+/// When a trait value was set: event time and receipt (µs), then the value's text, so the
+/// latest setter wins whatever order the calls are folded in.
+pub type SetAt = (i64, i64, String);
+
+/// A stored trait setting `[event µs, received µs, value]` (the state's format).
+pub fn parse_setting(setting: &Value) -> Option<(SetAt, Value)> {
+    let Value::Array(parts) = setting else { return None };
+    let [Value::Number(at), Value::Number(received), value] = parts.as_slice() else { return None };
+    Some(((at.as_i64()?, received.as_i64()?, value.to_string()), value.clone()))
+}
+
+pub fn setting_json(at: &SetAt, value: &Value) -> Value {
+    Value::from(vec![Value::from(at.0), Value::from(at.1), value.clone()])
+}
+
 /// Merged traits by (source, user id).
 #[derive(Debug, Default)]
 pub struct MergedTraits(HashMap<(String, String), Map<String, Value>>);
 
 impl MergedTraits {
-    /// Folds rows of `(user_key, source, traits)` given in the order the calls were made.
-    pub fn fold(batches: &[RecordBatch]) -> MergedTraits {
-        let mut merged = MergedTraits::default();
+    /// Merges rows of `(user_key, source, stored traits)`: per trait the latest value set,
+    /// removed when that value is `null` (an explicit null clears a trait, as a later identify
+    /// does in Segment).
+    pub fn from_stored(batches: &[RecordBatch]) -> MergedTraits {
+        let mut latest: HashMap<(String, String), BTreeMap<String, (SetAt, Value)>> = HashMap::new();
         for batch in batches {
             let (users, sources, traits) = (
                 batch.column(0).as_string::<i32>(),
@@ -26,19 +44,24 @@ impl MergedTraits {
                 batch.column(2).as_string::<i32>(),
             );
             for row in 0..batch.num_rows() {
-                let Ok(Value::Object(update)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
-                let entry = merged.0.entry((sources.value(row).to_owned(), users.value(row).to_owned())).or_default();
-                for (key, value) in update {
-                    // An explicit null clears the trait, as a later identify would in Segment.
-                    if value.is_null() {
-                        entry.remove(&key);
-                    } else {
-                        entry.insert(key, value);
+                let Ok(Value::Object(stored)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
+                let entry = latest.entry((sources.value(row).to_owned(), users.value(row).to_owned())).or_default();
+                for (name, setting) in stored {
+                    let Some((at, value)) = parse_setting(&setting) else { continue };
+                    if entry.get(&name).is_none_or(|(current, _)| at > *current) {
+                        entry.insert(name, (at, value));
                     }
                 }
             }
         }
-        merged
+        MergedTraits(
+            latest
+                .into_iter()
+                .map(|(user, set)| {
+                    (user, set.into_iter().filter(|(_, (_, v))| !v.is_null()).map(|(k, (_, v))| (k, v)).collect())
+                })
+                .collect(),
+        )
     }
 }
 
@@ -89,26 +112,27 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Schema};
 
     #[test]
-    fn later_identify_calls_replace_traits_key_by_key() {
+    fn the_latest_setting_of_each_trait_wins_and_null_removes_it() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("user_key", DataType::Utf8, false),
             Field::new("source", DataType::Utf8, false),
             Field::new("traits", DataType::Utf8, false),
         ]));
+        // Two raw keys of one user, folded in an order unrelated to time.
         let rows = RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(StringArray::from(vec!["u1", "u1", "u1"])),
                 Arc::new(StringArray::from(vec!["web", "web", "web"])),
                 Arc::new(StringArray::from(vec![
-                    r#"{"name":"Ann","profession":"dentist","plan":"free"}"#,
-                    r#"{"profession":"dental hygienist","plan":null}"#,
+                    r#"{"profession":[20,1,"dental hygienist"],"plan":[20,1,null]}"#,
+                    r#"{"name":[10,1,"Ann"],"profession":[10,1,"dentist"],"plan":[10,1,"free"]}"#,
                     "not json",
                 ])),
             ],
         )
         .expect("batch");
-        let merged = MergedTraits::fold(&[rows]);
+        let merged = MergedTraits::from_stored(&[rows]);
         let traits = &merged.0[&("web".to_owned(), "u1".to_owned())];
         assert_eq!(Value::Object(traits.clone()), serde_json::json!({"name": "Ann", "profession": "dental hygienist"}));
     }

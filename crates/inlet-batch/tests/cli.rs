@@ -29,13 +29,16 @@ fn dry_run_prints_the_plan_in_dependency_order() {
     ]);
     assert!(ok, "{stderr}");
     assert!(plan.starts_with("range 2026-11-08 .. 2026-11-11 (4 days, lookback included)"), "{plan}");
-    let order: Vec<&str> = plan.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert!(plan.lines().nth(1).is_some_and(|l| l.starts_with("state: rebuilt from the lake")), "{plan}");
+    let order: Vec<&str> = plan.lines().skip(2).filter_map(|l| l.split_whitespace().nth(1)).collect();
     assert_eq!(order.first(), Some(&"identity_map"));
     assert!(order.iter().position(|s| *s == "daily_user_activity") < order.iter().position(|s| *s == "retention"));
     assert_eq!(order.len(), 11, "{plan}");
     let (ok, plan, _) = inlet_batch(&["run", "--lake", lake, "--to", "2026-11-11", "--steps", "sessions", "--dry-run"]);
-    assert!(ok && plan.lines().count() == 2 && plan.contains("sessions"), "{plan}");
-    assert!(!std::path::Path::new(lake).join("metrics").exists(), "a dry run writes nothing");
+    assert!(ok && plan.lines().count() == 3 && plan.contains("sessions"), "{plan}");
+    for folder in ["metrics", "state"] {
+        assert!(!std::path::Path::new(lake).join(folder).exists(), "a dry run writes nothing");
+    }
 }
 
 #[test]

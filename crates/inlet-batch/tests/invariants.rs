@@ -33,8 +33,13 @@ async fn generated_events_give_consistent_tables() {
 
     let mut batch = Batch::open(config).await.expect("open");
     // Through the day after the last UTC day, so every event is inside the computed days.
-    let request =
-        RunRequest { from: first, to: first + chrono::Duration::days(7), steps: Table::ALL.to_vec(), sources: None };
+    let request = RunRequest {
+        from: first,
+        to: first + chrono::Duration::days(7),
+        steps: Table::ALL.to_vec(),
+        sources: None,
+        full: false,
+    };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, None, false).await.expect("run");
 

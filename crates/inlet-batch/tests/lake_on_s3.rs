@@ -52,6 +52,7 @@ async fn metrics_are_built_from_a_lake_on_s3() {
         to: "2026-11-03".parse().expect("date"),
         steps: Table::ALL.to_vec(),
         sources: None,
+        full: false,
     };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, None, false).await.expect("run");

@@ -211,6 +211,11 @@ impl LakeStore {
 
     /// Every key under `prefix`, relative to the lake root, sorted; hidden names left out.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.list_objects(prefix).await?.into_iter().map(|object| object.key).collect())
+    }
+
+    /// [`LakeStore::list`] with each object's size and last modification.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
         let prefix_path = ObjectPath::from(prefix);
         let listed: Vec<_> = match self.objects.list(Some(&prefix_path)).try_collect().await {
             Ok(listed) => listed,
@@ -218,14 +223,26 @@ impl LakeStore {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(failed("LIST", prefix, error_text(&e))),
         };
-        let mut keys: Vec<String> = listed
+        let mut objects: Vec<ListedObject> = listed
             .into_iter()
-            .map(|meta| meta.location.to_string())
-            .filter(|key| !key.rsplit('/').next().unwrap_or(key).starts_with('.'))
+            .map(|meta| ListedObject {
+                key: meta.location.to_string(),
+                bytes: meta.size,
+                last_modified: meta.last_modified,
+            })
+            .filter(|object| !object.key.rsplit('/').next().unwrap_or(&object.key).starts_with('.'))
             .collect();
-        keys.sort();
-        Ok(keys)
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub bytes: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 fn failed(operation: &'static str, key: &str, message: String) -> StoreError {

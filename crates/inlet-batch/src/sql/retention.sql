@@ -1,0 +1,31 @@
+-- Return-on-day-N retention of the cohorts [$from, $to] (a cohort: the users first seen that
+-- day), N in `offsets` (0..30). A cell exists once its day is on or before $last_day, the
+-- latest day with activity. $read_to is $to + 30.
+WITH dua AS (
+  SELECT source, user_key, activity_date, first_seen_date
+  FROM daily_user_activity
+  WHERE activity_date BETWEEN $from AND $read_to
+),
+cohort AS (
+  SELECT source, user_key, activity_date AS cohort_date
+  FROM dua
+  WHERE first_seen_date = activity_date AND activity_date <= $to
+),
+sizes AS (
+  SELECT source, cohort_date, COUNT(*) AS cohort_size FROM cohort GROUP BY source, cohort_date
+),
+cells AS (
+  SELECT c.source, c.cohort_date, CAST(a.activity_date - c.cohort_date AS INT) AS day_number,
+    COUNT(*) AS retained
+  FROM cohort c
+  JOIN dua a ON a.source = c.source AND a.user_key = c.user_key
+  WHERE a.activity_date >= c.cohort_date
+  GROUP BY c.source, c.cohort_date, a.activity_date
+)
+SELECT s.cohort_date, s.source, o.n AS day_number, s.cohort_size,
+  COALESCE(cells.retained, 0) AS retained_users,
+  CAST(COALESCE(cells.retained, 0) AS DOUBLE) / CAST(s.cohort_size AS DOUBLE) AS retention_rate
+FROM sizes s
+CROSS JOIN offsets o
+LEFT JOIN cells ON cells.source = s.source AND cells.cohort_date = s.cohort_date AND cells.day_number = o.n
+WHERE o.n <= 30 AND s.cohort_date + o.n <= $last_day

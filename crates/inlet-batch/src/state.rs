@@ -1,0 +1,687 @@
+//! # The job's state in the lake: `{lake}/state/`
+//!
+//! A run reads from the lake only the reporting days that changed: each day is reduced once to
+//! small summaries keyed by *raw key* (the user id, else the anonymous id), and merged state
+//! keeps what history contributes (who links to whom, when each key was first seen, traits).
+//! Every metrics table is computed from these, with stitching applied at that point, so a
+//! daily run's cost follows the day's volume and the number of users, not the lake's age.
+//!
+//! ## On-disk format
+//! - `state/days/{summary}/day=YYYY-MM-DD/{summary}.parquet`, for `summary` in `keys`, `pages`,
+//!   `calls`, `sessions` (columns in [`DAY_SUMMARIES`], queries in `sql/day_*.sql`): one file per
+//!   day, a function of the lake's events of that day only, so rewriting it from the same
+//!   events gives the same rows.
+//! - `state/{keys,links,traits,identity,first_seen}-{version:010}.parquet`: the merged state
+//!   ([`KEYS`], [`LINKS`], [`TRAITS`]) and what is derived from it (the identity map and each
+//!   stitched user key's first active day), kept to tell what the next version changed.
+//! - `state/manifest.json` ([`Manifest`]): the committed version, the settings the state was
+//!   computed with, each summarised day's lake fingerprint (files, bytes, latest
+//!   modification), and per table the key dates still to recompute.
+//!
+//! ## Invariants
+//! - The manifest is written last, in one atomic put: the next run sees the previous version or
+//!   the new one. A version's merged files are written before the manifest that names them and
+//!   deleted only once a newer manifest is committed.
+//! - Merges are idempotent (MIN, MAX, latest value by time), so folding a day in again is
+//!   harmless: a run that stopped between summaries and manifest is repeated from the previous
+//!   version.
+//! - A day is re-read when a run asks for it or when its fingerprint changed (late events);
+//!   only days up to the run's last day join the state.
+//! - Merges only add: events removed from the lake leave their traces until `--full`, which
+//!   rebuilds the state from the lake. A change of `time_zone`, `min_event_date` or
+//!   `session_timeout_minutes` makes the next run rebuild it too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use inlet_lake::LakeStore;
+use inlet_lake::layout::EVENTS_PREFIX;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::calendar::{Dates, add_days};
+use crate::completeness::day_end;
+use crate::config::BatchConfig;
+use crate::lakeview::{LakeView, LakeViewError};
+use crate::output::{OutputError, conform, parquet_bytes};
+use crate::sql::{self, Params};
+use crate::users::{SetAt, parse_setting, setting_json};
+
+pub const STATE_PREFIX: &str = "state";
+const MANIFEST_KEY: &str = "state/manifest.json";
+/// Days folded into the merged state at a time: their key summaries are held in memory.
+const MERGE_DAYS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Query(#[from] LakeViewError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Store(#[from] inlet_lake::store::StoreError),
+    #[error("{MANIFEST_KEY} is not a state manifest: {0}")]
+    Manifest(serde_json::Error),
+    #[error("{0} has no start in the reporting time zone")]
+    Day(NaiveDate),
+}
+
+impl From<datafusion::error::DataFusionError> for StateError {
+    fn from(e: datafusion::error::DataFusionError) -> StateError {
+        StateError::Query(LakeViewError::Query(e))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for StateError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> StateError {
+        StateError::Output(OutputError::Shape(e))
+    }
+}
+
+/// The settings the state depends on: a state computed under others is rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSettings {
+    pub time_zone: String,
+    pub min_event_date: String,
+    pub session_timeout_minutes: u32,
+}
+
+impl StateSettings {
+    pub fn of(config: &BatchConfig) -> StateSettings {
+        StateSettings {
+            time_zone: config.time_zone.clone(),
+            min_event_date: config.min_event_date.clone(),
+            session_timeout_minutes: config.session_timeout_minutes,
+        }
+    }
+}
+
+/// `state/manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u64,
+    pub settings: StateSettings,
+    /// Each summarised day and the lake's fingerprint of it when it was read.
+    pub days: BTreeMap<NaiveDate, String>,
+    /// The latest day with an activity, the horizon of retention cells.
+    pub last_active_day: Option<NaiveDate>,
+    /// Per table, the key dates that changed and are not yet recomputed.
+    pub pending: BTreeMap<String, Vec<NaiveDate>>,
+}
+
+impl Manifest {
+    pub async fn load(store: &LakeStore) -> Result<Option<Manifest>, StateError> {
+        let Some(bytes) = store.get(MANIFEST_KEY).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(StateError::Manifest)
+    }
+
+    pub async fn commit(&self, store: &LakeStore) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(StateError::Manifest)?;
+        store.put(MANIFEST_KEY, Bytes::from(bytes)).await?;
+        Ok(())
+    }
+
+    pub fn pending(&self, table: &str) -> Dates {
+        self.pending.get(table).map(|dates| Dates::from_iter(dates.iter().copied())).unwrap_or_default()
+    }
+
+    pub fn add_pending(&mut self, table: &str, dates: &Dates) {
+        let all = self.pending(table).union(dates);
+        self.pending.insert(table.to_owned(), all.iter().collect());
+    }
+
+    pub fn first_day(&self) -> Option<NaiveDate> {
+        self.days.keys().next().copied()
+    }
+}
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(|(name, t)| Field::new(*name, t.clone(), true)).collect::<Vec<_>>()))
+}
+
+/// Merged keys: per source and raw key, first and last call, first and last day seen and active.
+pub fn keys_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("is_user", DataType::Boolean),
+        ("first_time", utc_micros()),
+        ("last_time", utc_micros()),
+        ("first_date", DataType::Date32),
+        ("last_date", DataType::Date32),
+        ("first_active_date", DataType::Date32),
+        ("last_active_date", DataType::Date32),
+    ])
+}
+
+/// Merged links: (linked id → user id) with first and last time seen.
+pub fn links_schema() -> SchemaRef {
+    schema(&[
+        ("anonymous_id", DataType::Utf8),
+        ("user_id", DataType::Utf8),
+        ("first_time", utc_micros()),
+        ("last_time", utc_micros()),
+    ])
+}
+
+/// Merged traits per raw key: `traits` is a JSON object `{name: [event µs, received µs, value]}`
+/// holding, per trait, the latest value set (`null` when the latest call removed it).
+pub fn traits_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("is_user", DataType::Boolean),
+        ("traits", DataType::Utf8),
+    ])
+}
+
+fn identity_schema() -> SchemaRef {
+    schema(&[("anonymous_id", DataType::Utf8), ("user_id", DataType::Utf8), ("first_seen", utc_micros())])
+}
+
+fn first_seen_schema() -> SchemaRef {
+    schema(&[("source", DataType::Utf8), ("user_key", DataType::Utf8), ("first_seen_date", DataType::Date32)])
+}
+
+/// A day summary: its name (table `day_{name}`) and file columns (the day is the folder's).
+#[derive(Debug, Clone, Copy)]
+pub struct DaySummary {
+    pub name: &'static str,
+    query: sql::Query,
+    columns: fn() -> SchemaRef,
+}
+
+pub const DAY_SUMMARIES: [DaySummary; 4] = [
+    DaySummary { name: "keys", query: sql::DAY_KEYS, columns: day_keys_schema },
+    DaySummary { name: "pages", query: sql::DAY_PAGES, columns: day_pages_schema },
+    DaySummary { name: "calls", query: sql::DAY_CALLS, columns: day_calls_schema },
+    DaySummary { name: "sessions", query: sql::DAY_SESSIONS, columns: day_sessions_schema },
+];
+
+fn day_keys_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("is_user", DataType::Boolean),
+        ("calls", DataType::Int64),
+        ("activity_calls", DataType::Int64),
+        ("page_views", DataType::Int64),
+        ("first_time", utc_micros()),
+        ("last_time", utc_micros()),
+    ])
+}
+
+fn day_pages_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("path", DataType::Utf8),
+        ("page_views", DataType::Int64),
+    ])
+}
+
+fn day_calls_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("type", DataType::Utf8),
+        ("event", DataType::Utf8),
+        ("calls", DataType::Int64),
+    ])
+}
+
+fn day_sessions_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("raw_key", DataType::Utf8),
+        ("started", utc_micros()),
+        ("ended", utc_micros()),
+        ("events", DataType::Int64),
+    ])
+}
+
+impl DaySummary {
+    pub fn table(self) -> String {
+        format!("day_{}", self.name)
+    }
+
+    pub fn folder(self) -> String {
+        format!("{STATE_PREFIX}/days/{}/", self.name)
+    }
+
+    fn file(self, day: NaiveDate) -> String {
+        format!("{}day={}/{}.parquet", self.folder(), crate::calendar::day(day), self.name)
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        (self.columns)()
+    }
+}
+
+fn versioned(name: &str, version: u64) -> String {
+    format!("{STATE_PREFIX}/{name}-{version:010}.parquet")
+}
+
+/// The reporting day's bounds in UTC.
+pub fn day_bounds(date: NaiveDate, zone: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>), StateError> {
+    let previous = date.pred_opt().ok_or(StateError::Day(date))?;
+    let start = day_end(previous, zone).map_err(|_| StateError::Day(date))?;
+    let end = day_end(date, zone).map_err(|_| StateError::Day(date))?;
+    Ok((start, end))
+}
+
+/// Per reporting day, a fingerprint of the lake's event files that can hold its events.
+pub async fn lake_days(store: &LakeStore, zone: Tz) -> Result<BTreeMap<NaiveDate, String>, StateError> {
+    #[derive(Default)]
+    struct Files {
+        count: u64,
+        bytes: u64,
+        latest: i64,
+    }
+    let mut days: BTreeMap<NaiveDate, Files> = BTreeMap::new();
+    for object in store.list_objects(&format!("{EVENTS_PREFIX}/")).await? {
+        let Some(hour) = hour_of(&object.key) else { continue };
+        // An hour of UTC lies in one local day, or two where the offset is not whole hours.
+        let last_instant = hour + Duration::seconds(3599);
+        for instant in [hour, last_instant] {
+            let date = instant.with_timezone(&zone).date_naive();
+            let files = days.entry(date).or_default();
+            if instant == hour || date != hour.with_timezone(&zone).date_naive() {
+                files.count += 1;
+                files.bytes += object.bytes;
+                files.latest = files.latest.max(object.last_modified.timestamp_micros());
+            }
+        }
+    }
+    Ok(days
+        .into_iter()
+        .map(|(date, f)| (date, format!("{} files, {} bytes, {}", f.count, f.bytes, f.latest)))
+        .collect())
+}
+
+/// `events/source=…/dt=YYYY-MM-DD/hour=HH/…` → the hour's start.
+fn hour_of(key: &str) -> Option<DateTime<Utc>> {
+    let mut parts = key.split('/');
+    let (_, _, dt, hour) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let date = NaiveDate::parse_from_str(dt.strip_prefix("dt=")?, "%Y-%m-%d").ok()?;
+    let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
+    Some(Utc.from_utc_datetime(&date.and_hms_opt(hour, 0, 0)?))
+}
+
+/// What a state update did.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub manifest: Manifest,
+    /// Days read from the lake.
+    pub read: Dates,
+    /// Days whose per-day tables change: those read, and those stitching changed.
+    pub changed: Dates,
+}
+
+/// Which days a run reads from the lake: those asked for, those whose files changed since they
+/// were read (late events), and all of them when there is no usable state.
+pub fn days_to_read(
+    manifest: Option<&Manifest>,
+    lake: &BTreeMap<NaiveDate, String>,
+    asked: &Dates,
+    last: NaiveDate,
+) -> Dates {
+    let in_scope = |d: &NaiveDate| *d <= last;
+    match manifest {
+        None => Dates::from_iter(lake.keys().copied().filter(in_scope)).union(asked),
+        Some(manifest) => {
+            let changed = lake.iter().filter(|(d, print)| in_scope(d) && manifest.days.get(*d) != Some(*print));
+            let vanished = manifest.days.keys().filter(|d| in_scope(d) && !lake.contains_key(*d));
+            Dates::from_iter(changed.map(|(d, _)| *d).chain(vanished.copied())).union(asked)
+        }
+    }
+}
+
+/// The state over one lake: reads changed days, merges, commits.
+#[derive(Debug)]
+pub struct State<'a> {
+    pub view: &'a LakeView,
+    pub store: &'a LakeStore,
+    pub config: &'a BatchConfig,
+}
+
+impl State<'_> {
+    /// Reads `read` from the lake into day summaries, folds them into the merged state of
+    /// `previous` (none: from scratch) and commits a new version. Registers `keys`, `links`,
+    /// `traits`, `identity_map`, `first_seen` and the day summaries for the steps.
+    pub async fn update(
+        &self,
+        previous: Option<&Manifest>,
+        read: &Dates,
+        lake: &BTreeMap<NaiveDate, String>,
+    ) -> Result<Update, StateError> {
+        let version = previous.map_or(1, |m| m.version + 1);
+        self.load_merged(previous).await?;
+        let mut traits = TraitState::load(self.view, previous).await?;
+        let days: Vec<NaiveDate> = read.iter().collect();
+        for chunk in days.chunks(MERGE_DAYS) {
+            let (mut new_keys, mut new_links) = (Vec::new(), Vec::new());
+            for day in chunk {
+                let summary = self.summarise(*day).await?;
+                new_keys.extend(summary.keys);
+                new_links.extend(summary.links);
+                traits.fold(&summary.traits);
+            }
+            self.merge("keys", sql::MERGE_KEYS, "new_keys", keys_schema(), new_keys).await?;
+            self.merge("links", sql::MERGE_LINKS, "new_links", links_schema(), new_links).await?;
+        }
+        self.view.ctx.deregister_table("day_events")?;
+        self.view.register_batches("traits", traits_schema(), vec![traits.to_batch()?])?;
+        let identity = self.derive("identity_map", sql::IDENTITY_MAP, identity_schema()).await?;
+        let first_seen = self.derive("first_seen", sql::FIRST_SEEN, first_seen_schema()).await?;
+        let spans = self.view.run(&sql::AFFECTED_SPANS, Params::new()).await?;
+        let last_active_day = self.last_active_day().await?;
+
+        let mut changed = read.clone();
+        for batch in &spans {
+            let (firsts, lasts) = (date_column(batch, 0)?, date_column(batch, 1)?);
+            for (first, last) in firsts.into_iter().zip(lasts) {
+                if let (Some(first), Some(last)) = (first, last) {
+                    changed = changed.union(&Dates::range(first, last));
+                }
+            }
+        }
+        for name in ["keys", "links"] {
+            let batches = self.view.ctx.table(name).await?.collect().await?;
+            let schema = if name == "keys" { keys_schema() } else { links_schema() };
+            self.store.put(&versioned(name, version), parquet_bytes(&schema, &batches)?).await?;
+        }
+        self.store.put(&versioned("traits", version), parquet_bytes(&traits_schema(), &[traits.to_batch()?])?).await?;
+        self.store.put(&versioned("identity", version), parquet_bytes(&identity_schema(), &identity)?).await?;
+        self.store.put(&versioned("first_seen", version), parquet_bytes(&first_seen_schema(), &first_seen)?).await?;
+
+        let mut days = previous.map(|m| m.days.clone()).unwrap_or_default();
+        for day in read.iter() {
+            match lake.get(&day) {
+                Some(print) => days.insert(day, print.clone()),
+                None => days.remove(&day),
+            };
+        }
+        let manifest = Manifest {
+            version,
+            settings: StateSettings::of(self.config),
+            days,
+            last_active_day,
+            pending: previous.map(|m| m.pending.clone()).unwrap_or_default(),
+        };
+        Ok(Update { manifest, read: read.clone(), changed })
+    }
+
+    /// Commits `manifest` and removes the merged files of older versions.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<(), StateError> {
+        manifest.commit(self.store).await?;
+        let current: Vec<String> = ["keys", "links", "traits", "identity", "first_seen"]
+            .iter()
+            .map(|name| versioned(name, manifest.version))
+            .collect();
+        for key in self.store.list(&format!("{STATE_PREFIX}/")).await? {
+            let merged = !key.starts_with(&format!("{STATE_PREFIX}/days/")) && key.ends_with(".parquet");
+            if merged && !current.contains(&key) {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the previous version's merged state as `keys`, `links`,
+    /// `previous_identity_map` and `previous_first_seen` (empty without one).
+    async fn load_merged(&self, previous: Option<&Manifest>) -> Result<(), StateError> {
+        for (name, table, schema) in [
+            ("keys", "keys", keys_schema()),
+            ("links", "links", links_schema()),
+            ("identity", "previous_identity_map", identity_schema()),
+            ("first_seen", "previous_first_seen", first_seen_schema()),
+        ] {
+            let batches = match previous {
+                Some(m) => self.view.read_file(&versioned(name, m.version), &schema).await?,
+                None => Vec::new(),
+            };
+            self.view.register_batches(table, schema, batches)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one day from the lake, writes its summaries and returns what the merge needs.
+    async fn summarise(&self, day: NaiveDate) -> Result<DayParts, StateError> {
+        let zone = self.config.tz();
+        let (start, end) = day_bounds(day, zone)?;
+        let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
+        let last_hour = (end - Duration::microseconds(1)).with_minute(0).unwrap_or(end);
+        let min_time = NaiveDate::parse_from_str(&self.config.min_event_date, "%Y-%m-%d")
+            .unwrap_or_default()
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc();
+        let params = Params::new()
+            .time("min_time", min_time)
+            .text("first_hour", &hour_text(start))
+            .text("last_hour", &hour_text(last_hour))
+            .time("day_start", start)
+            .time("day_end", end);
+        let events = self.view.run(&sql::DAY_EVENTS, params).await?;
+        let schema = match events.first() {
+            Some(batch) => batch.schema(),
+            None => self.view.plan_schema(&sql::DAY_EVENTS).await?,
+        };
+        self.view.register_batches("day_events", schema, events)?;
+        let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
+        let mut keys = Vec::new();
+        for summary in DAY_SUMMARIES {
+            let params = Params::new().int("timeout_micros", timeout);
+            let rows = conform(&summary.schema(), &self.view.run(&summary.query, params).await?)?;
+            self.store.put(&summary.file(day), parquet_bytes(&summary.schema(), std::slice::from_ref(&rows))?).await?;
+            if summary.name == "keys" {
+                keys.push(with_day(&rows, day)?);
+            }
+        }
+        let links = self.view.run(&sql::DAY_LINKS, Params::new()).await?;
+        let traits = self.view.run(&sql::DAY_TRAITS, Params::new()).await?;
+        Ok(DayParts { keys, links: conform_all(&links_schema(), links)?, traits })
+    }
+
+    /// Folds `new` (registered as `new_table`) into the merged table `name`.
+    async fn merge(
+        &self,
+        name: &str,
+        query: sql::Query,
+        new_table: &str,
+        schema: SchemaRef,
+        new: Vec<RecordBatch>,
+    ) -> Result<(), StateError> {
+        let new_schema = new.first().map_or_else(|| schema.clone(), |b| b.schema());
+        self.view.register_batches(new_table, new_schema, new)?;
+        let merged = self.view.run(&query, Params::new()).await?;
+        self.view.register_batches(name, schema.clone(), conform_all(&schema, merged)?)?;
+        self.view.ctx.deregister_table(new_table)?;
+        Ok(())
+    }
+
+    /// Runs a derivation of the merged state and registers it under `name`.
+    async fn derive(&self, name: &str, query: sql::Query, schema: SchemaRef) -> Result<Vec<RecordBatch>, StateError> {
+        let rows = conform_all(&schema, self.view.run(&query, Params::new()).await?)?;
+        self.view.register_batches(name, schema, rows.clone())?;
+        Ok(rows)
+    }
+
+    async fn last_active_day(&self) -> Result<Option<NaiveDate>, StateError> {
+        let batches = self.view.ctx.sql("SELECT MAX(last_active_date) FROM keys").await?.collect().await?;
+        Ok(batches.first().and_then(|b| date_column(b, 0).ok()).and_then(|dates| dates.first().copied().flatten()))
+    }
+}
+
+struct DayParts {
+    keys: Vec<RecordBatch>,
+    links: Vec<RecordBatch>,
+    traits: Vec<RecordBatch>,
+}
+
+fn conform_all(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, StateError> {
+    Ok(vec![conform(schema, &batches)?])
+}
+
+/// `rows` with a first column `day`.
+fn with_day(rows: &RecordBatch, day: NaiveDate) -> Result<RecordBatch, StateError> {
+    let days = datafusion::arrow::array::Date32Array::from(vec![
+        i32::try_from(
+            day.signed_duration_since(NaiveDate::default()).num_days()
+        )
+        .unwrap_or_default();
+        rows.num_rows()
+    ]);
+    let mut fields = vec![Field::new("day", DataType::Date32, false)];
+    fields.extend(rows.schema().fields().iter().map(|f| f.as_ref().clone()));
+    let mut columns: Vec<Arc<dyn Array>> = vec![Arc::new(days)];
+    columns.extend(rows.columns().iter().cloned());
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+fn date_column(batch: &RecordBatch, index: usize) -> Result<Vec<Option<NaiveDate>>, StateError> {
+    let column = datafusion::arrow::compute::cast(batch.column(index), &DataType::Date32)?;
+    let dates = column.as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+    Ok((0..dates.len()).map(|i| dates.is_valid(i).then(|| dates.value_as_date(i)).flatten()).collect())
+}
+
+/// One raw key's traits: whether it is a user id, and each trait's latest setting.
+type KeyTraits = (bool, BTreeMap<String, (SetAt, Value)>);
+
+/// Merged traits per (source, raw key), with the time each trait was last set.
+#[derive(Debug, Default)]
+struct TraitState(HashMap<(String, String), KeyTraits>);
+
+impl TraitState {
+    async fn load(view: &LakeView, previous: Option<&Manifest>) -> Result<TraitState, StateError> {
+        let mut state = TraitState::default();
+        let Some(manifest) = previous else { return Ok(state) };
+        for batch in view.read_file(&versioned("traits", manifest.version), &traits_schema()).await? {
+            let (sources, keys, users, traits) = (
+                batch.column(0).as_string::<i32>(),
+                batch.column(1).as_string::<i32>(),
+                batch.column(2).as_boolean(),
+                batch.column(3).as_string::<i32>(),
+            );
+            for row in 0..batch.num_rows() {
+                let Ok(Value::Object(stored)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
+                let entry = state
+                    .0
+                    .entry((sources.value(row).to_owned(), keys.value(row).to_owned()))
+                    .or_insert_with(|| (users.value(row), BTreeMap::new()));
+                for (name, setting) in stored {
+                    if let Some(set) = parse_setting(&setting) {
+                        entry.1.insert(name, set);
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Folds rows of `day_traits.sql`.
+    fn fold(&mut self, batches: &[RecordBatch]) {
+        for batch in batches {
+            let (sources, keys, users, traits) = (
+                batch.column(0).as_string::<i32>(),
+                batch.column(1).as_string::<i32>(),
+                batch.column(2).as_boolean(),
+                batch.column(3).as_string::<i32>(),
+            );
+            let (times, received) =
+                (batch.column(4).as_primitive::<Int64Type>(), batch.column(5).as_primitive::<Int64Type>());
+            for row in 0..batch.num_rows() {
+                let Ok(Value::Object(update)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
+                let entry = self
+                    .0
+                    .entry((sources.value(row).to_owned(), keys.value(row).to_owned()))
+                    .or_insert_with(|| (users.value(row), BTreeMap::new()));
+                for (name, value) in update {
+                    let at = (times.value(row), received.value(row), value.to_string());
+                    if entry.1.get(&name).is_none_or(|(current, _)| at > *current) {
+                        entry.1.insert(name, (at, value));
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_batch(&self) -> Result<RecordBatch, StateError> {
+        let mut rows: Vec<(&(String, String), &KeyTraits)> = self.0.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        let sources = StringArray::from_iter_values(rows.iter().map(|(k, _)| k.0.as_str()));
+        let keys = StringArray::from_iter_values(rows.iter().map(|(k, _)| k.1.as_str()));
+        let users = BooleanArray::from(rows.iter().map(|(_, v)| v.0).collect::<Vec<_>>());
+        let traits = StringArray::from_iter_values(rows.iter().map(|(_, (_, set))| {
+            let object: Map<String, Value> =
+                set.iter().map(|(name, (at, value))| (name.clone(), setting_json(at, value))).collect();
+            Value::Object(object).to_string()
+        }));
+        Ok(RecordBatch::try_new(
+            traits_schema(),
+            vec![Arc::new(sources), Arc::new(keys), Arc::new(users), Arc::new(traits)],
+        )?)
+    }
+}
+
+/// The days of `dates` shifted by `offsets` (inclusive), kept within `[first, last]`.
+pub fn spread(dates: &Dates, before: i64, after: i64, first: NaiveDate, last: NaiveDate) -> Dates {
+    Dates::from_iter(
+        dates.iter().flat_map(|d| (-before..=after).map(move |n| add_days(d, n))).filter(|d| *d >= first && *d <= last),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lake_files_map_to_the_local_days_their_hour_overlaps() {
+        let hour = hour_of("events/source=web/dt=2026-10-01/hour=15/gw-1-1-2.parquet").expect("hour");
+        assert_eq!(hour.to_rfc3339(), "2026-10-01T15:00:00+00:00");
+        assert_eq!(hour_of("events/source=web/dt=2026-10-01/x.parquet"), None);
+        let seoul: Tz = "Asia/Seoul".parse().expect("zone");
+        let (start, end) = day_bounds("2026-10-02".parse().expect("date"), seoul).expect("bounds");
+        assert_eq!(
+            (start.to_rfc3339(), end.to_rfc3339()),
+            ("2026-10-01T15:00:00+00:00".into(), "2026-10-02T15:00:00+00:00".into())
+        );
+    }
+
+    #[test]
+    fn days_to_read_are_asked_changed_or_vanished_up_to_the_last_day() {
+        let d = |s: &str| -> NaiveDate { s.parse().expect("date") };
+        let lake: BTreeMap<NaiveDate, String> =
+            [(d("2026-10-01"), "a"), (d("2026-10-02"), "b2"), (d("2026-10-04"), "d")]
+                .map(|(k, v)| (k, v.to_owned()))
+                .into();
+        let manifest = Manifest {
+            version: 3,
+            settings: StateSettings {
+                time_zone: "UTC".into(),
+                min_event_date: "2015-01-01".into(),
+                session_timeout_minutes: 30,
+            },
+            days: [(d("2026-10-01"), "a"), (d("2026-10-02"), "b"), (d("2026-10-03"), "c")]
+                .map(|(k, v)| (k, v.to_owned()))
+                .into(),
+            last_active_day: None,
+            pending: BTreeMap::new(),
+        };
+        let asked = Dates::from_iter([d("2026-10-01")]);
+        let read = days_to_read(Some(&manifest), &lake, &asked, d("2026-10-03"));
+        assert_eq!(read.iter().collect::<Vec<_>>(), vec![d("2026-10-01"), d("2026-10-02"), d("2026-10-03")]);
+        let fresh = days_to_read(None, &lake, &Dates::default(), d("2026-10-05"));
+        assert_eq!(fresh.len(), 3);
+    }
+}
