@@ -131,9 +131,12 @@ impl LakeView {
 
     /// Runs one of the job's queries with its parameters bound.
     pub async fn run(&self, query: &Query, params: Params) -> Result<Vec<RecordBatch>, LakeViewError> {
+        let started = std::time::Instant::now();
         let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
         let frame = frame.with_param_values(params.into_values()).map_err(|e| in_query(query, e))?;
-        frame.collect().await.map_err(|e| in_query(query, e))
+        let rows = frame.collect().await.map_err(|e| in_query(query, e))?;
+        tracing::debug!(query = query.name, seconds = started.elapsed().as_secs_f64(), "query done");
+        Ok(rows)
     }
 
     /// The columns a query returns, without running it.

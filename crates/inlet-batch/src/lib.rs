@@ -13,6 +13,7 @@
 //! | `tables` | each table's columns, types and replacement rule |
 //! | `plan` | the step graph and which dates a run replaces |
 //! | `sql` | the SQL of each step and summary (`src/sql/*.sql`), bound parameters |
+//! | `sessions` | splitting calls into sessions and merging stitched ones (a sweep) |
 //! | `state` | day summaries and merged state in the lake, what changed since the last run |
 //! | `lakeview` | the DataFusion session over the lake (local or S3) |
 //! | `output` | the metrics Parquet files |
@@ -30,6 +31,7 @@ pub mod lakeview;
 pub mod output;
 pub mod plan;
 pub mod run;
+pub mod sessions;
 pub mod sql;
 pub mod state;
 pub mod tables;

@@ -106,11 +106,12 @@ pub fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatc
     concat_batches(schema, &conformed)
 }
 
-/// `batches` as one Parquet file (gzip, the lake's writer settings).
-pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, OutputError> {
+/// `batches` as one Parquet file with the lake's writer settings. The metrics files are gzip,
+/// which Spectrum reads; the state's, read by this job only, zstd (faster to write and read).
+pub fn parquet_bytes(schema: &SchemaRef, batches: &[RecordBatch], codec: Codec) -> Result<Bytes, OutputError> {
     let mut file = inlet_lake::parquet_file::ParquetFile::for_schema(
         schema.clone(),
-        inlet_lake::parquet_file::writer_properties(Codec::Gzip),
+        inlet_lake::parquet_file::writer_properties(codec),
     )?;
     for batch in batches {
         file.write(batch)?;
@@ -155,7 +156,7 @@ impl MetricsFiles {
     ) -> Result<Vec<WrittenFile>, OutputError> {
         let mut written = Vec::new();
         for (slice, part) in split(table, rows)? {
-            let bytes = parquet_bytes(&rows.schema(), std::slice::from_ref(&part))?;
+            let bytes = parquet_bytes(&rows.schema(), std::slice::from_ref(&part), Codec::Gzip)?;
             let key = file_key(table, &slice);
             let size = bytes.len() as u64;
             self.store.put(&key, bytes).await?;

@@ -17,7 +17,7 @@
 //! (`[from − lookback, to]`) and the days whose lake files changed since they were read, and
 //! finds the days stitching changed. From those *changed days* each table's key dates follow
 //! ([`keys_for`]): a changed day changes its own daily rows, the rolling windows that contain
-//! it, the sessions of the days beside it, its month, and the cohorts it can retain. Key dates
+//! it, its month, and the cohorts it can retain. Key dates
 //! a run does not recompute (steps not selected, a failure) stay pending in the state's
 //! manifest and are recomputed by the next run.
 
@@ -89,12 +89,9 @@ pub struct Plan {
 pub fn keys_for(table: Table, changed: &Dates, first: NaiveDate, last: NaiveDate) -> Keys {
     match table {
         Table::IdentityMap | Table::Users => Keys::Whole,
-        Table::DailyUserActivity | Table::PageViews | Table::EventCounts | Table::NewUsers => {
+        Table::DailyUserActivity | Table::PageViews | Table::EventCounts | Table::NewUsers | Table::Sessions => {
             Keys::Dates(spread(changed, 0, 0, first, last))
         }
-        // A session starting the day before may now run into the day, or one starting the day
-        // after may now start on it.
-        Table::Sessions => Keys::Dates(spread(changed, 1, 1, first, last)),
         Table::ActiveUsers => Keys::Dates(spread(changed, 0, MAU_DAYS - 1, first, last)),
         Table::MonthlyActiveUsers => Keys::Dates(Dates::from_iter(changed.iter().map(month_start))),
         Table::Retention => Keys::Dates(spread(changed, RETENTION_DAYS, 0, first, last)),
@@ -191,7 +188,7 @@ mod tests {
             Keys::Whole => panic!("dated"),
         };
         assert_eq!(keys(Table::DailyUserActivity), changed);
-        assert_eq!(keys(Table::Sessions), Dates::range(d("2026-11-09"), d("2026-11-11")));
+        assert_eq!(keys(Table::Sessions), changed, "sessions end at midnight");
         assert_eq!(keys(Table::ActiveUsers), Dates::range(d("2026-11-10"), last), "windows ending up to the last day");
         assert_eq!(keys(Table::MonthlyActiveUsers), Dates::from_iter([d("2026-11-01")]));
         assert_eq!(keys(Table::Retention), Dates::range(d("2026-10-11"), d("2026-11-10")));

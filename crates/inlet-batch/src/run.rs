@@ -16,6 +16,7 @@ use crate::config::{BatchConfig, WarehouseKind};
 use crate::lakeview::{LakeView, LakeViewError};
 use crate::output::{MetricsFiles, OutputError, conform};
 use crate::plan::{self, Keys, MAU_DAYS, Plan, RETENTION_DAYS, RETENTION_WEEKS};
+use crate::sessions::session_totals;
 use crate::sql::{self, Params};
 use crate::state::{DAY_SUMMARIES, Manifest, State, StateError, StateSettings, days_to_read, lake_days};
 use crate::tables::{Replace, Table};
@@ -326,13 +327,11 @@ impl Batch {
             Table::PageViews => (sql::PAGE_VIEWS, params),
             Table::EventCounts => (sql::EVENT_COUNTS, params),
             Table::NewUsers => (sql::NEW_USERS, params),
-            Table::Sessions => (
-                sql::SESSIONS,
-                params
-                    .date("read_from", add_days(from, -1))
-                    .date("read_to", add_days(to, 1))
-                    .int("timeout_micros", timeout),
-            ),
+            Table::Sessions => {
+                let ordered = self.view.run(&sql::SESSIONS, params).await?;
+                let schema = table.schema(&self.config.trait_columns);
+                return Ok(vec![session_totals(&schema, &ordered, timeout)?]);
+            }
             Table::ActiveUsers => {
                 let calendar: Vec<i32> = Dates::range(from, to).iter().map(days_since_epoch).collect();
                 let calendar = RecordBatch::try_new(

@@ -1,5 +1,5 @@
 //! The job's SQL (DataFusion's dialect): one file per query under `src/sql/`, compiled into the
-//! binary. Values (dates, times, the session timeout) are bound as named parameters (`$from`),
+//! binary. Values (dates, times) are bound as named parameters (`$from`),
 //! never spliced into the text; the only names in the text are the tables the run registers.
 //! The definitions in words, with their edge cases, are in `docs/metrics.md`.
 
@@ -23,12 +23,13 @@ macro_rules! queries {
 }
 
 queries! {
+    DAY_READ => "day_read",
     DAY_EVENTS => "day_events",
     DAY_KEYS => "day_keys",
     DAY_LINKS => "day_links",
     DAY_PAGES => "day_pages",
     DAY_CALLS => "day_calls",
-    DAY_SESSIONS => "day_sessions",
+    DAY_SESSION_CALLS => "day_session_calls",
     DAY_TRAITS => "day_traits",
     MERGE_KEYS => "merge_keys",
     MERGE_LINKS => "merge_links",

@@ -8,7 +8,8 @@
 //!
 //! ## On-disk format
 //! - `state/days/{summary}/day=YYYY-MM-DD/{summary}.parquet`, for `summary` in `keys`, `pages`,
-//!   `calls`, `sessions` (columns in [`DAY_SUMMARIES`], queries in `sql/day_*.sql`): one file per
+//!   `calls`, `sessions` (columns in [`DAY_SUMMARIES`], queries in `sql/day_*.sql`, sessions split
+//!   by `sessions.rs`): one file per
 //!   day, a function of the lake's events of that day only, so rewriting it from the same
 //!   events gives the same rows.
 //! - `state/{keys,links,traits,identity,first_seen}-{version:010}.parquet`: the merged state
@@ -39,8 +40,8 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
-use inlet_lake::LakeStore;
 use inlet_lake::layout::EVENTS_PREFIX;
+use inlet_lake::{Codec, LakeStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -49,6 +50,7 @@ use crate::completeness::day_end;
 use crate::config::BatchConfig;
 use crate::lakeview::{LakeView, LakeViewError};
 use crate::output::{OutputError, conform, parquet_bytes};
+use crate::sessions::day_sessions;
 use crate::sql::{self, Params};
 use crate::users::{SetAt, parse_setting, setting_json};
 
@@ -69,6 +71,8 @@ pub enum StateError {
     Manifest(serde_json::Error),
     #[error("{0} has no start in the reporting time zone")]
     Day(NaiveDate),
+    #[error("writing a day summary: {0}")]
+    Task(String),
 }
 
 impl From<datafusion::error::DataFusionError> for StateError {
@@ -198,13 +202,15 @@ pub struct DaySummary {
     pub name: &'static str,
     query: sql::Query,
     columns: fn() -> SchemaRef,
+    /// The query gives calls in order that `sessions.rs` splits into sessions.
+    sweep: bool,
 }
 
 pub const DAY_SUMMARIES: [DaySummary; 4] = [
-    DaySummary { name: "keys", query: sql::DAY_KEYS, columns: day_keys_schema },
-    DaySummary { name: "pages", query: sql::DAY_PAGES, columns: day_pages_schema },
-    DaySummary { name: "calls", query: sql::DAY_CALLS, columns: day_calls_schema },
-    DaySummary { name: "sessions", query: sql::DAY_SESSIONS, columns: day_sessions_schema },
+    DaySummary { name: "keys", query: sql::DAY_KEYS, columns: day_keys_schema, sweep: false },
+    DaySummary { name: "pages", query: sql::DAY_PAGES, columns: day_pages_schema, sweep: false },
+    DaySummary { name: "calls", query: sql::DAY_CALLS, columns: day_calls_schema, sweep: false },
+    DaySummary { name: "sessions", query: sql::DAY_SESSION_CALLS, columns: day_sessions_schema, sweep: true },
 ];
 
 fn day_keys_schema() -> SchemaRef {
@@ -368,10 +374,11 @@ impl State<'_> {
         self.load_merged(previous).await?;
         let mut traits = TraitState::load(self.view, previous).await?;
         let days: Vec<NaiveDate> = read.iter().collect();
+        let mut writes = Writes::default();
         for chunk in days.chunks(MERGE_DAYS) {
             let (mut new_keys, mut new_links) = (Vec::new(), Vec::new());
             for day in chunk {
-                let summary = self.summarise(*day).await?;
+                let summary = self.summarise(*day, &mut writes).await?;
                 new_keys.extend(summary.keys);
                 new_links.extend(summary.links);
                 traits.fold(&summary.traits);
@@ -379,7 +386,10 @@ impl State<'_> {
             self.merge("keys", sql::MERGE_KEYS, "new_keys", keys_schema(), new_keys).await?;
             self.merge("links", sql::MERGE_LINKS, "new_links", links_schema(), new_links).await?;
         }
-        self.view.ctx.deregister_table("day_events")?;
+        writes.finish().await?;
+        for table in ["day_read", "day_events"] {
+            self.view.ctx.deregister_table(table)?;
+        }
         self.view.register_batches("traits", traits_schema(), vec![traits.to_batch()?])?;
         let identity = self.derive("identity_map", sql::IDENTITY_MAP, identity_schema()).await?;
         let first_seen = self.derive("first_seen", sql::FIRST_SEEN, first_seen_schema()).await?;
@@ -398,11 +408,17 @@ impl State<'_> {
         for name in ["keys", "links"] {
             let batches = self.view.ctx.table(name).await?.collect().await?;
             let schema = if name == "keys" { keys_schema() } else { links_schema() };
-            self.store.put(&versioned(name, version), parquet_bytes(&schema, &batches)?).await?;
+            self.store.put(&versioned(name, version), parquet_bytes(&schema, &batches, Codec::Zstd)?).await?;
         }
-        self.store.put(&versioned("traits", version), parquet_bytes(&traits_schema(), &[traits.to_batch()?])?).await?;
-        self.store.put(&versioned("identity", version), parquet_bytes(&identity_schema(), &identity)?).await?;
-        self.store.put(&versioned("first_seen", version), parquet_bytes(&first_seen_schema(), &first_seen)?).await?;
+        self.store
+            .put(&versioned("traits", version), parquet_bytes(&traits_schema(), &[traits.to_batch()?], Codec::Zstd)?)
+            .await?;
+        self.store
+            .put(&versioned("identity", version), parquet_bytes(&identity_schema(), &identity, Codec::Zstd)?)
+            .await?;
+        self.store
+            .put(&versioned("first_seen", version), parquet_bytes(&first_seen_schema(), &first_seen, Codec::Zstd)?)
+            .await?;
 
         let mut days = previous.map(|m| m.days.clone()).unwrap_or_default();
         for day in read.iter() {
@@ -456,7 +472,7 @@ impl State<'_> {
     }
 
     /// Reads one day from the lake, writes its summaries and returns what the merge needs.
-    async fn summarise(&self, day: NaiveDate) -> Result<DayParts, StateError> {
+    async fn summarise(&self, day: NaiveDate, writes: &mut Writes) -> Result<DayParts, StateError> {
         let zone = self.config.tz();
         let (start, end) = day_bounds(day, zone)?;
         let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
@@ -472,21 +488,29 @@ impl State<'_> {
             .text("last_hour", &hour_text(last_hour))
             .time("day_start", start)
             .time("day_end", end);
-        let events = self.view.run(&sql::DAY_EVENTS, params).await?;
-        let schema = match events.first() {
-            Some(batch) => batch.schema(),
-            None => self.view.plan_schema(&sql::DAY_EVENTS).await?,
-        };
-        self.view.register_batches("day_events", schema, events)?;
+        for (query, table, params) in
+            [(sql::DAY_READ, "day_read", params), (sql::DAY_EVENTS, "day_events", Params::new())]
+        {
+            let rows = self.view.run(&query, params).await?;
+            let schema = match rows.first() {
+                Some(batch) => batch.schema(),
+                None => self.view.plan_schema(&query).await?,
+            };
+            self.view.register_batches(table, schema, rows)?;
+        }
         let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
         let mut keys = Vec::new();
         for summary in DAY_SUMMARIES {
-            let params = Params::new().int("timeout_micros", timeout);
-            let rows = conform(&summary.schema(), &self.view.run(&summary.query, params).await?)?;
-            self.store.put(&summary.file(day), parquet_bytes(&summary.schema(), std::slice::from_ref(&rows))?).await?;
+            let found = self.view.run(&summary.query, Params::new()).await?;
+            let rows = if summary.sweep {
+                day_sessions(&summary.schema(), &found, timeout)?
+            } else {
+                conform(&summary.schema(), &found)?
+            };
             if summary.name == "keys" {
                 keys.push(with_day(&rows, day)?);
             }
+            writes.put(self.store, summary.file(day), summary.schema(), rows).await?;
         }
         let links = self.view.run(&sql::DAY_LINKS, Params::new()).await?;
         let traits = self.view.run(&sql::DAY_TRAITS, Params::new()).await?;
@@ -520,6 +544,50 @@ impl State<'_> {
     async fn last_active_day(&self) -> Result<Option<NaiveDate>, StateError> {
         let batches = self.view.ctx.sql("SELECT MAX(last_active_date) FROM keys").await?.collect().await?;
         Ok(batches.first().and_then(|b| date_column(b, 0).ok()).and_then(|dates| dates.first().copied().flatten()))
+    }
+}
+
+/// Day summary files encoded and stored in the background while the next queries run, a few
+/// at a time.
+#[derive(Default)]
+struct Writes(tokio::task::JoinSet<Result<(), StateError>>);
+
+impl Writes {
+    const IN_FLIGHT: usize = 8;
+
+    async fn put(
+        &mut self,
+        store: &LakeStore,
+        key: String,
+        schema: SchemaRef,
+        rows: RecordBatch,
+    ) -> Result<(), StateError> {
+        while self.0.len() >= Self::IN_FLIGHT {
+            self.next().await?;
+        }
+        let store = store.clone();
+        self.0.spawn(async move {
+            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&schema, &[rows], Codec::Zstd))
+                .await
+                .map_err(|e| StateError::Task(e.to_string()))??;
+            store.put(&key, bytes).await?;
+            Ok(())
+        });
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<(), StateError> {
+        match self.0.join_next().await {
+            Some(done) => done.map_err(|e| StateError::Task(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+
+    async fn finish(mut self) -> Result<(), StateError> {
+        while !self.0.is_empty() {
+            self.next().await?;
+        }
+        Ok(())
     }
 }
 

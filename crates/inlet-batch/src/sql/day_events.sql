@@ -1,26 +1,19 @@
--- The events of one reporting day, each (source, message_id) once: the copy received first.
--- Reads only the lake partitions the day overlaps ($first_hour .. $last_hour, as 'YYYY-MM-DDTHH'
--- in UTC) and keeps the events whose event time lies in [$day_start, $day_end).
--- Event time: the corrected timestamp, or received_at where the gateway partitioned the event by
--- it (a timestamp before $min_time or more than a day after receipt).
--- raw_key: the user id, else the anonymous id; stitching happens later, from the summaries.
-WITH read AS (
-  SELECT source, type, event, name, message_id, user_id, anonymous_id, previous_id, received_at,
-    CASE WHEN type = 'page'
-      THEN COALESCE(context_page_path, json_text(properties, 'path'), '(not set)') END AS path,
-    CASE WHEN type = 'identify' THEN traits END AS traits,
-    CASE WHEN "timestamp" > received_at + INTERVAL '1 day' OR "timestamp" < $min_time
-      THEN received_at ELSE "timestamp" END AS event_time
-  FROM events
-  WHERE dt || 'T' || hour BETWEEN $first_hour AND $last_hour
+-- The day's calls, each (source, message_id) once: the copy received first. Only the ids stored
+-- more than once are sorted, which keeps the common case (no duplicate) a hash lookup.
+WITH repeated AS (
+  SELECT source, message_id FROM day_read GROUP BY source, message_id HAVING COUNT(*) > 1
 ),
-numbered AS (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY source, message_id ORDER BY received_at) AS copy_number
-  FROM read
-  WHERE event_time >= $day_start AND event_time < $day_end
+firsts AS (
+  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.source, r.message_id ORDER BY r.received_at) AS copy_number
+  FROM day_read r
+  JOIN repeated d ON d.source = r.source AND d.message_id = r.message_id
 )
-SELECT source, type, event, name, COALESCE(user_id, anonymous_id) AS raw_key,
-  user_id IS NOT NULL AS is_user, user_id, anonymous_id, previous_id, path, traits, event_time,
-  received_at
-FROM numbered
+SELECT source, message_id, type, event, name, raw_key, is_user, user_id, anonymous_id, previous_id,
+  event_time, received_at, path, traits
+FROM day_read r
+WHERE NOT EXISTS (SELECT 1 FROM repeated d WHERE d.source = r.source AND d.message_id = r.message_id)
+UNION ALL
+SELECT source, message_id, type, event, name, raw_key, is_user, user_id, anonymous_id, previous_id,
+  event_time, received_at, path, traits
+FROM firsts
 WHERE copy_number = 1
