@@ -4,11 +4,12 @@ One run per reporting day (midnight to midnight in the reporting time zone):
 
 1. `lake_complete` waits until every gateway's watermark in the lake is past the day's end
    (`inlet-batch lake-status`: exit 0 = complete, 3 = not yet, anything else fails the task).
-2. Each `inlet-batch` step runs as its own task, after the steps it reads, with retries.
+2. `state` reads the day (and any day whose lake files changed since) into the state in the
+   lake; then each table's step runs as its own task, after the steps it reads, with retries.
 
 Steps are idempotent (each replaces its slice of the day and the lookback days before it), so
 retries, catch-up and `airflow backfill create` are safe. Runs go one at a time
-(`max_active_runs=1`): the full-history tables (identity map, users) are rewritten by each run.
+(`max_active_runs=1`): each run's `state` task commits the state the next run starts from.
 
 Settings come from the workers' environment, as `inlet-batch` reads them:
     INLET_BATCH_BIN         path of the `inlet-batch` binary (default: on the PATH)
@@ -38,17 +39,18 @@ START = pendulum.parse(os.environ.get("INLET_METRICS_START", "2026-11-01"), tz=T
 # Each step and the steps whose tables it reads: `inlet-batch steps` prints the same, and
 # tests/airflow/test_dag.py fails if the two disagree.
 STEPS: dict[str, list[str]] = {
-    "identity_map": [],
-    "daily_user_activity": ["identity_map"],
+    "state": [],
+    "identity_map": ["state"],
+    "daily_user_activity": ["state"],
     "active_users": ["daily_user_activity"],
     "monthly_active_users": ["daily_user_activity"],
     "new_users": ["daily_user_activity"],
     "retention": ["daily_user_activity"],
     "retention_weekly": ["daily_user_activity"],
-    "page_views": ["identity_map"],
-    "sessions": ["identity_map"],
-    "event_counts": ["identity_map"],
-    "users": ["identity_map"],
+    "page_views": ["state"],
+    "sessions": ["state"],
+    "event_counts": ["state"],
+    "users": ["state"],
 }
 
 

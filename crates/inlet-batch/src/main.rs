@@ -8,6 +8,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
 use inlet_batch::config::{BatchConfig, WarehouseKind};
+use inlet_batch::run::STATE_STEP;
 use inlet_batch::warehouse::{Dialect, create_tables_sql};
 use inlet_batch::{Batch, RunRequest, Table};
 
@@ -40,8 +41,8 @@ enum Command {
         /// Last day; default: yesterday in the reporting time zone.
         #[arg(long)]
         to: Option<NaiveDate>,
-        /// Steps to run (comma-separated); default: all. Unselected steps are not run: the
-        /// selected ones read what earlier runs left.
+        /// Steps to run (comma-separated); default: all. `state` brings the state up to date;
+        /// without it the selected tables are computed from the state the last run committed.
         #[arg(long, value_delimiter = ',')]
         steps: Vec<String>,
         /// Sources to compute (comma-separated); default: all.
@@ -130,14 +131,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(if status.complete { ExitCode::SUCCESS } else { ExitCode::from(NOT_YET) });
         }
         Command::Steps => {
+            writeln!(out, "{STATE_STEP:<22} after: -")?;
             for table in Table::ALL {
                 let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
-                writeln!(
-                    out,
-                    "{:<22} after: {}",
-                    table.name(),
-                    if inputs.is_empty() { "-".into() } else { inputs.join(", ") }
-                )?;
+                let inputs = if inputs.is_empty() { STATE_STEP.to_owned() } else { inputs.join(", ") };
+                writeln!(out, "{:<22} after: {inputs}", table.name())?;
             }
         }
         Command::Ddl { dialect } => {
@@ -155,11 +153,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let yesterday = chrono::Utc::now().with_timezone(&config.tz()).date_naive().pred_opt();
             let to = to.or(yesterday).context("no --to")?;
+            let update_state = steps.is_empty() || steps.iter().any(|s| s == STATE_STEP);
             let steps = if steps.is_empty() {
                 Table::ALL.to_vec()
             } else {
                 steps
                     .iter()
+                    .filter(|s| *s != STATE_STEP)
                     .map(|s| Table::parse(s).with_context(|| format!("unknown step {s:?} (see `inlet-batch steps`)")))
                     .collect::<anyhow::Result<Vec<_>>>()?
             };
@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 steps,
                 sources: (!source.is_empty()).then_some(source),
                 full,
+                update_state,
             };
             if dry_run {
                 // Planning reads the state's manifest and lists the lake; nothing is written.

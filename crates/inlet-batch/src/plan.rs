@@ -78,6 +78,8 @@ pub struct Plan {
     pub last: NaiveDate,
     /// Rebuild the state from scratch.
     pub full: bool,
+    /// Run the `state` step.
+    pub update_state: bool,
     /// The committed state the run starts from (`None`: rebuild).
     pub previous: Option<Manifest>,
     /// The steps, with the keys known before the run (stitching may add more).
@@ -131,8 +133,9 @@ impl std::fmt::Display for Plan {
         if let (Some(a), Some(b)) = (self.range.first(), self.range.last()) {
             writeln!(f, "range {} .. {} ({} days, lookback included)", day(a), day(b), self.range.len())?;
         }
-        let state = match (&self.previous, self.full) {
-            (Some(m), false) => format!("from state version {}", m.version),
+        let state = match (&self.previous, self.full, self.update_state) {
+            (Some(m), _, false) => format!("version {} as committed (not updated)", m.version),
+            (Some(m), false, true) => format!("updated from version {}", m.version),
             _ => "rebuilt from the lake".to_owned(),
         };
         writeln!(f, "state: {state}; {} days read from the lake: {}", self.read.len(), runs_text(&self.read))?;

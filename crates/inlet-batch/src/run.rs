@@ -60,7 +60,13 @@ pub struct RunRequest {
     pub sources: Option<Vec<String>>,
     /// Rebuild the state from the whole lake instead of updating it.
     pub full: bool,
+    /// Bring the state up to date first (the `state` step); otherwise the steps read the state
+    /// the last run committed.
+    pub update_state: bool,
 }
+
+/// The step that brings the state up to date, before every table.
+pub const STATE_STEP: &str = "state";
 
 /// What one step did.
 #[derive(Debug, Clone)]
@@ -151,10 +157,27 @@ impl Batch {
         let previous = manifest.filter(|m| !request.full && m.settings == settings);
         let lake = lake_days(&self.store, self.config.tz()).await?;
         let range = Dates::range(add_days(request.from, -i64::from(self.config.lookback_days)), request.to);
-        let read = days_to_read(previous.as_ref(), &lake, &range, request.to);
+        if !request.update_state && previous.is_none() {
+            return Err(BatchError::Request(format!(
+                "the lake has no usable state yet: run the `{STATE_STEP}` step first (a full run includes it)"
+            )));
+        }
+        let read = if request.update_state {
+            days_to_read(previous.as_ref(), &lake, &range, request.to)
+        } else {
+            Dates::default()
+        };
         let (first, last) = bounds(previous.as_ref(), &read, request.to);
-        let steps = plan::steps(&request.steps, &read, first, last, previous.as_ref());
-        Ok(Plan { range, read, last: request.to, full: request.full, previous, steps })
+        let steps = plan::steps(&request.steps, &read.union(&range), first, last, previous.as_ref());
+        Ok(Plan {
+            range,
+            read,
+            last: request.to,
+            full: request.full,
+            update_state: request.update_state,
+            previous,
+            steps,
+        })
     }
 
     pub async fn run(
@@ -169,38 +192,53 @@ impl Batch {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_message("state");
+        bar.set_message(STATE_STEP);
         let started = Instant::now();
         reset_peak_rss();
-        let lake = lake_days(&self.store, self.config.tz()).await?;
         let state = State { view: &self.view, store: &self.store, config: &self.config };
-        let update = state.update(plan.previous.as_ref(), &plan.read, &lake).await?;
-        let mut manifest = update.manifest;
-        let (first, last) = bounds(Some(&manifest), &update.read, plan.last);
+        let mut reports = Vec::new();
+        let mut manifest = if plan.update_state {
+            let lake = lake_days(&self.store, self.config.tz()).await?;
+            let update = state.update(plan.previous.as_ref(), &plan.read, &lake).await?;
+            let mut manifest = update.manifest;
+            let (first, last) = bounds(Some(&manifest), &update.read, plan.last);
+            // Every table's changed keys are recorded, so steps not run now are caught up later.
+            for step in plan::steps(&Table::ALL, &update.changed, first, last, None) {
+                if let Keys::Dates(dates) = &step.keys {
+                    manifest.add_pending(step.table.name(), dates);
+                }
+            }
+            state.commit(&manifest).await?;
+            tracing::info!(
+                version = manifest.version,
+                read = update.read.len(),
+                changed = update.changed.len(),
+                "state updated"
+            );
+            reports.push(StepReport {
+                step: STATE_STEP,
+                keys: update.read.len(),
+                rows: 0,
+                files: 0,
+                bytes: 0,
+                published: None,
+                seconds: started.elapsed().as_secs_f64(),
+                peak_rss_mib: peak_rss_mib(),
+            });
+            manifest
+        } else {
+            let manifest = plan.previous.clone().ok_or_else(|| BatchError::Request("no state".into()))?;
+            state.register_committed(&manifest).await?;
+            manifest
+        };
         let selected: Vec<Table> = plan.steps.iter().map(|s| s.table).collect();
-        // Every table's changed keys are recorded, so steps not run now are caught up later.
-        for step in plan::steps(&Table::ALL, &update.changed, first, last, None) {
+        // The days asked for are recomputed whatever the state says is pending.
+        let (first, last) = bounds(Some(&manifest), &plan.range, plan.last);
+        for step in plan::steps(&selected, &plan.range, first, last, None) {
             if let Keys::Dates(dates) = &step.keys {
                 manifest.add_pending(step.table.name(), dates);
             }
         }
-        state.commit(&manifest).await?;
-        tracing::info!(
-            version = manifest.version,
-            read = update.read.len(),
-            changed = update.changed.len(),
-            "state updated"
-        );
-        let mut reports = vec![StepReport {
-            step: "state",
-            keys: update.read.len(),
-            rows: 0,
-            files: 0,
-            bytes: 0,
-            published: None,
-            seconds: started.elapsed().as_secs_f64(),
-            peak_rss_mib: peak_rss_mib(),
-        }];
         bar.inc(1);
         for summary in DAY_SUMMARIES {
             self.view.register_summary(summary).await?;
@@ -216,8 +254,13 @@ impl Batch {
                 .await
                 .map_err(|e| BatchError::Step { step: table.name(), source: Box::new(e) })?;
             if sources.is_none() {
-                manifest.pending.remove(table.name());
-                manifest.commit(&self.store).await?;
+                // Re-read: the steps of one scheduled run may run side by side, each clearing
+                // its own table. A lost race only leaves keys pending (recomputed next run).
+                let mut committed = Manifest::load(&self.store).await?.unwrap_or_else(|| manifest.clone());
+                if committed.version == manifest.version {
+                    committed.pending.remove(table.name());
+                    committed.commit(&self.store).await?;
+                }
             }
             tracing::info!(
                 step = table.name(),
@@ -405,7 +448,7 @@ fn validate(request: &RunRequest) -> Result<(), BatchError> {
     if request.from > request.to {
         return Err(BatchError::Request(format!("--from {} is after --to {}", request.from, request.to)));
     }
-    if request.steps.is_empty() {
+    if request.steps.is_empty() && !request.update_state {
         return Err(BatchError::Request("no steps selected".into()));
     }
     for source in request.sources.iter().flatten() {

@@ -453,6 +453,22 @@ impl State<'_> {
         Ok(())
     }
 
+    /// Registers a committed version's state for steps run without updating it: `keys`,
+    /// `links`, `traits`, `identity_map`, `first_seen`.
+    pub async fn register_committed(&self, manifest: &Manifest) -> Result<(), StateError> {
+        for (name, table, schema) in [
+            ("keys", "keys", keys_schema()),
+            ("links", "links", links_schema()),
+            ("traits", "traits", traits_schema()),
+            ("identity", "identity_map", identity_schema()),
+            ("first_seen", "first_seen", first_seen_schema()),
+        ] {
+            let batches = self.view.read_file(&versioned(name, manifest.version), &schema).await?;
+            self.view.register_batches(table, schema, batches)?;
+        }
+        Ok(())
+    }
+
     /// Registers the previous version's merged state as `keys`, `links`,
     /// `previous_identity_map` and `previous_first_seen` (empty without one).
     async fn load_merged(&self, previous: Option<&Manifest>) -> Result<(), StateError> {

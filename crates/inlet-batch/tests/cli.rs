@@ -34,8 +34,11 @@ fn dry_run_prints_the_plan_in_dependency_order() {
     assert_eq!(order.first(), Some(&"identity_map"));
     assert!(order.iter().position(|s| *s == "daily_user_activity") < order.iter().position(|s| *s == "retention"));
     assert_eq!(order.len(), 11, "{plan}");
-    let (ok, plan, _) = inlet_batch(&["run", "--lake", lake, "--to", "2026-11-11", "--steps", "sessions", "--dry-run"]);
+    let (ok, plan, _) =
+        inlet_batch(&["run", "--lake", lake, "--to", "2026-11-11", "--steps", "state,sessions", "--dry-run"]);
     assert!(ok && plan.lines().count() == 3 && plan.contains("sessions"), "{plan}");
+    let (ok, _, stderr) = inlet_batch(&["run", "--lake", lake, "--to", "2026-11-11", "--steps", "sessions"]);
+    assert!(!ok && stderr.contains("run the `state` step first"), "a table without a state: {stderr}");
     for folder in ["metrics", "state"] {
         assert!(!std::path::Path::new(lake).join(folder).exists(), "a dry run writes nothing");
     }

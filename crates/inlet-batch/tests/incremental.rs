@@ -105,7 +105,7 @@ fn config(lake: &Path, zone: &str) -> BatchConfig {
 
 async fn run(lake: &Path, zone: &str, from: NaiveDate, to: NaiveDate, full: bool) {
     let mut batch = Batch::open(config(lake, zone)).await.expect("open");
-    let request = RunRequest { from, to, steps: Table::ALL.to_vec(), sources: None, full };
+    let request = RunRequest { from, to, steps: Table::ALL.to_vec(), sources: None, full, update_state: true };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, None, false).await.expect("run");
 }

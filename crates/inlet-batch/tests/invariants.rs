@@ -39,6 +39,7 @@ async fn generated_events_give_consistent_tables() {
         steps: Table::ALL.to_vec(),
         sources: None,
         full: false,
+        update_state: true,
     };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, None, false).await.expect("run");

@@ -53,6 +53,7 @@ async fn metrics_are_built_from_a_lake_on_s3() {
         steps: Table::ALL.to_vec(),
         sources: None,
         full: false,
+        update_state: true,
     };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, None, false).await.expect("run");

@@ -139,7 +139,8 @@ async fn run(config: &BatchConfig, from: &str, to: &str, steps: &[Table]) {
 async fn run_sources(config: &BatchConfig, from: &str, to: &str, steps: &[Table], sources: Option<&[&str]>) {
     let mut batch = Batch::open(config.clone()).await.expect("open");
     let sources: Option<Vec<String>> = sources.map(|s| s.iter().map(|s| s.to_string()).collect());
-    let request = RunRequest { from: date(from), to: date(to), steps: steps.to_vec(), sources, full: false };
+    let request =
+        RunRequest { from: date(from), to: date(to), steps: steps.to_vec(), sources, full: false, update_state: true };
     let plan = batch.plan(&request).await.expect("plan");
     batch.run(&plan, request.sources.as_deref(), false).await.expect("run");
 }
