@@ -51,10 +51,11 @@ chromium --version 2> /dev/null
 step "sdk-js: type check, build (ESM, CJS, script tag, snippet), unit tests, size budget"
 npm --prefix sdk-js test
 
-step "python dependencies (official segment-analytics-python, pyarrow)"
+step "python dependencies (official segment-analytics-python, pyarrow, DuckDB)"
 venv="$cache/venv"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt \
+  -r crates/inlet-batch/scripts/requirements.txt
 
 step "Apache Airflow (its own virtualenv)"
 airflow_venv="$cache/airflow"
@@ -126,6 +127,9 @@ GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
+
+step "batch: every table equal to DuckDB's reading of the same definitions, run day by day and rebuilt"
+bash crates/inlet-batch/scripts/check_against_duckdb.sh "$CARGO_TARGET_DIR/debug" "$venv/bin/python"
 
 step "quickstart: docs/quickstart.md's commands run as written and print what it shows"
 python3 tests/quickstart/run_quickstart.py docs/quickstart.md "$CARGO_TARGET_DIR/debug"

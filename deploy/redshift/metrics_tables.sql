@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS inlet.retention (
   day_number INTEGER,
   cohort_size BIGINT,
   retained_users BIGINT,
-  retention_rate DOUBLE PRECISION
+  retention_rate DOUBLE PRECISION,
+  retained_on_or_after BIGINT,
+  unbounded_retention_rate DOUBLE PRECISION
 ) SORTKEY (cohort_date);
 
 CREATE TABLE IF NOT EXISTS inlet.retention_weekly (
@@ -54,6 +56,40 @@ CREATE TABLE IF NOT EXISTS inlet.retention_weekly (
   retained_users BIGINT,
   retention_rate DOUBLE PRECISION
 ) SORTKEY (cohort_week);
+
+CREATE TABLE IF NOT EXISTS inlet.lifecycle_daily (
+  activity_date DATE,
+  source VARCHAR(1024),
+  new_users BIGINT,
+  returning_users BIGINT,
+  resurrecting_users BIGINT,
+  dormant_users BIGINT
+) SORTKEY (activity_date);
+
+CREATE TABLE IF NOT EXISTS inlet.lifecycle_weekly (
+  week DATE,
+  source VARCHAR(1024),
+  new_users BIGINT,
+  returning_users BIGINT,
+  resurrecting_users BIGINT,
+  dormant_users BIGINT
+) SORTKEY (week);
+
+CREATE TABLE IF NOT EXISTS inlet.stickiness_weekly (
+  week DATE,
+  source VARCHAR(1024),
+  active_days INTEGER,
+  users BIGINT,
+  share DOUBLE PRECISION
+) SORTKEY (week);
+
+CREATE TABLE IF NOT EXISTS inlet.stickiness_monthly (
+  month DATE,
+  source VARCHAR(1024),
+  active_days INTEGER,
+  users BIGINT,
+  share DOUBLE PRECISION
+) SORTKEY (month);
 
 CREATE TABLE IF NOT EXISTS inlet.page_views (
   activity_date DATE,

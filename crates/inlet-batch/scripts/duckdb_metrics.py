@@ -125,11 +125,17 @@ def main() -> int:
             sizes AS (SELECT source, cohort_date, count(*) AS cohort_size FROM cohort GROUP BY ALL),
             cells AS (SELECT c.source, c.cohort_date, CAST(a.activity_date - c.cohort_date AS INT) AS day_number, count(*) AS retained
                       FROM cohort c JOIN daily_user_activity a USING (source, user_key)
-                      WHERE a.activity_date BETWEEN c.cohort_date AND c.cohort_date + 30 GROUP BY ALL)
+                      WHERE a.activity_date BETWEEN c.cohort_date AND c.cohort_date + 30 GROUP BY ALL),
+            last_seen AS (SELECT source, user_key, max(activity_date) AS last_day FROM daily_user_activity GROUP BY ALL),
+            unbounded AS (SELECT c.source, c.cohort_date, o.n AS day_number, count(*) AS retained
+                          FROM cohort c JOIN last_seen l USING (source, user_key) CROSS JOIN range(0, 31) o(n)
+                          WHERE l.last_day >= c.cohort_date + CAST(o.n AS INT) GROUP BY ALL)
             SELECT s.cohort_date, s.source, o.n AS day_number, s.cohort_size, coalesce(cells.retained, 0) AS retained_users,
-              coalesce(cells.retained, 0) / s.cohort_size AS retention_rate
+              coalesce(cells.retained, 0) / s.cohort_size AS retention_rate,
+              coalesce(u.retained, 0) AS retained_on_or_after, coalesce(u.retained, 0) / s.cohort_size AS unbounded_retention_rate
             FROM sizes s CROSS JOIN range(0, 31) o(n) CROSS JOIN horizon h
             LEFT JOIN cells ON cells.source = s.source AND cells.cohort_date = s.cohort_date AND cells.day_number = o.n
+            LEFT JOIN unbounded u ON u.source = s.source AND u.cohort_date = s.cohort_date AND u.day_number = o.n
             WHERE s.cohort_date + CAST(o.n AS INT) <= h.last_day"""),
         ("retention_weekly", """
             CREATE TEMP TABLE retention_weekly AS
@@ -145,6 +151,56 @@ def main() -> int:
             FROM sizes s CROSS JOIN range(0, 13) o(n) CROSS JOIN horizon h
             LEFT JOIN cells ON cells.source = s.source AND cells.cohort_week = s.cohort_week AND cells.week_number = o.n
             WHERE s.cohort_week + CAST(o.n * 7 + 6 AS INT) <= h.last_day"""),
+        ("lifecycle_daily", """
+            CREATE TEMP TABLE lifecycle_daily AS
+            WITH calendar AS (SELECT CAST(d AS DATE) AS day FROM range(CAST($first AS DATE), CAST($last AS DATE) + 1, INTERVAL 1 DAY) r(d)),
+            today AS (SELECT c.day, a.source, a.user_key, a.first_seen_date,
+                        EXISTS (SELECT 1 FROM daily_user_activity b WHERE b.source = a.source AND b.user_key = a.user_key
+                                AND b.activity_date = c.day - 1) AS before
+                      FROM calendar c JOIN daily_user_activity a ON a.activity_date = c.day),
+            gone AS (SELECT c.day, a.source, count(*) AS dormant FROM calendar c JOIN daily_user_activity a ON a.activity_date = c.day - 1
+                     WHERE NOT EXISTS (SELECT 1 FROM daily_user_activity b WHERE b.source = a.source AND b.user_key = a.user_key
+                                       AND b.activity_date = c.day) GROUP BY ALL),
+            counted AS (SELECT day, source, count(*) FILTER (WHERE first_seen_date = day) AS new_users,
+                          count(*) FILTER (WHERE first_seen_date < day AND before) AS returning_users,
+                          count(*) FILTER (WHERE first_seen_date < day AND NOT before) AS resurrecting_users
+                        FROM today GROUP BY ALL)
+            SELECT coalesce(c.day, g.day) AS activity_date, coalesce(c.source, g.source) AS source,
+              coalesce(new_users, 0) AS new_users, coalesce(returning_users, 0) AS returning_users,
+              coalesce(resurrecting_users, 0) AS resurrecting_users, coalesce(dormant, 0) AS dormant_users
+            FROM counted c FULL JOIN gone g ON g.day = c.day AND g.source = c.source"""),
+        ("lifecycle_weekly", """
+            CREATE TEMP TABLE lifecycle_weekly AS
+            WITH weeks AS (SELECT DISTINCT source, user_key, CAST(date_trunc('week', activity_date) AS DATE) AS week,
+                             CAST(date_trunc('week', first_seen_date) AS DATE) AS first_week FROM daily_user_activity),
+            calendar AS (SELECT DISTINCT week FROM weeks UNION SELECT week + 7 FROM weeks),
+            marked AS (SELECT c.week, w.source, w.first_week,
+                         EXISTS (SELECT 1 FROM weeks p WHERE p.source = w.source AND p.user_key = w.user_key AND p.week = c.week - 7) AS before
+                       FROM calendar c JOIN weeks w ON w.week = c.week),
+            gone AS (SELECT c.week, p.source, count(*) AS dormant FROM calendar c JOIN weeks p ON p.week = c.week - 7
+                     WHERE NOT EXISTS (SELECT 1 FROM weeks w WHERE w.source = p.source AND w.user_key = p.user_key AND w.week = c.week)
+                     GROUP BY ALL),
+            counted AS (SELECT week, source, count(*) FILTER (WHERE first_week = week) AS new_users,
+                          count(*) FILTER (WHERE first_week < week AND before) AS returning_users,
+                          count(*) FILTER (WHERE first_week < week AND NOT before) AS resurrecting_users
+                        FROM marked GROUP BY ALL)
+            SELECT coalesce(c.week, g.week) AS week, coalesce(c.source, g.source) AS source,
+              coalesce(new_users, 0) AS new_users, coalesce(returning_users, 0) AS returning_users,
+              coalesce(resurrecting_users, 0) AS resurrecting_users, coalesce(dormant, 0) AS dormant_users
+            FROM counted c FULL JOIN gone g ON g.week = c.week AND g.source = c.source
+            WHERE coalesce(c.week, g.week) <= $last"""),
+        ("stickiness_weekly", """
+            CREATE TEMP TABLE stickiness_weekly AS
+            WITH per_user AS (SELECT CAST(date_trunc('week', activity_date) AS DATE) AS week, source, user_key, count(*) AS active_days
+                              FROM daily_user_activity GROUP BY ALL),
+            grouped AS (SELECT week, source, CAST(active_days AS INT) AS active_days, count(*) AS users FROM per_user GROUP BY ALL)
+            SELECT *, users / sum(users) OVER (PARTITION BY week, source) AS share FROM grouped"""),
+        ("stickiness_monthly", """
+            CREATE TEMP TABLE stickiness_monthly AS
+            WITH per_user AS (SELECT CAST(date_trunc('month', activity_date) AS DATE) AS month, source, user_key, count(*) AS active_days
+                              FROM daily_user_activity GROUP BY ALL),
+            grouped AS (SELECT month, source, CAST(active_days AS INT) AS active_days, count(*) AS users FROM per_user GROUP BY ALL)
+            SELECT *, users / sum(users) OVER (PARTITION BY month, source) AS share FROM grouped"""),
         ("page_views", """
             CREATE TEMP TABLE page_views AS
             SELECT day AS activity_date, source, path, count(*) AS page_views, count(DISTINCT user_key) AS unique_visitors
@@ -225,8 +281,13 @@ COMPARED = {
     "active_users": ("activity_date, source, dau, wau, mau, round(stickiness, 9)", "activity_date BETWEEN $first AND $last"),
     "monthly_active_users": ("month, source, mau", "TRUE"),
     "new_users": ("activity_date, source, new_users, returning_users", "activity_date BETWEEN $first AND $last"),
-    "retention": ("cohort_date, source, day_number, cohort_size, retained_users, round(retention_rate, 9)",
-                  "cohort_date BETWEEN $first AND $last"),
+    "retention": ("cohort_date, source, day_number, cohort_size, retained_users, round(retention_rate, 9), "
+                  "retained_on_or_after, round(unbounded_retention_rate, 9)", "cohort_date BETWEEN $first AND $last"),
+    "lifecycle_daily": ("activity_date, source, new_users, returning_users, resurrecting_users, dormant_users",
+                        "activity_date BETWEEN $first AND $last"),
+    "lifecycle_weekly": ("week, source, new_users, returning_users, resurrecting_users, dormant_users", "TRUE"),
+    "stickiness_weekly": ("week, source, active_days, users, round(share, 9)", "TRUE"),
+    "stickiness_monthly": ("month, source, active_days, users, round(share, 9)", "TRUE"),
     "retention_weekly": ("cohort_week, source, week_number, cohort_size, retained_users, round(retention_rate, 9)",
                          "TRUE"),
     "page_views": ("activity_date, source, path, page_views, unique_visitors", "activity_date BETWEEN $first AND $last"),

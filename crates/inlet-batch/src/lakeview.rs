@@ -31,8 +31,8 @@ pub const METRICS_PREFIX: &str = "metrics";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeViewError {
-    #[error("query {query}: {source}")]
-    InQuery { query: &'static str, source: DataFusionError },
+    #[error("query {query}: {error}")]
+    InQuery { query: &'static str, error: DataFusionError },
     #[error("lake location: {0}")]
     Location(String),
     #[error("S3 client: {0}")]
@@ -177,7 +177,7 @@ impl LakeView {
 }
 
 fn in_query(query: &Query, source: DataFusionError) -> LakeViewError {
-    LakeViewError::InQuery { query: query.name, source }
+    LakeViewError::InQuery { query: query.name, error: source }
 }
 
 fn num_partitions() -> usize {

@@ -7,7 +7,9 @@
 //!        │                       ├─ monthly_active_users
 //!        │                       ├─ new_users
 //!        │                       ├─ retention
-//!        │                       └─ retention_weekly
+//!        │                       ├─ retention_weekly
+//!        │                       ├─ lifecycle_daily, lifecycle_weekly
+//!        │                       └─ stickiness_weekly, stickiness_monthly
 //!        ├─ page_views
 //!        ├─ sessions
 //!        ├─ event_counts
@@ -48,7 +50,11 @@ impl Table {
             | Table::MonthlyActiveUsers
             | Table::NewUsers
             | Table::Retention
-            | Table::RetentionWeekly => &[Table::DailyUserActivity],
+            | Table::RetentionWeekly
+            | Table::LifecycleDaily
+            | Table::LifecycleWeekly
+            | Table::StickinessWeekly
+            | Table::StickinessMonthly => &[Table::DailyUserActivity],
         }
     }
 }
@@ -95,7 +101,15 @@ pub fn keys_for(table: Table, changed: &Dates, first: NaiveDate, last: NaiveDate
             Keys::Dates(spread(changed, 0, 0, first, last))
         }
         Table::ActiveUsers => Keys::Dates(spread(changed, 0, MAU_DAYS - 1, first, last)),
-        Table::MonthlyActiveUsers => Keys::Dates(Dates::from_iter(changed.iter().map(month_start))),
+        Table::MonthlyActiveUsers | Table::StickinessMonthly => {
+            Keys::Dates(Dates::from_iter(changed.iter().map(month_start)))
+        }
+        Table::StickinessWeekly => Keys::Dates(Dates::from_iter(changed.iter().map(week_start))),
+        // A day's users are the next day's dormant ones if not active again.
+        Table::LifecycleDaily => Keys::Dates(spread(changed, 0, 1, first, last)),
+        Table::LifecycleWeekly => {
+            Keys::Dates(Dates::from_iter(spread(changed, 0, 7, first, last).iter().map(week_start)))
+        }
         Table::Retention => Keys::Dates(spread(changed, RETENTION_DAYS, 0, first, last)),
         Table::RetentionWeekly => Keys::Dates(Dates::from_iter(
             spread(changed, 7 * RETENTION_WEEKS + 6, 0, week_start(first), last).iter().map(week_start),

@@ -208,6 +208,7 @@ impl Batch {
                     manifest.add_pending(step.table.name(), dates);
                 }
             }
+            manifest.add_pending(Table::Retention.name(), &update.retention_cohorts);
             state.commit(&manifest).await?;
             tracing::info!(
                 version = manifest.version,
@@ -394,6 +395,12 @@ impl Batch {
                 sql::RETENTION_WEEKLY,
                 params.date("read_to", add_days(to, 7 * (RETENTION_WEEKS + 1) - 1)).date("last_day", last_day),
             ),
+            Table::LifecycleDaily => (sql::LIFECYCLE_DAILY, params.date("read_from", add_days(from, -1))),
+            Table::LifecycleWeekly => {
+                (sql::LIFECYCLE_WEEKLY, params.date("read_from", add_days(from, -7)).date("read_to", add_days(to, 6)))
+            }
+            Table::StickinessWeekly => (sql::STICKINESS_WEEKLY, params.date("read_to", add_days(to, 6))),
+            Table::StickinessMonthly => (sql::STICKINESS_MONTHLY, params.date("read_to", add_days(next_month(to), -1))),
             Table::IdentityMap | Table::Users => return Ok(Vec::new()),
         };
         Ok(self.view.run(&query, params).await?)
@@ -404,8 +411,8 @@ impl Batch {
 /// week or month), at most [`CHUNK_KEYS`] each.
 fn key_chunks(table: Table, dates: &Dates) -> Vec<Vec<NaiveDate>> {
     let next = |date: NaiveDate| match table {
-        Table::MonthlyActiveUsers => next_month(date),
-        Table::RetentionWeekly => add_days(date, 7),
+        Table::MonthlyActiveUsers | Table::StickinessMonthly => next_month(date),
+        Table::RetentionWeekly | Table::LifecycleWeekly | Table::StickinessWeekly => add_days(date, 7),
         _ => add_days(date, 1),
     };
     let mut chunks: Vec<Vec<NaiveDate>> = Vec::new();

@@ -13,8 +13,9 @@
 //!   day, a function of the lake's events of that day only, so rewriting it from the same
 //!   events gives the same rows.
 //! - `state/{keys,links,traits,identity,first_seen}-{version:010}.parquet`: the merged state
-//!   ([`KEYS`], [`LINKS`], [`TRAITS`]) and what is derived from it (the identity map and each
-//!   stitched user key's first active day), kept to tell what the next version changed.
+//!   (columns in [`keys_schema`], [`links_schema`], [`traits_schema`]) and what is derived from
+//!   it (the identity map; each stitched user key's first and last active day), kept to tell
+//!   what the next version changed.
 //! - `state/manifest.json` ([`Manifest`]): the committed version, the settings the state was
 //!   computed with, each summarised day's lake fingerprint (files, bytes, latest
 //!   modification), and per table the key dates still to recompute.
@@ -193,7 +194,12 @@ fn identity_schema() -> SchemaRef {
 }
 
 fn first_seen_schema() -> SchemaRef {
-    schema(&[("source", DataType::Utf8), ("user_key", DataType::Utf8), ("first_seen_date", DataType::Date32)])
+    schema(&[
+        ("source", DataType::Utf8),
+        ("user_key", DataType::Utf8),
+        ("first_seen_date", DataType::Date32),
+        ("last_active_date", DataType::Date32),
+    ])
 }
 
 /// A day summary: its name (table `day_{name}`) and file columns (the day is the folder's).
@@ -331,6 +337,8 @@ pub struct Update {
     pub read: Dates,
     /// Days whose per-day tables change: those read, and those stitching changed.
     pub changed: Dates,
+    /// Cohorts whose unbounded retention changed beyond what `changed` implies.
+    pub retention_cohorts: Dates,
 }
 
 /// Which days a run reads from the lake: those asked for, those whose files changed since they
@@ -394,6 +402,11 @@ impl State<'_> {
         let identity = self.derive("identity_map", sql::IDENTITY_MAP, identity_schema()).await?;
         let first_seen = self.derive("first_seen", sql::FIRST_SEEN, first_seen_schema()).await?;
         let spans = self.view.run(&sql::AFFECTED_SPANS, Params::new()).await?;
+        let mut retention_cohorts = Dates::default();
+        for batch in self.view.run(&sql::RETENTION_COHORTS, Params::new()).await? {
+            retention_cohorts =
+                retention_cohorts.union(&Dates::from_iter(date_column(&batch, 0)?.into_iter().flatten()));
+        }
         let last_active_day = self.last_active_day().await?;
 
         let mut changed = read.clone();
@@ -434,7 +447,7 @@ impl State<'_> {
             last_active_day,
             pending: previous.map(|m| m.pending.clone()).unwrap_or_default(),
         };
-        Ok(Update { manifest, read: read.clone(), changed })
+        Ok(Update { manifest, read: read.clone(), changed, retention_cohorts })
     }
 
     /// Commits `manifest` and removes the merged files of older versions.

@@ -16,6 +16,10 @@ pub enum Table {
     NewUsers,
     Retention,
     RetentionWeekly,
+    LifecycleDaily,
+    LifecycleWeekly,
+    StickinessWeekly,
+    StickinessMonthly,
     PageViews,
     Sessions,
     EventCounts,
@@ -53,7 +57,7 @@ pub struct Column {
 pub const USERS_FIXED_COLUMNS: [&str; 5] = ["user_id", "source", "first_seen", "last_seen", "traits"];
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 15] = [
         Table::IdentityMap,
         Table::DailyUserActivity,
         Table::ActiveUsers,
@@ -61,6 +65,10 @@ impl Table {
         Table::NewUsers,
         Table::Retention,
         Table::RetentionWeekly,
+        Table::LifecycleDaily,
+        Table::LifecycleWeekly,
+        Table::StickinessWeekly,
+        Table::StickinessMonthly,
         Table::PageViews,
         Table::Sessions,
         Table::EventCounts,
@@ -76,6 +84,10 @@ impl Table {
             Table::NewUsers => "new_users",
             Table::Retention => "retention",
             Table::RetentionWeekly => "retention_weekly",
+            Table::LifecycleDaily => "lifecycle_daily",
+            Table::LifecycleWeekly => "lifecycle_weekly",
+            Table::StickinessWeekly => "stickiness_weekly",
+            Table::StickinessMonthly => "stickiness_monthly",
             Table::PageViews => "page_views",
             Table::Sessions => "sessions",
             Table::EventCounts => "event_counts",
@@ -94,6 +106,8 @@ impl Table {
             Table::MonthlyActiveUsers => Replace::ByDate("month"),
             Table::Retention => Replace::ByDate("cohort_date"),
             Table::RetentionWeekly => Replace::ByDate("cohort_week"),
+            Table::LifecycleWeekly | Table::StickinessWeekly => Replace::ByDate("week"),
+            Table::StickinessMonthly => Replace::ByDate("month"),
             _ => Replace::ByDate("activity_date"),
         }
     }
@@ -130,7 +144,31 @@ impl Table {
                 ("cohort_size", BigInt),
                 ("retained_users", BigInt),
                 ("retention_rate", Double),
+                ("retained_on_or_after", BigInt),
+                ("unbounded_retention_rate", Double),
             ],
+            Table::LifecycleDaily => &[
+                ("activity_date", Date),
+                ("source", Text),
+                ("new_users", BigInt),
+                ("returning_users", BigInt),
+                ("resurrecting_users", BigInt),
+                ("dormant_users", BigInt),
+            ],
+            Table::LifecycleWeekly => &[
+                ("week", Date),
+                ("source", Text),
+                ("new_users", BigInt),
+                ("returning_users", BigInt),
+                ("resurrecting_users", BigInt),
+                ("dormant_users", BigInt),
+            ],
+            Table::StickinessWeekly => {
+                &[("week", Date), ("source", Text), ("active_days", Int), ("users", BigInt), ("share", Double)]
+            }
+            Table::StickinessMonthly => {
+                &[("month", Date), ("source", Text), ("active_days", Int), ("users", BigInt), ("share", Double)]
+            }
             Table::RetentionWeekly => &[
                 ("cohort_week", Date),
                 ("source", Text),
@@ -183,7 +221,8 @@ impl Table {
             .columns(trait_columns)
             .iter()
             .map(|c| {
-                let nullable = !matches!(c.name.as_str(), "source" | "activity_date" | "cohort_date" | "cohort_week");
+                let nullable =
+                    !matches!(c.name.as_str(), "source" | "activity_date" | "cohort_date" | "cohort_week" | "week");
                 Field::new(&c.name, c.sql_type.arrow(), nullable)
             })
             .collect();

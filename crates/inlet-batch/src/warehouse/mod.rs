@@ -64,7 +64,7 @@ pub fn create_tables_sql(dialect: Dialect, schema: &str, trait_columns: &[String
     statements
 }
 
-fn sql_type(dialect: Dialect, sql_type: SqlType, column: &str) -> &'static str {
+pub fn sql_type(dialect: Dialect, sql_type: SqlType, column: &str) -> &'static str {
     match (sql_type, dialect) {
         (SqlType::Date, _) => "DATE",
         (SqlType::Timestamp, _) => "TIMESTAMP",

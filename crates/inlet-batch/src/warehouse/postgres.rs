@@ -9,7 +9,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use super::{Dialect, Publication, WarehouseError, create_tables_sql, delete_sql};
+use super::{Dialect, Publication, WarehouseError, create_tables_sql, delete_sql, sql_type};
 use crate::tables::Table;
 
 #[derive(Debug)]
@@ -19,8 +19,8 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connects and creates the schema and tables that are missing (and trait columns added to
-    /// the configuration since).
+    /// Connects and creates the schema and tables that are missing, and the columns a table
+    /// gained since it was created (trait columns, columns of a newer version).
     pub async fn connect(url: &str, schema: &str, trait_columns: &[String]) -> Result<Postgres, WarehouseError> {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(async move {
@@ -31,10 +31,17 @@ impl Postgres {
         for statement in create_tables_sql(Dialect::Postgres, schema, trait_columns) {
             client.batch_execute(&statement).await?;
         }
-        for column in Table::Users.columns(trait_columns).iter().skip(crate::tables::USERS_FIXED_COLUMNS.len()) {
-            client
-                .batch_execute(&format!("ALTER TABLE {schema}.users ADD COLUMN IF NOT EXISTS {} TEXT", column.name))
-                .await?;
+        for table in Table::ALL {
+            for column in table.columns(trait_columns) {
+                let sql_type = sql_type(Dialect::Postgres, column.sql_type, &column.name);
+                let name = table.name();
+                client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {schema}.{name} ADD COLUMN IF NOT EXISTS {} {sql_type}",
+                        column.name
+                    ))
+                    .await?;
+            }
         }
         Ok(Postgres { client, schema: schema.to_owned() })
     }
