@@ -139,6 +139,18 @@ impl LakeView {
         Ok(rows)
     }
 
+    /// Starts one of the job's queries in the background (planned now, executed on the runtime).
+    pub async fn start(
+        &self,
+        query: &Query,
+        params: Params,
+    ) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, LakeViewError> {
+        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        let frame = frame.with_param_values(params.into_values()).map_err(|e| in_query(query, e))?;
+        let query = *query;
+        Ok(tokio::spawn(async move { frame.collect().await.map_err(|e| in_query(&query, e)) }))
+    }
+
     /// The columns a query returns, without running it.
     pub async fn plan_schema(&self, query: &Query) -> Result<SchemaRef, LakeViewError> {
         let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;

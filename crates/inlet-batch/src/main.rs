@@ -84,6 +84,13 @@ enum DialectArg {
     Redshift,
 }
 
+/// jemalloc instead of glibc's malloc: DataFusion allocates and frees many short-lived buffers
+/// from every worker thread, and jemalloc returns freed memory to the system in the background,
+/// so one step's peak is not carried into the next (docs/benchmarks.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()

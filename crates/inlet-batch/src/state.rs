@@ -383,10 +383,21 @@ impl State<'_> {
         let mut traits = TraitState::load(self.view, previous).await?;
         let days: Vec<NaiveDate> = read.iter().collect();
         let mut writes = Writes::default();
+        // The next day is read from the lake while this one is summarised: the read is mostly
+        // decoding, the summaries mostly small queries, and together they keep both cores busy.
+        let mut next_read = match days.first() {
+            Some(day) => Some(self.start_read(*day).await?),
+            None => None,
+        };
         for chunk in days.chunks(MERGE_DAYS) {
             let (mut new_keys, mut new_links) = (Vec::new(), Vec::new());
             for day in chunk {
-                let summary = self.summarise(*day, &mut writes).await?;
+                let reading = next_read.take().ok_or(StateError::Day(*day))?;
+                let calls = reading.await.map_err(|e| StateError::Task(e.to_string()))??;
+                if let Some(following) = days.iter().find(|d| *d > day) {
+                    next_read = Some(self.start_read(*following).await?);
+                }
+                let summary = self.summarise(*day, calls, &mut writes).await?;
                 new_keys.extend(summary.keys);
                 new_links.extend(summary.links);
                 traits.fold(&summary.traits);
@@ -501,7 +512,8 @@ impl State<'_> {
     }
 
     /// Reads one day from the lake, writes its summaries and returns what the merge needs.
-    async fn summarise(&self, day: NaiveDate, writes: &mut Writes) -> Result<DayParts, StateError> {
+    /// Starts reading one day's calls from the lake (`day_read.sql`) in the background.
+    async fn start_read(&self, day: NaiveDate) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, StateError> {
         let zone = self.config.tz();
         let (start, end) = day_bounds(day, zone)?;
         let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
@@ -517,16 +529,23 @@ impl State<'_> {
             .text("last_hour", &hour_text(last_hour))
             .time("day_start", start)
             .time("day_end", end);
-        for (query, table, params) in
-            [(sql::DAY_READ, "day_read", params), (sql::DAY_EVENTS, "day_events", Params::new())]
-        {
-            let rows = self.view.run(&query, params).await?;
-            let schema = match rows.first() {
-                Some(batch) => batch.schema(),
-                None => self.view.plan_schema(&query).await?,
-            };
-            self.view.register_batches(table, schema, rows)?;
-        }
+        Ok(self.view.start(&sql::DAY_READ, params).await?)
+    }
+
+    /// Summarises one day's calls (read by [`State::start_read`]), writes its summaries and
+    /// returns what the merge needs.
+    async fn summarise(&self, day: NaiveDate, calls: Vec<RecordBatch>, writes: &mut Writes) -> Result<DayParts, StateError> {
+        let schema = match calls.first() {
+            Some(batch) => batch.schema(),
+            None => self.view.plan_schema(&sql::DAY_READ).await?,
+        };
+        self.view.register_batches("day_read", schema, calls)?;
+        let unique = self.view.run(&sql::DAY_EVENTS, Params::new()).await?;
+        let schema = match unique.first() {
+            Some(batch) => batch.schema(),
+            None => self.view.plan_schema(&sql::DAY_EVENTS).await?,
+        };
+        self.view.register_batches("day_events", schema, unique)?;
         let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
         let mut keys = Vec::new();
         for summary in DAY_SUMMARIES {
