@@ -88,11 +88,6 @@ impl Dates {
         self.predicate(column, "DATE ")
     }
 
-    /// The same over a text column holding `YYYY-MM-DD` (the lake's `dt` partition folders).
-    pub fn sql_text_predicate(&self, column: &str) -> String {
-        self.predicate(column, "")
-    }
-
     fn predicate(&self, column: &str, literal_prefix: &str) -> String {
         if self.is_empty() {
             return "FALSE".into();
@@ -110,12 +105,6 @@ impl Dates {
             })
             .collect();
         format!("({})", runs.join(" OR "))
-    }
-
-    /// The UTC dates whose partitions can hold events of these reporting days: a day in any
-    /// time zone (offsets lie within ±14 hours) overlaps at most the UTC day before and after.
-    pub fn partition_dates(&self) -> Dates {
-        Dates(self.iter().flat_map(|d| [add_days(d, -1), d, add_days(d, 1)]).collect())
     }
 }
 
@@ -136,8 +125,6 @@ mod tests {
             "(x BETWEEN DATE '2026-11-01' AND DATE '2026-11-02' OR x = DATE '2026-11-05')"
         );
         assert_eq!(Dates::default().sql_predicate("x"), "FALSE");
-        assert_eq!(Dates::from_iter([d("2026-11-05")]).sql_text_predicate("dt"), "(dt = '2026-11-05')");
-        assert_eq!(dates.partition_dates().len(), 7);
     }
 
     #[test]

@@ -142,6 +142,15 @@ pub fn steps(
         .collect()
 }
 
+/// Records in `manifest` the key dates of `tables` that `changed` implies, as pending.
+pub fn add_pending(manifest: &mut Manifest, tables: &[Table], changed: &Dates, first: NaiveDate, last: NaiveDate) {
+    for step in steps(tables, changed, first, last, None) {
+        if let Keys::Dates(dates) = &step.keys {
+            manifest.add_pending(step.table.name(), dates);
+        }
+    }
+}
+
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let (Some(a), Some(b)) = (self.range.first(), self.range.last()) {

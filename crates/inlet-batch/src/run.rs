@@ -203,11 +203,7 @@ impl Batch {
             let mut manifest = update.manifest;
             let (first, last) = bounds(Some(&manifest), &update.read, plan.last);
             // Every table's changed keys are recorded, so steps not run now are caught up later.
-            for step in plan::steps(&Table::ALL, &update.changed, first, last, None) {
-                if let Keys::Dates(dates) = &step.keys {
-                    manifest.add_pending(step.table.name(), dates);
-                }
-            }
+            plan::add_pending(&mut manifest, &Table::ALL, &update.changed, first, last);
             manifest.add_pending(Table::Retention.name(), &update.retention_cohorts);
             state.commit(&manifest).await?;
             tracing::info!(
@@ -235,11 +231,7 @@ impl Batch {
         let selected: Vec<Table> = plan.steps.iter().map(|s| s.table).collect();
         // The days asked for are recomputed whatever the state says is pending.
         let (first, last) = bounds(Some(&manifest), &plan.range, plan.last);
-        for step in plan::steps(&selected, &plan.range, first, last, None) {
-            if let Keys::Dates(dates) = &step.keys {
-                manifest.add_pending(step.table.name(), dates);
-            }
-        }
+        plan::add_pending(&mut manifest, &selected, &plan.range, first, last);
         bar.inc(1);
         for summary in DAY_SUMMARIES {
             self.view.register_summary(summary).await?;

@@ -513,7 +513,10 @@ impl State<'_> {
 
     /// Reads one day from the lake, writes its summaries and returns what the merge needs.
     /// Starts reading one day's calls from the lake (`day_read.sql`) in the background.
-    async fn start_read(&self, day: NaiveDate) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, StateError> {
+    async fn start_read(
+        &self,
+        day: NaiveDate,
+    ) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, StateError> {
         let zone = self.config.tz();
         let (start, end) = day_bounds(day, zone)?;
         let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
@@ -534,7 +537,12 @@ impl State<'_> {
 
     /// Summarises one day's calls (read by [`State::start_read`]), writes its summaries and
     /// returns what the merge needs.
-    async fn summarise(&self, day: NaiveDate, calls: Vec<RecordBatch>, writes: &mut Writes) -> Result<DayParts, StateError> {
+    async fn summarise(
+        &self,
+        day: NaiveDate,
+        calls: Vec<RecordBatch>,
+        writes: &mut Writes,
+    ) -> Result<DayParts, StateError> {
         let schema = match calls.first() {
             Some(batch) => batch.schema(),
             None => self.view.plan_schema(&sql::DAY_READ).await?,

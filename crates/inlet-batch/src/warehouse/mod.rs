@@ -24,6 +24,14 @@ pub enum WarehouseError {
     Column { column: String, message: String },
     #[error(transparent)]
     Store(#[from] inlet_lake::store::StoreError),
+    #[error("schema {0:?} is not a plain SQL identifier")]
+    Schema(String),
+}
+
+/// The schema the statements splice in, checked where it enters the warehouse code: SQL has no
+/// parameters for names.
+pub fn checked_schema(schema: &str) -> Result<&str, WarehouseError> {
+    if crate::config::is_identifier(schema) { Ok(schema) } else { Err(WarehouseError::Schema(schema.to_owned())) }
 }
 
 /// Which SQL types to write.

@@ -9,7 +9,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
-use super::{Dialect, Publication, WarehouseError, create_tables_sql, delete_sql, sql_type};
+use super::{Dialect, Publication, WarehouseError, checked_schema, create_tables_sql, delete_sql, sql_type};
 use crate::tables::Table;
 
 #[derive(Debug)]
@@ -22,6 +22,7 @@ impl Postgres {
     /// Connects and creates the schema and tables that are missing, and the columns a table
     /// gained since it was created (trait columns, columns of a newer version).
     pub async fn connect(url: &str, schema: &str, trait_columns: &[String]) -> Result<Postgres, WarehouseError> {
+        let schema = checked_schema(schema)?;
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use inlet_lake::{LakeLocation, LakeStore};
 use serde_json::json;
 
-use super::{Dialect, Publication, WarehouseError, create_tables_sql, delete_sql};
+use super::{Dialect, Publication, WarehouseError, checked_schema, create_tables_sql, delete_sql};
 use crate::config::RedshiftConfig;
 use crate::lakeview::METRICS_PREFIX;
 use crate::output::WrittenFile;
@@ -73,6 +73,7 @@ impl Redshift {
         trait_columns: &[String],
         store: LakeStore,
     ) -> Result<Redshift, WarehouseError> {
+        let schema = checked_schema(schema)?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client());
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
