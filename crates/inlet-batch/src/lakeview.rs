@@ -98,18 +98,24 @@ impl LakeView {
         self.register_listing("events", &format!("{EVENTS_PREFIX}/"), file_schema, partitions).await
     }
 
-    /// (Re-)registers a metrics table over its current files, or as an empty table when it has
-    /// none yet, so each step sees what the steps before it wrote.
-    pub async fn register_metrics(&self, table: Table, has_files: bool) -> Result<(), LakeViewError> {
+    /// (Re-)registers a metrics table over the files `keys` (an empty table without any), so a
+    /// step reads what the steps before it wrote, and only the days it needs.
+    pub async fn register_metrics(&self, table: Table, keys: &[String]) -> Result<(), LakeViewError> {
         let schema = table.schema(&self.trait_columns);
         self.ctx.deregister_table(table.name())?;
-        if !has_files {
+        if keys.is_empty() {
             let empty = MemTable::try_new(schema, vec![vec![]])?;
             self.ctx.register_table(table.name(), Arc::new(empty))?;
             return Ok(());
         }
-        let folder = format!("{METRICS_PREFIX}/{}/", table.name());
-        self.register_listing(table.name(), &folder, schema, Vec::new()).await
+        let urls = keys
+            .iter()
+            .map(|key| ListingTableUrl::parse(format!("{}{key}", self.root)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
+        self.ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+        Ok(())
     }
 
     async fn register_listing(

@@ -141,9 +141,13 @@ impl MetricsFiles {
         Ok(dates.into_iter().collect())
     }
 
-    pub async fn has_files(&self, table: Table) -> Result<bool, OutputError> {
+    /// The keys of a dated table's files whose date lies in `from ..= to`.
+    pub async fn keys_between(&self, table: Table, from: NaiveDate, to: NaiveDate) -> Result<Vec<String>, OutputError> {
         let keys = self.store.list(&format!("{METRICS_PREFIX}/{}/", table.name())).await?;
-        Ok(keys.iter().any(|k| parse_file_key(table, k).is_some()))
+        Ok(keys
+            .into_iter()
+            .filter(|key| parse_file_key(table, key).and_then(|s| s.date).is_some_and(|d| d >= from && d <= to))
+            .collect())
     }
 
     /// Replaces the slice `keys` × `sources` of `table` by `rows` (already conformed).

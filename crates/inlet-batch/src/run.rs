@@ -279,9 +279,6 @@ impl Batch {
     ) -> Result<StepReport, BatchError> {
         let started = Instant::now();
         reset_peak_rss();
-        self.view
-            .register_metrics(Table::DailyUserActivity, self.files.has_files(Table::DailyUserActivity).await?)
-            .await?;
         let schema = table.schema(&self.config.trait_columns);
         let mut report = StepReport {
             step: table.name(),
@@ -355,14 +352,21 @@ impl Batch {
         last_active_day: Option<NaiveDate>,
     ) -> Result<Vec<RecordBatch>, BatchError> {
         let (Some(&from), Some(&to)) = (chunk.first(), chunk.last()) else { return Ok(Vec::new()) };
-        let params = Params::new().date("from", from).date("to", to);
+        let mut params = Params::new().date("from", from).date("to", to);
+        if let Some((read_from, read_to)) = activity_read(table, from, to) {
+            // Only the files of the days read: a query over the whole folder would open every
+            // day's file, which grows with the lake.
+            let keys = self.files.keys_between(Table::DailyUserActivity, read_from, read_to).await?;
+            self.view.register_metrics(Table::DailyUserActivity, &keys).await?;
+            params = params.date("read_from", read_from).date("read_to", read_to);
+        }
         let last_day = last_active_day.unwrap_or(NaiveDate::MIN);
         let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
-        let (query, params) = match table {
-            Table::DailyUserActivity => (sql::DAILY_USER_ACTIVITY, params),
-            Table::PageViews => (sql::PAGE_VIEWS, params),
-            Table::EventCounts => (sql::EVENT_COUNTS, params),
-            Table::NewUsers => (sql::NEW_USERS, params),
+        let query = match table {
+            Table::DailyUserActivity => sql::DAILY_USER_ACTIVITY,
+            Table::PageViews => sql::PAGE_VIEWS,
+            Table::EventCounts => sql::EVENT_COUNTS,
+            Table::NewUsers => sql::NEW_USERS,
             Table::Sessions => {
                 let ordered = self.view.run(&sql::SESSIONS, params).await?;
                 let schema = table.schema(&self.config.trait_columns);
@@ -375,27 +379,46 @@ impl Batch {
                     vec![Arc::new(Date32Array::from(calendar))],
                 )?;
                 self.view.register_batches("calendar", calendar.schema(), vec![calendar])?;
-                (sql::ACTIVE_USERS, params.date("read_from", add_days(from, 1 - MAU_DAYS)))
+                sql::ACTIVE_USERS
             }
-            Table::MonthlyActiveUsers => {
-                (sql::MONTHLY_ACTIVE_USERS, params.date("read_to", add_days(next_month(to), -1)))
-            }
+            Table::MonthlyActiveUsers => sql::MONTHLY_ACTIVE_USERS,
             Table::Retention => {
-                (sql::RETENTION, params.date("read_to", add_days(to, RETENTION_DAYS)).date("last_day", last_day))
+                params = params.date("last_day", last_day);
+                sql::RETENTION
             }
-            Table::RetentionWeekly => (
-                sql::RETENTION_WEEKLY,
-                params.date("read_to", add_days(to, 7 * (RETENTION_WEEKS + 1) - 1)).date("last_day", last_day),
-            ),
-            Table::LifecycleDaily => (sql::LIFECYCLE_DAILY, params.date("read_from", add_days(from, -1))),
-            Table::LifecycleWeekly => {
-                (sql::LIFECYCLE_WEEKLY, params.date("read_from", add_days(from, -7)).date("read_to", add_days(to, 6)))
+            Table::RetentionWeekly => {
+                params = params.date("last_day", last_day);
+                sql::RETENTION_WEEKLY
             }
-            Table::StickinessWeekly => (sql::STICKINESS_WEEKLY, params.date("read_to", add_days(to, 6))),
-            Table::StickinessMonthly => (sql::STICKINESS_MONTHLY, params.date("read_to", add_days(next_month(to), -1))),
+            Table::LifecycleDaily => sql::LIFECYCLE_DAILY,
+            Table::LifecycleWeekly => sql::LIFECYCLE_WEEKLY,
+            Table::StickinessWeekly => sql::STICKINESS_WEEKLY,
+            Table::StickinessMonthly => sql::STICKINESS_MONTHLY,
             Table::IdentityMap | Table::Users => return Ok(Vec::new()),
         };
         Ok(self.view.run(&query, params).await?)
+    }
+}
+
+/// The days of `daily_user_activity` a step reads to compute the key dates `from ..= to`
+/// (bound as `$read_from` and `$read_to`), for the steps that read it.
+fn activity_read(table: Table, from: NaiveDate, to: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+    let end_of_month = add_days(next_month(to), -1);
+    match table {
+        Table::ActiveUsers => Some((add_days(from, 1 - MAU_DAYS), to)),
+        Table::MonthlyActiveUsers | Table::StickinessMonthly => Some((from, end_of_month)),
+        Table::NewUsers => Some((from, to)),
+        Table::Retention => Some((from, add_days(to, RETENTION_DAYS))),
+        Table::RetentionWeekly => Some((from, add_days(to, 7 * (RETENTION_WEEKS + 1) - 1))),
+        Table::LifecycleDaily => Some((add_days(from, -1), to)),
+        Table::LifecycleWeekly => Some((add_days(from, -7), add_days(to, 6))),
+        Table::StickinessWeekly => Some((from, add_days(to, 6))),
+        Table::IdentityMap
+        | Table::DailyUserActivity
+        | Table::PageViews
+        | Table::Sessions
+        | Table::EventCounts
+        | Table::Users => None,
     }
 }
 
