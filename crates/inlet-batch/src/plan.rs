@@ -80,6 +80,8 @@ pub struct Plan {
     pub range: Dates,
     /// The days read from the lake: asked, changed since read, or all without a state.
     pub read: Dates,
+    /// The lake's fingerprint of each day when planned (recorded for the days read).
+    pub lake: std::collections::BTreeMap<NaiveDate, String>,
     /// The last day the run covers.
     pub last: NaiveDate,
     /// Rebuild the state from scratch.

@@ -172,6 +172,7 @@ impl Batch {
         Ok(Plan {
             range,
             read,
+            lake,
             last: request.to,
             full: request.full,
             update_state: request.update_state,
@@ -198,8 +199,7 @@ impl Batch {
         let state = State { view: &self.view, store: &self.store, config: &self.config };
         let mut reports = Vec::new();
         let mut manifest = if plan.update_state {
-            let lake = lake_days(&self.store, self.config.tz()).await?;
-            let update = state.update(plan.previous.as_ref(), &plan.read, &lake).await?;
+            let update = state.update(plan.previous.as_ref(), &plan.read, &plan.lake).await?;
             let mut manifest = update.manifest;
             let (first, last) = bounds(Some(&manifest), &update.read, plan.last);
             // Every table's changed keys are recorded, so steps not run now are caught up later.
@@ -379,7 +379,12 @@ impl Batch {
                     vec![Arc::new(Date32Array::from(calendar))],
                 )?;
                 self.view.register_batches("calendar", calendar.schema(), vec![calendar])?;
-                sql::ACTIVE_USERS
+                if from == to {
+                    params = params.date("wau_from", add_days(to, -6));
+                    sql::ACTIVE_USERS_DAY
+                } else {
+                    sql::ACTIVE_USERS
+                }
             }
             Table::MonthlyActiveUsers => sql::MONTHLY_ACTIVE_USERS,
             Table::Retention => {

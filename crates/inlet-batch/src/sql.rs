@@ -39,6 +39,7 @@ queries! {
     RETENTION_COHORTS => "retention_cohorts",
     DAILY_USER_ACTIVITY => "daily_user_activity",
     ACTIVE_USERS => "active_users",
+    ACTIVE_USERS_DAY => "active_users_day",
     MONTHLY_ACTIVE_USERS => "monthly_active_users",
     NEW_USERS => "new_users",
     RETENTION => "retention",

@@ -379,8 +379,10 @@ impl State<'_> {
         lake: &BTreeMap<NaiveDate, String>,
     ) -> Result<Update, StateError> {
         let version = previous.map_or(1, |m| m.version + 1);
+        let started = std::time::Instant::now();
         self.load_merged(previous).await?;
         let mut traits = TraitState::load(self.view, previous).await?;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "previous state loaded");
         let days: Vec<NaiveDate> = read.iter().collect();
         let mut writes = Writes::default();
         // The next day is read from the lake while this one is summarised: the read is mostly
@@ -405,11 +407,12 @@ impl State<'_> {
             self.merge("keys", sql::MERGE_KEYS, "new_keys", keys_schema(), new_keys).await?;
             self.merge("links", sql::MERGE_LINKS, "new_links", links_schema(), new_links).await?;
         }
-        writes.finish().await?;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "days summarised and merged");
         for table in ["day_read", "day_events"] {
             self.view.ctx.deregister_table(table)?;
         }
-        self.view.register_batches("traits", traits_schema(), vec![traits.to_batch()?])?;
+        let traits_batch = traits.to_batch()?;
+        self.view.register_batches("traits", traits_schema(), vec![traits_batch.clone()])?;
         let identity = self.derive("identity_map", sql::IDENTITY_MAP, identity_schema()).await?;
         let first_seen = self.derive("first_seen", sql::FIRST_SEEN, first_seen_schema()).await?;
         let spans = self.view.run(&sql::AFFECTED_SPANS, Params::new()).await?;
@@ -429,21 +432,15 @@ impl State<'_> {
                 }
             }
         }
-        for name in ["keys", "links"] {
+        for (name, schema) in [("keys", keys_schema()), ("links", links_schema())] {
             let batches = self.view.ctx.table(name).await?.collect().await?;
-            let schema = if name == "keys" { keys_schema() } else { links_schema() };
-            self.store.put(&versioned(name, version), parquet_bytes(&schema, &batches, Codec::Zstd)?).await?;
+            writes.put(self.store, versioned(name, version), schema, batches).await?;
         }
-        self.store
-            .put(&versioned("traits", version), parquet_bytes(&traits_schema(), &[traits.to_batch()?], Codec::Zstd)?)
-            .await?;
-        self.store
-            .put(&versioned("identity", version), parquet_bytes(&identity_schema(), &identity, Codec::Zstd)?)
-            .await?;
-        self.store
-            .put(&versioned("first_seen", version), parquet_bytes(&first_seen_schema(), &first_seen, Codec::Zstd)?)
-            .await?;
-
+        writes.put(self.store, versioned("traits", version), traits_schema(), vec![traits_batch]).await?;
+        writes.put(self.store, versioned("identity", version), identity_schema(), identity).await?;
+        writes.put(self.store, versioned("first_seen", version), first_seen_schema(), first_seen).await?;
+        writes.finish().await?;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "state written");
         let mut days = previous.map(|m| m.days.clone()).unwrap_or_default();
         for day in read.iter() {
             match lake.get(&day) {
@@ -566,7 +563,7 @@ impl State<'_> {
             if summary.name == "keys" {
                 keys.push(with_day(&rows, day)?);
             }
-            writes.put(self.store, summary.file(day), summary.schema(), rows).await?;
+            writes.put(self.store, summary.file(day), summary.schema(), vec![rows]).await?;
         }
         let links = self.view.run(&sql::DAY_LINKS, Params::new()).await?;
         let traits = self.view.run(&sql::DAY_TRAITS, Params::new()).await?;
@@ -603,8 +600,8 @@ impl State<'_> {
     }
 }
 
-/// Day summary files encoded and stored in the background while the next queries run, a few
-/// at a time.
+/// State files encoded and stored in the background while the next queries run, a few at a
+/// time; all are stored before the manifest that names them is written.
 #[derive(Default)]
 struct Writes(tokio::task::JoinSet<Result<(), StateError>>);
 
@@ -616,14 +613,14 @@ impl Writes {
         store: &LakeStore,
         key: String,
         schema: SchemaRef,
-        rows: RecordBatch,
+        rows: Vec<RecordBatch>,
     ) -> Result<(), StateError> {
         while self.0.len() >= Self::IN_FLIGHT {
             self.next().await?;
         }
         let store = store.clone();
         self.0.spawn(async move {
-            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&schema, &[rows], Codec::Zstd))
+            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&schema, &rows, Codec::Zstd))
                 .await
                 .map_err(|e| StateError::Task(e.to_string()))??;
             store.put(&key, bytes).await?;
