@@ -184,3 +184,31 @@ proptest! {
         check(&calls, ZONES[zone])?;
     }
 }
+
+/// Unbounded retention changes with activity long after a cohort's first 30 days are past:
+/// a user first seen on day 0, back on day 4 and again on day 40 is retained "on or after" days
+/// 5–30 only once day 40 is run. The daily runs must update that old cohort as a rebuild would.
+#[test]
+fn late_activity_updates_an_old_cohorts_unbounded_retention() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (daily, whole) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let visit = |day: i64, id: &str| {
+        let time = Utc.from_utc_datetime(&first_day().and_hms_opt(10, 0, 0).expect("time")) + Duration::days(day);
+        event("web", json!({"messageId": id, "type": "page", "anonymousId": "a1", "timestamp": time.to_rfc3339()}))
+    };
+    runtime.block_on(async {
+        for (day, id) in [(0, "m0"), (4, "m4"), (40, "m40")] {
+            for lake in [daily.path(), whole.path()] {
+                write_lake(lake, id, &[visit(day, id)]);
+            }
+            let date = first_day() + Duration::days(day);
+            run(daily.path(), "UTC", date, date, false).await;
+        }
+        run(whole.path(), "UTC", first_day(), first_day() + Duration::days(40), true).await;
+        let (by_day, rebuilt) =
+            (table_rows(daily.path(), Table::Retention).await, table_rows(whole.path(), Table::Retention).await);
+        assert_eq!(by_day, rebuilt);
+        let day_30 = rebuilt.iter().find(|r| r.starts_with("2026-10-01|web|30|")).expect("day 30 of the first cohort");
+        assert!(day_30.ends_with("|0|0.000000000|1|1.000000000"), "retained on or after day 30: {day_30}");
+    });
+}
