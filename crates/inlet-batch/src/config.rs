@@ -27,6 +27,9 @@ pub struct BatchConfig {
     pub time_zone: String,
     /// Each run also recomputes this many days before `--from`, for late events.
     pub lookback_days: u32,
+    /// Days before `--to` in which a run looks for late events by the lake's files; older days
+    /// are re-read only when asked for (`--from`) or by `--full`.
+    pub late_window_days: u32,
     /// A session ends after this much inactivity.
     pub session_timeout_minutes: u32,
     /// Events timestamped before this date were partitioned by `receivedAt` in the lake (the
@@ -47,6 +50,7 @@ impl Default for BatchConfig {
             s3: S3Config::default(),
             time_zone: "UTC".into(),
             lookback_days: 2,
+            late_window_days: 35,
             session_timeout_minutes: 30,
             min_event_date: "2015-01-01".into(),
             trait_columns: ["email", "name", "firstName", "lastName", "profession", "specialty", "createdAt"]

@@ -155,15 +155,21 @@ impl Batch {
         let manifest = Manifest::load(&self.store).await?;
         let settings = StateSettings::of(&self.config);
         let previous = manifest.filter(|m| !request.full && m.settings == settings);
-        let lake = lake_days(&self.store, self.config.tz()).await?;
         let range = Dates::range(add_days(request.from, -i64::from(self.config.lookback_days)), request.to);
+        // With a state, late events are looked for in the last `late_window_days` (and the
+        // days asked for); without one, the whole lake is read.
+        let since = previous.as_ref().map(|_| {
+            let window_start = add_days(request.to, 1 - i64::from(self.config.late_window_days));
+            range.first().map_or(window_start, |first| first.min(window_start))
+        });
+        let lake = lake_days(&self.store, self.config.tz(), since.map(|first| (first, request.to))).await?;
         if !request.update_state && previous.is_none() {
             return Err(BatchError::Request(format!(
                 "the lake has no usable state yet: run the `{STATE_STEP}` step first (a full run includes it)"
             )));
         }
         let read = if request.update_state {
-            days_to_read(previous.as_ref(), &lake, &range, request.to)
+            days_to_read(previous.as_ref(), &lake, &range, since, request.to)
         } else {
             Dates::default()
         };

@@ -54,6 +54,7 @@ use crate::output::{OutputError, conform, parquet_bytes};
 use crate::sessions::day_sessions;
 use crate::sql::{self, Params};
 use crate::users::{SetAt, parse_setting, setting_json};
+use futures_util::{StreamExt, TryStreamExt};
 
 pub const STATE_PREFIX: &str = "state";
 const MANIFEST_KEY: &str = "state/manifest.json";
@@ -291,21 +292,46 @@ pub fn day_bounds(date: NaiveDate, zone: Tz) -> Result<(DateTime<Utc>, DateTime<
     Ok((start, end))
 }
 
-/// Per reporting day, a fingerprint of the lake's event files that can hold its events.
-pub async fn lake_days(store: &LakeStore, zone: Tz) -> Result<BTreeMap<NaiveDate, String>, StateError> {
+/// Per reporting day of `window` (first and last day; every day when `None`), a fingerprint of
+/// the lake's event files that can hold its events. With a window only its `dt` folders (and one
+/// either side) are listed, so the cost follows the window, not the lake's age.
+pub async fn lake_days(
+    store: &LakeStore,
+    zone: Tz,
+    window: Option<(NaiveDate, NaiveDate)>,
+) -> Result<BTreeMap<NaiveDate, String>, StateError> {
     #[derive(Default)]
     struct Files {
         count: u64,
         bytes: u64,
         latest: i64,
     }
+    let objects = match window {
+        None => store.list_objects(&format!("{EVENTS_PREFIX}/")).await?,
+        Some((first, last)) => {
+            let mut prefixes = Vec::new();
+            for source in store.list_folders(&format!("{EVENTS_PREFIX}/")).await? {
+                for date in Dates::range(add_days(first, -1), add_days(last, 1)).iter() {
+                    prefixes.push(format!("{source}/dt={}/", crate::calendar::day(date)));
+                }
+            }
+            let listings: Vec<_> = futures_util::stream::iter(prefixes.iter().map(|p| store.list_objects(p)))
+                .buffer_unordered(LISTINGS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            listings.into_iter().flatten().collect()
+        }
+    };
     let mut days: BTreeMap<NaiveDate, Files> = BTreeMap::new();
-    for object in store.list_objects(&format!("{EVENTS_PREFIX}/")).await? {
+    for object in objects {
         let Some(hour) = hour_of(&object.key) else { continue };
         // An hour of UTC lies in one local day, or two where the offset is not whole hours.
         let last_instant = hour + Duration::seconds(3599);
         for instant in [hour, last_instant] {
             let date = instant.with_timezone(&zone).date_naive();
+            if window.is_some_and(|(first, last)| date < first || date > last) {
+                continue;
+            }
             let files = days.entry(date).or_default();
             if instant == hour || date != hour.with_timezone(&zone).date_naive() {
                 files.count += 1;
@@ -319,6 +345,9 @@ pub async fn lake_days(store: &LakeStore, zone: Tz) -> Result<BTreeMap<NaiveDate
         .map(|(date, f)| (date, format!("{} files, {} bytes, {}", f.count, f.bytes, f.latest)))
         .collect())
 }
+
+/// Folder listings run at once when the lake is listed by day (S3 answers each in tens of ms).
+const LISTINGS_IN_FLIGHT: usize = 16;
 
 /// `events/source=…/dt=YYYY-MM-DD/hour=HH/…` → the hour's start.
 fn hour_of(key: &str) -> Option<DateTime<Utc>> {
@@ -342,14 +371,16 @@ pub struct Update {
 }
 
 /// Which days a run reads from the lake: those asked for, those whose files changed since they
-/// were read (late events), and all of them when there is no usable state.
+/// were read (late events; `lake` lists the days from `since`), and all of them when there is
+/// no usable state.
 pub fn days_to_read(
     manifest: Option<&Manifest>,
     lake: &BTreeMap<NaiveDate, String>,
     asked: &Dates,
+    since: Option<NaiveDate>,
     last: NaiveDate,
 ) -> Dates {
-    let in_scope = |d: &NaiveDate| *d <= last;
+    let in_scope = |d: &NaiveDate| *d <= last && since.is_none_or(|since| *d >= since);
     match manifest {
         None => Dates::from_iter(lake.keys().copied().filter(in_scope)).union(asked),
         Some(manifest) => {
@@ -800,9 +831,15 @@ mod tests {
             pending: BTreeMap::new(),
         };
         let asked = Dates::from_iter([d("2026-10-01")]);
-        let read = days_to_read(Some(&manifest), &lake, &asked, d("2026-10-03"));
+        let read = days_to_read(Some(&manifest), &lake, &asked, None, d("2026-10-03"));
         assert_eq!(read.iter().collect::<Vec<_>>(), vec![d("2026-10-01"), d("2026-10-02"), d("2026-10-03")]);
-        let fresh = days_to_read(None, &lake, &Dates::default(), d("2026-10-05"));
+        let fresh = days_to_read(None, &lake, &Dates::default(), None, d("2026-10-05"));
         assert_eq!(fresh.len(), 3);
+        let window = days_to_read(Some(&manifest), &lake, &Dates::default(), Some(d("2026-10-02")), d("2026-10-05"));
+        assert_eq!(
+            window.iter().collect::<Vec<_>>(),
+            vec![d("2026-10-02"), d("2026-10-03"), d("2026-10-04")],
+            "days before the window are not compared"
+        );
     }
 }

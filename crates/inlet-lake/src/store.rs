@@ -237,6 +237,21 @@ impl LakeStore {
     }
 }
 
+impl LakeStore {
+    /// The folders directly under `prefix` (`events/` → `events/source=web`, …), sorted.
+    pub async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix_path = ObjectPath::from(prefix);
+        let listed = match self.objects.list_with_delimiter(Some(&prefix_path)).await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(failed("LIST", prefix, error_text(&e))),
+        };
+        let mut folders: Vec<String> = listed.common_prefixes.into_iter().map(|p| p.to_string()).collect();
+        folders.sort();
+        Ok(folders)
+    }
+}
+
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
