@@ -53,7 +53,7 @@ use crate::lakeview::{LakeView, LakeViewError};
 use crate::output::{OutputError, conform, parquet_bytes};
 use crate::sessions::day_sessions;
 use crate::sql::{self, Params};
-use crate::users::{SetAt, parse_setting, setting_json};
+use crate::users::{SetAt, parse_setting, replaces, setting_json};
 use futures_util::{StreamExt, TryStreamExt};
 
 pub const STATE_PREFIX: &str = "state";
@@ -732,7 +732,7 @@ impl TraitState {
                     .entry((sources.value(row).to_owned(), keys.value(row).to_owned()))
                     .or_insert_with(|| (users.value(row), BTreeMap::new()));
                 for (name, setting) in stored {
-                    if let Some(set) = parse_setting(&setting) {
+                    if let Some(set) = parse_setting(setting) {
                         entry.1.insert(name, set);
                     }
                 }
@@ -759,8 +759,8 @@ impl TraitState {
                     .entry((sources.value(row).to_owned(), keys.value(row).to_owned()))
                     .or_insert_with(|| (users.value(row), BTreeMap::new()));
                 for (name, value) in update {
-                    let at = (times.value(row), received.value(row), value.to_string());
-                    if entry.1.get(&name).is_none_or(|(current, _)| at > *current) {
+                    let at = (times.value(row), received.value(row));
+                    if replaces(at, &value, entry.1.get(&name)) {
                         entry.1.insert(name, (at, value));
                     }
                 }

@@ -12,15 +12,28 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use serde_json::{Map, Value};
 
-/// When a trait value was set: event time and receipt (µs), then the value's text, so the
-/// latest setter wins whatever order the calls are folded in.
-pub type SetAt = (i64, i64, String);
+/// When a trait value was set: event time and receipt (µs).
+pub type SetAt = (i64, i64);
+
+/// Whether a setting replaces the `current` one: set later, or at the same instant with the
+/// greater value text, so the latest setter wins whatever order the calls are folded in.
+pub fn replaces(at: SetAt, value: &Value, current: Option<&(SetAt, Value)>) -> bool {
+    match current {
+        None => true,
+        Some((current_at, _)) if at != *current_at => at > *current_at,
+        Some((_, current_value)) => {
+            let (text, current_text) = (value.to_string(), current_value.to_string());
+            text > current_text
+        }
+    }
+}
 
 /// A stored trait setting `[event µs, received µs, value]` (the state's format).
-pub fn parse_setting(setting: &Value) -> Option<(SetAt, Value)> {
-    let Value::Array(parts) = setting else { return None };
-    let [Value::Number(at), Value::Number(received), value] = parts.as_slice() else { return None };
-    Some(((at.as_i64()?, received.as_i64()?, value.to_string()), value.clone()))
+pub fn parse_setting(setting: Value) -> Option<(SetAt, Value)> {
+    let Value::Array(mut parts) = setting else { return None };
+    let value = parts.pop()?;
+    let [Value::Number(at), Value::Number(received)] = parts.as_slice() else { return None };
+    Some(((at.as_i64()?, received.as_i64()?), value))
 }
 
 pub fn setting_json(at: &SetAt, value: &Value) -> Value {
@@ -29,7 +42,7 @@ pub fn setting_json(at: &SetAt, value: &Value) -> Value {
 
 /// Merged traits by (source, user id).
 #[derive(Debug, Default)]
-pub struct MergedTraits(HashMap<(String, String), Map<String, Value>>);
+pub struct MergedTraits(HashMap<String, HashMap<String, Map<String, Value>>>);
 
 impl MergedTraits {
     /// Merges rows of `(user_key, source, stored traits)`: per trait the latest value set,
@@ -47,21 +60,19 @@ impl MergedTraits {
                 let Ok(Value::Object(stored)) = serde_json::from_str::<Value>(traits.value(row)) else { continue };
                 let entry = latest.entry((sources.value(row).to_owned(), users.value(row).to_owned())).or_default();
                 for (name, setting) in stored {
-                    let Some((at, value)) = parse_setting(&setting) else { continue };
-                    if entry.get(&name).is_none_or(|(current, _)| at > *current) {
+                    let Some((at, value)) = parse_setting(setting) else { continue };
+                    if replaces(at, &value, entry.get(&name)) {
                         entry.insert(name, (at, value));
                     }
                 }
             }
         }
-        MergedTraits(
-            latest
-                .into_iter()
-                .map(|(user, set)| {
-                    (user, set.into_iter().filter(|(_, (_, v))| !v.is_null()).map(|(k, (_, v))| (k, v)).collect())
-                })
-                .collect(),
-        )
+        let mut merged = MergedTraits::default();
+        for ((source, user), set) in latest {
+            let traits = set.into_iter().filter(|(_, (_, v))| !v.is_null()).map(|(k, (_, v))| (k, v)).collect();
+            merged.0.entry(source).or_default().insert(user, traits);
+        }
+        merged
     }
 }
 
@@ -90,8 +101,8 @@ pub fn users_rows(
     let mut traits_json = StringBuilder::new();
     let mut trait_columns: Vec<StringBuilder> = trait_names.iter().map(|_| StringBuilder::new()).collect();
     for row in 0..spans.num_rows() {
-        let traits = merged.0.get(&(sources.value(row).to_owned(), users.value(row).to_owned()));
-        traits_json.append_option(traits.map(|t| Value::Object(t.clone()).to_string()));
+        let traits = merged.0.get(sources.value(row)).and_then(|by_user| by_user.get(users.value(row)));
+        traits_json.append_option(traits.and_then(|t| serde_json::to_string(t).ok()));
         for (builder, name) in trait_columns.iter_mut().zip(trait_names) {
             builder.append_option(traits.and_then(|t| t.get(name)).and_then(|v| match v {
                 Value::Null => None,
@@ -133,7 +144,7 @@ mod tests {
         )
         .expect("batch");
         let merged = MergedTraits::from_stored(&[rows]);
-        let traits = &merged.0[&("web".to_owned(), "u1".to_owned())];
+        let traits = &merged.0["web"]["u1"];
         assert_eq!(Value::Object(traits.clone()), serde_json::json!({"name": "Ann", "profession": "dental hygienist"}));
     }
 }
