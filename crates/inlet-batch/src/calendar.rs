@@ -83,6 +83,16 @@ impl Dates {
         runs
     }
 
+    /// These days shifted by `-before ..= after` days, kept within `[first, last]`.
+    pub fn spread(&self, before: i64, after: i64, first: NaiveDate, last: NaiveDate) -> Dates {
+        Dates(
+            self.iter()
+                .flat_map(|d| (-before..=after).map(move |n| add_days(d, n)))
+                .filter(|d| *d >= first && *d <= last)
+                .collect(),
+        )
+    }
+
     /// `column BETWEEN … OR …` over the runs, with `DATE '…'` literals (`FALSE` when empty).
     pub fn sql_predicate(&self, column: &str) -> String {
         self.predicate(column, "DATE ")

@@ -16,7 +16,7 @@
 //! whole (local: temporary file, fsync, rename; S3: one PUT), so a reader sees the old or the
 //! new version of a file, never a torn one; across files a reader may briefly see a mix.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
@@ -129,18 +129,6 @@ pub struct MetricsFiles {
 impl MetricsFiles {
     pub fn new(store: LakeStore) -> MetricsFiles {
         MetricsFiles { store }
-    }
-
-    /// The key dates a dated table has files for (of the given sources, or any).
-    pub async fn dates(&self, table: Table, sources: Option<&[String]>) -> Result<Vec<NaiveDate>, OutputError> {
-        let keys = self.store.list(&format!("{METRICS_PREFIX}/{}/", table.name())).await?;
-        let dates: BTreeSet<NaiveDate> = keys
-            .iter()
-            .filter_map(|k| parse_file_key(table, k))
-            .filter(|s| sources.is_none_or(|wanted| s.source.as_ref().is_some_and(|x| wanted.contains(x))))
-            .filter_map(|s| s.date)
-            .collect();
-        Ok(dates.into_iter().collect())
     }
 
     /// The keys of a dated table's files whose date lies in `from ..= to`.

@@ -26,7 +26,7 @@
 use chrono::NaiveDate;
 
 use crate::calendar::{Dates, day, month_start, week_start};
-use crate::state::{Manifest, spread};
+use crate::state::Manifest;
 use crate::tables::{Replace, Table};
 
 /// Return-on-day-N retention is computed for N = 0..=30.
@@ -100,21 +100,21 @@ pub fn keys_for(table: Table, changed: &Dates, first: NaiveDate, last: NaiveDate
     match table {
         Table::IdentityMap | Table::Users => Keys::Whole,
         Table::DailyUserActivity | Table::PageViews | Table::EventCounts | Table::NewUsers | Table::Sessions => {
-            Keys::Dates(spread(changed, 0, 0, first, last))
+            Keys::Dates(changed.spread(0, 0, first, last))
         }
-        Table::ActiveUsers => Keys::Dates(spread(changed, 0, MAU_DAYS - 1, first, last)),
+        Table::ActiveUsers => Keys::Dates(changed.spread(0, MAU_DAYS - 1, first, last)),
         Table::MonthlyActiveUsers | Table::StickinessMonthly => {
             Keys::Dates(Dates::from_iter(changed.iter().map(month_start)))
         }
         Table::StickinessWeekly => Keys::Dates(Dates::from_iter(changed.iter().map(week_start))),
         // A day's users are the next day's dormant ones if not active again.
-        Table::LifecycleDaily => Keys::Dates(spread(changed, 0, 1, first, last)),
+        Table::LifecycleDaily => Keys::Dates(changed.spread(0, 1, first, last)),
         Table::LifecycleWeekly => {
-            Keys::Dates(Dates::from_iter(spread(changed, 0, 7, first, last).iter().map(week_start)))
+            Keys::Dates(Dates::from_iter(changed.spread(0, 7, first, last).iter().map(week_start)))
         }
-        Table::Retention => Keys::Dates(spread(changed, RETENTION_DAYS, 0, first, last)),
+        Table::Retention => Keys::Dates(changed.spread(RETENTION_DAYS, 0, first, last)),
         Table::RetentionWeekly => Keys::Dates(Dates::from_iter(
-            spread(changed, 7 * RETENTION_WEEKS + 6, 0, week_start(first), last).iter().map(week_start),
+            changed.spread(7 * RETENTION_WEEKS + 6, 0, week_start(first), last).iter().map(week_start),
         )),
     }
 }

@@ -12,7 +12,7 @@
 //!   by `sessions.rs`): one file per
 //!   day, a function of the lake's events of that day only, so rewriting it from the same
 //!   events gives the same rows.
-//! - `state/{keys,links,traits,identity,first_seen}-{version:010}.parquet`: the merged state
+//! - `state/merged/{keys,links,traits,identity,first_seen}-{version:010}.parquet`: the merged state
 //!   (columns in [`keys_schema`], [`links_schema`], [`traits_schema`]) and what is derived from
 //!   it (the identity map; each stitched user key's first and last active day), kept to tell
 //!   what the next version changed.
@@ -139,10 +139,6 @@ impl Manifest {
     pub fn add_pending(&mut self, table: &str, dates: &Dates) {
         let all = self.pending(table).union(dates);
         self.pending.insert(table.to_owned(), all.iter().collect());
-    }
-
-    pub fn first_day(&self) -> Option<NaiveDate> {
-        self.days.keys().next().copied()
     }
 }
 
@@ -280,8 +276,14 @@ impl DaySummary {
     }
 }
 
+/// Folder of the merged state's versioned files.
+const MERGED_PREFIX: &str = "state/merged";
+
+/// The merged state's files of one version, by name.
+const MERGED_FILES: [&str; 5] = ["keys", "links", "traits", "identity", "first_seen"];
+
 fn versioned(name: &str, version: u64) -> String {
-    format!("{STATE_PREFIX}/{name}-{version:010}.parquet")
+    format!("{MERGED_PREFIX}/{name}-{version:010}.parquet")
 }
 
 /// The reporting day's bounds in UTC.
@@ -492,13 +494,9 @@ impl State<'_> {
     /// Commits `manifest` and removes the merged files of older versions.
     pub async fn commit(&self, manifest: &Manifest) -> Result<(), StateError> {
         manifest.commit(self.store).await?;
-        let current: Vec<String> = ["keys", "links", "traits", "identity", "first_seen"]
-            .iter()
-            .map(|name| versioned(name, manifest.version))
-            .collect();
-        for key in self.store.list(&format!("{STATE_PREFIX}/")).await? {
-            let merged = !key.starts_with(&format!("{STATE_PREFIX}/days/")) && key.ends_with(".parquet");
-            if merged && !current.contains(&key) {
+        let current: Vec<String> = MERGED_FILES.iter().map(|name| versioned(name, manifest.version)).collect();
+        for key in self.store.list(&format!("{MERGED_PREFIX}/")).await? {
+            if !current.contains(&key) {
                 self.store.delete(&key).await?;
             }
         }
@@ -508,29 +506,36 @@ impl State<'_> {
     /// Registers a committed version's state for steps run without updating it: `keys`,
     /// `links`, `traits`, `identity_map`, `first_seen`.
     pub async fn register_committed(&self, manifest: &Manifest) -> Result<(), StateError> {
-        for (name, table, schema) in [
+        let tables = [
             ("keys", "keys", keys_schema()),
             ("links", "links", links_schema()),
             ("traits", "traits", traits_schema()),
             ("identity", "identity_map", identity_schema()),
             ("first_seen", "first_seen", first_seen_schema()),
-        ] {
-            let batches = self.view.read_file(&versioned(name, manifest.version), &schema).await?;
-            self.view.register_batches(table, schema, batches)?;
-        }
-        Ok(())
+        ];
+        self.register_version(Some(manifest), tables).await
     }
 
     /// Registers the previous version's merged state as `keys`, `links`,
     /// `previous_identity_map` and `previous_first_seen` (empty without one).
     async fn load_merged(&self, previous: Option<&Manifest>) -> Result<(), StateError> {
-        for (name, table, schema) in [
+        let tables = [
             ("keys", "keys", keys_schema()),
             ("links", "links", links_schema()),
             ("identity", "previous_identity_map", identity_schema()),
             ("first_seen", "previous_first_seen", first_seen_schema()),
-        ] {
-            let batches = match previous {
+        ];
+        self.register_version(previous, tables).await
+    }
+
+    /// Registers each merged file `(name, as table, columns)` of `version` (empty without one).
+    async fn register_version<const N: usize>(
+        &self,
+        version: Option<&Manifest>,
+        tables: [(&str, &str, SchemaRef); N],
+    ) -> Result<(), StateError> {
+        for (name, table, schema) in tables {
+            let batches = match version {
                 Some(m) => self.view.read_file(&versioned(name, m.version), &schema).await?,
                 None => Vec::new(),
             };
@@ -539,7 +544,6 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Reads one day from the lake, writes its summaries and returns what the merge needs.
     /// Starts reading one day's calls from the lake (`day_read.sql`) in the background.
     async fn start_read(
         &self,
@@ -784,13 +788,6 @@ impl TraitState {
             vec![Arc::new(sources), Arc::new(keys), Arc::new(users), Arc::new(traits)],
         )?)
     }
-}
-
-/// The days of `dates` shifted by `offsets` (inclusive), kept within `[first, last]`.
-pub fn spread(dates: &Dates, before: i64, after: i64, first: NaiveDate, last: NaiveDate) -> Dates {
-    Dates::from_iter(
-        dates.iter().flat_map(|d| (-before..=after).map(move |n| add_days(d, n))).filter(|d| *d >= first && *d <= last),
-    )
 }
 
 #[cfg(test)]
