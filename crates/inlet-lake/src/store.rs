@@ -2,8 +2,8 @@
 //! stores (endpoint, region and path-style addressing configurable), both through the
 //! `object_store` crate, the same client DataFusion reads the lake with.
 //!
-//! Guarantees of [`LakeStore::put`]: when it returns, the object is durable and a reader sees
-//! the whole object or none of it.
+//! Guarantees of [`LakeStore::put`] and of a finished [`LakeStore::upload`]: when it returns,
+//! the object is durable and a reader sees the whole object or none of it.
 //! - S3: one PUT, or above `multipart_threshold` a multipart upload of 5 MiB parts that S3
 //!   assembles only at completion (a failed upload is aborted and leaves nothing visible).
 //! - Local: `object_store`'s file system store does not fsync, so local writes go through
@@ -172,6 +172,27 @@ impl LakeStore {
         }
     }
 
+    /// Starts writing `key` in pieces (files larger than memory should hold): nothing is visible
+    /// until [`Upload::finish`]. On S3 the pieces go out as parts while later ones are produced.
+    pub async fn upload(&self, key: &str) -> Result<Upload, StoreError> {
+        let target = match &self.location {
+            LakeLocation::Local(root) => {
+                let path = root.join(key);
+                let file = tokio::task::spawn_blocking(move || {
+                    let folder = path.parent().ok_or_else(|| std::io::Error::other("key has no folder"))?;
+                    std::fs::create_dir_all(folder)?;
+                    inlet_durable::DurableFile::create(&path, None)
+                })
+                .await
+                .map_err(|e| failed("write", key, e.to_string()))?
+                .map_err(|e| failed("write", key, e.to_string()))?;
+                UploadTarget::Local(Some(file))
+            }
+            LakeLocation::S3 { .. } => UploadTarget::S3 { pending: Vec::new(), pending_bytes: 0, parts: None },
+        };
+        Ok(Upload { store: self.clone(), key: key.to_owned(), target, bytes: 0 })
+    }
+
     async fn put_multipart(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         let upload: Box<dyn MultipartUpload> = self
             .objects
@@ -252,6 +273,126 @@ impl LakeStore {
     }
 }
 
+/// An object being written ([`LakeStore::upload`]).
+#[derive(Debug)]
+pub struct Upload {
+    store: LakeStore,
+    key: String,
+    target: UploadTarget,
+    bytes: u64,
+}
+
+enum UploadTarget {
+    Local(Option<inlet_durable::DurableFile>),
+    /// Pieces are held until a part's worth is there; an object that stays under one part is
+    /// sent with a single PUT at the end.
+    S3 { pending: Vec<Bytes>, pending_bytes: usize, parts: Option<WriteMultipart> },
+}
+
+impl std::fmt::Debug for UploadTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadTarget::Local(_) => f.write_str("Local"),
+            UploadTarget::S3 { pending_bytes, parts, .. } => f
+                .debug_struct("S3")
+                .field("pending_bytes", pending_bytes)
+                .field("multipart", &parts.is_some())
+                .finish(),
+        }
+    }
+}
+
+impl Upload {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends `bytes`. On S3 it waits while two parts are in flight, so memory stays bounded.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StoreError> {
+        self.bytes += bytes.len() as u64;
+        match &mut self.target {
+            UploadTarget::Local(file) => {
+                let mut open = file.take().ok_or_else(|| failed("write", &self.key, "upload failed earlier".into()))?;
+                let (open, written) = tokio::task::spawn_blocking(move || {
+                    let written = open.write(&bytes);
+                    (open, written)
+                })
+                .await
+                .map_err(|e| failed("write", &self.key, e.to_string()))?;
+                written.map_err(|e| failed("write", &self.key, e.to_string()))?;
+                *file = Some(open);
+                Ok(())
+            }
+            UploadTarget::S3 { pending, pending_bytes, parts } => {
+                *pending_bytes += bytes.len();
+                pending.push(bytes);
+                if parts.is_none() && *pending_bytes >= MULTIPART_PART_BYTES {
+                    let upload = self
+                        .store
+                        .objects
+                        .put_multipart(&ObjectPath::from(self.key.as_str()))
+                        .await
+                        .map_err(|e| failed("CreateMultipartUpload", &self.key, error_text(&e)))?;
+                    *parts = Some(WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES));
+                }
+                if let Some(writer) = parts {
+                    writer
+                        .wait_for_capacity(2)
+                        .await
+                        .map_err(|e| failed("UploadPart", &self.key, error_text(&e)))?;
+                    for piece in pending.drain(..) {
+                        writer.put(piece);
+                    }
+                    *pending_bytes = 0;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the object visible and durable; returns its size.
+    pub async fn finish(self) -> Result<u64, StoreError> {
+        let Upload { store, key, target, bytes } = self;
+        match target {
+            UploadTarget::Local(file) => {
+                let file = file.ok_or_else(|| failed("write", &key, "upload failed earlier".into()))?;
+                tokio::task::spawn_blocking(move || file.commit())
+                    .await
+                    .map_err(|e| failed("write", &key, e.to_string()))?
+                    .map_err(|e| failed("write", &key, e.to_string()))?;
+            }
+            UploadTarget::S3 { pending, parts: None, .. } => {
+                let payload: PutPayload = pending.into_iter().collect();
+                store
+                    .objects
+                    .put(&ObjectPath::from(key.as_str()), payload)
+                    .await
+                    .map_err(|e| failed("PUT", &key, error_text(&e)))?;
+            }
+            UploadTarget::S3 { pending, parts: Some(mut writer), .. } => {
+                for piece in pending {
+                    writer.put(piece);
+                }
+                // `finish` aborts the upload itself when a part or the completion fails.
+                writer.finish().await.map_err(|e| failed("CompleteMultipartUpload", &key, error_text(&e)))?;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Gives up: nothing becomes visible (an S3 multipart upload is aborted).
+    pub async fn abort(self) {
+        if let UploadTarget::S3 { parts: Some(writer), .. } = self.target {
+            let _ = writer.abort().await;
+        }
+    }
+}
+
 /// One object of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
@@ -318,5 +459,22 @@ mod tests {
         store.delete("events/a/1.parquet").await.expect("delete");
         store.delete("events/a/1.parquet").await.expect("delete again");
         assert_eq!(store.list("events").await.expect("list"), ["events/b/2.parquet"]);
+    }
+
+    #[tokio::test]
+    async fn a_local_upload_appears_whole_on_finish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            LakeStore::open(LakeLocation::Local(dir.path().join("lake")), &S3Settings::default()).expect("open");
+        let mut upload = store.upload("tables/db/t/part-0.parquet").await.expect("upload");
+        upload.write(Bytes::from_static(b"par")).await.expect("write");
+        assert_eq!(store.list("tables").await.expect("list"), Vec::<String>::new());
+        upload.write(Bytes::from_static(b"quet")).await.expect("write");
+        assert_eq!(upload.finish().await.expect("finish"), 7);
+        assert_eq!(store.get("tables/db/t/part-0.parquet").await.expect("get").as_deref(), Some(&b"parquet"[..]));
+        let mut abandoned = store.upload("tables/db/t/part-1.parquet").await.expect("upload");
+        abandoned.write(Bytes::from_static(b"half")).await.expect("write");
+        abandoned.abort().await;
+        assert_eq!(store.list("tables").await.expect("list"), ["tables/db/t/part-0.parquet"]);
     }
 }

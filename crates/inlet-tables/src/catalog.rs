@@ -1,0 +1,1 @@
+//! Glue/Spectrum DDL and the PostgreSQL stand-in.
