@@ -49,8 +49,12 @@ pub struct DatabaseConfig {
     /// `DATETIME`): they are converted from it to UTC.
     #[serde(default = "utc")]
     pub time_zone: String,
-    /// Environment variable holding the salt of hashed columns (required when a table hashes).
+    /// Environment variable holding the salt of hashed columns (this or `hash_salt_file` is
+    /// required when a table hashes; at least 16 characters; keep it secret and stable, or the
+    /// hashes stop matching across days).
     pub hash_salt_env: Option<String>,
+    /// File holding the salt (one trailing newline ignored).
+    pub hash_salt_file: Option<PathBuf>,
     /// Rows per Arrow batch read from the database.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
@@ -160,6 +164,9 @@ impl DatabaseConfig {
         if url.path().trim_matches('/').is_empty() {
             return bad("url names no database (…/dbname)".into());
         }
+        if self.hash_salt_env.is_some() && self.hash_salt_file.is_some() {
+            return bad("hash_salt_env and hash_salt_file are both set: choose one".into());
+        }
         if self.password_env.is_some() && self.password_file.is_some() {
             return bad("password_env and password_file are both set: choose one".into());
         }
@@ -201,8 +208,8 @@ impl DatabaseConfig {
                     return bad(format!("{column:?} is hashed or a key but not copied"));
                 }
             }
-            if !table.hash.is_empty() && self.hash_salt_env.is_none() {
-                return bad("hash needs databases.{database}.hash_salt_env (the salt)".replace("{database}", database));
+            if !table.hash.is_empty() && self.hash_salt_env.is_none() && self.hash_salt_file.is_none() {
+                return bad("hash needs hash_salt_env or hash_salt_file (the salt)".into());
             }
             if table.filter.as_deref().is_some_and(|f| f.contains(';')) {
                 return bad("filter must be one SQL condition (no `;`)".into());
@@ -218,31 +225,39 @@ impl DatabaseConfig {
 
     /// The password, from the environment or a file (none: trust or IAM-less local setups).
     pub fn password(&self, database: &str) -> Result<Option<String>, TablesError> {
-        if let Some(variable) = &self.password_env {
-            return std::env::var(variable).map(Some).map_err(|_| {
-                TablesError::Config(format!("databases.{database}: environment variable {variable} is not set"))
-            });
-        }
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                TablesError::Config(format!("databases.{database}: password_file {}: {e}", path.display()))
-            })?;
-            return Ok(Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()));
-        }
-        Ok(None)
+        secret(database, "password", self.password_env.as_deref(), self.password_file.as_deref())
     }
 
-    /// The salt of hashed columns.
+    /// The salt of hashed columns (empty when nothing is hashed).
     pub fn salt(&self, database: &str) -> Result<Vec<u8>, TablesError> {
-        let Some(variable) = &self.hash_salt_env else { return Ok(Vec::new()) };
-        match std::env::var(variable) {
-            Ok(salt) if salt.len() >= 16 => Ok(salt.into_bytes()),
-            Ok(_) => Err(TablesError::Config(format!(
-                "databases.{database}: the salt in {variable} is shorter than 16 characters"
-            ))),
-            Err(_) => Err(TablesError::Config(format!("databases.{database}: environment variable {variable} is not set"))),
+        let salt = secret(database, "hash salt", self.hash_salt_env.as_deref(), self.hash_salt_file.as_deref())?;
+        match salt {
+            Some(salt) if salt.len() < 16 => {
+                Err(TablesError::Config(format!("databases.{database}: the hash salt is shorter than 16 characters")))
+            }
+            salt => Ok(salt.unwrap_or_default().into_bytes()),
         }
     }
+}
+
+/// A secret from an environment variable or a file.
+fn secret(
+    database: &str,
+    what: &str,
+    variable: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, TablesError> {
+    if let Some(variable) = variable {
+        return std::env::var(variable).map(Some).map_err(|_| {
+            TablesError::Config(format!("databases.{database}: environment variable {variable} ({what}) is not set"))
+        });
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TablesError::Config(format!("databases.{database}: {what} file {}: {e}", path.display())))?;
+        return Ok(Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -263,7 +278,7 @@ mod tests {
             ("[tables.posts]\nmode = \"incremental\"", "tables.posts: mode = \"incremental\" needs a cursor"),
             ("[tables.posts]\nmode = \"snapshot\"\ncursor = \"id\"", "cursor is only used"),
             ("[tables.m]\nmode = \"snapshot\"\ncolumns = [\"a\"]\nexclude = [\"b\"]", "columns and exclude"),
-            ("[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]", "hash_salt_env"),
+            ("[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]", "hash_salt_env or hash_salt_file"),
             ("hash_salt_env = \"S\"\n[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]\nexclude = [\"email\"]", "\"email\" is hashed"),
             ("[tables.p]\nmode = \"incremental\"\ncursor = \"updated_at\"\nexclude = [\"updated_at\"]", "must be copied"),
             ("[tables.Members]\nmode = \"snapshot\"", "lowercase"),

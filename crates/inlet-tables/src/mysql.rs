@@ -34,11 +34,13 @@ impl MysqlSource {
             }
         };
         let mut conn = Conn::new(builder).await.map_err(|e| e.to_string())?;
-        conn.query_drop(
-            "SET SESSION time_zone = '+00:00', SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ, NAMES utf8mb4",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        for statement in [
+            "SET NAMES utf8mb4",
+            "SET SESSION time_zone = '+00:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        ] {
+            conn.query_drop(statement).await.map_err(|e| e.to_string())?;
+        }
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(|e| e.to_string())?;
         Ok(MysqlSource { conn })
     }
