@@ -41,6 +41,9 @@ pub struct BatchConfig {
     /// temporary files (joins cannot spill and fail beyond it).
     pub memory_limit_mb: u64,
     pub warehouse: WarehouseConfig,
+    /// Product databases whose tables `inlet-batch tables run` copies into the lake
+    /// (docs/tables.md).
+    pub databases: std::collections::BTreeMap<String, inlet_tables::DatabaseConfig>,
 }
 
 impl Default for BatchConfig {
@@ -58,6 +61,7 @@ impl Default for BatchConfig {
                 .to_vec(),
             memory_limit_mb: 1024,
             warehouse: WarehouseConfig::default(),
+            databases: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -114,6 +118,9 @@ pub struct RedshiftConfig {
     pub iam_role: String,
     /// Region of the workgroup; the default AWS chain applies otherwise.
     pub region: Option<String>,
+    /// External schema (over the Glue catalog) of the copied product tables: `tables run`
+    /// adds each committed day's partition there.
+    pub tables_schema: Option<String>,
 }
 
 impl BatchConfig {
@@ -149,6 +156,9 @@ impl BatchConfig {
             if column.is_empty() || crate::tables::USERS_FIXED_COLUMNS.contains(&column.as_str()) {
                 return invalid(format!("trait_columns: {name:?} cannot be a column of users"));
             }
+        }
+        for (name, database) in &self.databases {
+            database.validate(name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         let warehouse = &self.warehouse;
         if !is_identifier(&warehouse.schema) {

@@ -19,6 +19,7 @@
 //! | `output` | the metrics Parquet files |
 //! | `users` | merging identify traits |
 //! | `warehouse` | publishing: PostgreSQL over the wire, Redshift through the Data API |
+//! | `product_tables` | `tables run`: product database tables copied (`inlet-tables`) and registered |
 //! | `run` | running a plan, progress and summary |
 //!
 //! Every step is idempotent per key date and source: it replaces that slice of its table in
@@ -30,6 +31,7 @@ pub mod config;
 pub mod lakeview;
 pub mod output;
 pub mod plan;
+pub mod product_tables;
 pub mod run;
 pub mod sessions;
 pub mod sql;

@@ -71,10 +71,38 @@ enum Command {
         #[arg(long)]
         date: NaiveDate,
     },
+    /// Product database tables: copies them into the lake (docs/tables.md).
+    Tables {
+        #[command(subcommand)]
+        command: TablesCommand,
+    },
     /// Prints the warehouse DDL of the metrics tables.
     Ddl {
         #[arg(long, value_enum, default_value = "redshift")]
         dialect: DialectArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TablesCommand {
+    /// Copies tables into the lake under `dt=DATE`, one snapshot per database, and loads them
+    /// into the warehouse. Prints one JSON report per table; exits 1 if any table failed.
+    Run {
+        /// `database` or `database.table` (repeatable); default: every configured table.
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// The day the copy is filed under; default: yesterday in the reporting time zone.
+        #[arg(long)]
+        date: Option<NaiveDate>,
+    },
+    /// Lists the configured tables (`database.table mode`).
+    List,
+    /// Prints Redshift Spectrum DDL for every copied table: the external table, its
+    /// partitions and its `_current` view.
+    Ddl {
+        /// The external schema (over the Glue catalog).
+        #[arg(long, default_value = "inlet_tables")]
+        schema: String,
     },
 }
 
@@ -143,6 +171,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let inputs: Vec<&str> = table.depends_on().iter().map(|t| t.name()).collect();
                 let inputs = if inputs.is_empty() { STATE_STEP.to_owned() } else { inputs.join(", ") };
                 writeln!(out, "{:<22} after: {inputs}", table.name())?;
+            }
+        }
+        Command::Tables { command: TablesCommand::List } => {
+            for (database, database_config) in &config.databases {
+                for (table, table_config) in &database_config.tables {
+                    let mode = serde_json::to_value(table_config.mode)?;
+                    writeln!(out, "{database}.{table} {}", mode.as_str().unwrap_or_default())?;
+                }
+            }
+        }
+        Command::Tables { command: TablesCommand::Ddl { schema } } => {
+            write!(out, "{}", inlet_batch::product_tables::spectrum_ddl(&config, &schema).await?)?;
+        }
+        Command::Tables { command: TablesCommand::Run { tables, date } } => {
+            let yesterday = chrono::Utc::now().with_timezone(&config.tz()).date_naive().pred_opt();
+            let date = date.or(yesterday).context("no --date")?;
+            let reports = inlet_batch::product_tables::run(&config, &tables, date).await?;
+            for report in &reports {
+                writeln!(out, "{}", serde_json::to_string(report)?)?;
+            }
+            if let Some(failed) = reports.iter().find(|r| r.error.is_some()) {
+                eprintln!(
+                    "inlet-batch: {}.{}: {}",
+                    failed.database,
+                    failed.table,
+                    failed.error.as_deref().unwrap_or_default()
+                );
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Ddl { dialect } => {

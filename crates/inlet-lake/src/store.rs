@@ -286,18 +286,20 @@ enum UploadTarget {
     Local(Option<inlet_durable::DurableFile>),
     /// Pieces are held until a part's worth is there; an object that stays under one part is
     /// sent with a single PUT at the end.
-    S3 { pending: Vec<Bytes>, pending_bytes: usize, parts: Option<WriteMultipart> },
+    S3 {
+        pending: Vec<Bytes>,
+        pending_bytes: usize,
+        parts: Option<WriteMultipart>,
+    },
 }
 
 impl std::fmt::Debug for UploadTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UploadTarget::Local(_) => f.write_str("Local"),
-            UploadTarget::S3 { pending_bytes, parts, .. } => f
-                .debug_struct("S3")
-                .field("pending_bytes", pending_bytes)
-                .field("multipart", &parts.is_some())
-                .finish(),
+            UploadTarget::S3 { pending_bytes, parts, .. } => {
+                f.debug_struct("S3").field("pending_bytes", pending_bytes).field("multipart", &parts.is_some()).finish()
+            }
         }
     }
 }
@@ -341,10 +343,7 @@ impl Upload {
                     *parts = Some(WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES));
                 }
                 if let Some(writer) = parts {
-                    writer
-                        .wait_for_capacity(2)
-                        .await
-                        .map_err(|e| failed("UploadPart", &self.key, error_text(&e)))?;
+                    writer.wait_for_capacity(2).await.map_err(|e| failed("UploadPart", &self.key, error_text(&e)))?;
                     for piece in pending.drain(..) {
                         writer.put(piece);
                     }

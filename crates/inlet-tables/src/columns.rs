@@ -131,7 +131,11 @@ impl Column {
         }
         let kind = self.kind;
         let fixed = |n: usize| -> Result<&[u8]> {
-            if bytes.len() == n { Ok(bytes) } else { Err(ValueError(format!("{} bytes for a {}", bytes.len(), kind.name()))) }
+            if bytes.len() == n {
+                Ok(bytes)
+            } else {
+                Err(ValueError(format!("{} bytes for a {}", bytes.len(), kind.name())))
+            }
         };
         match &mut self.builder {
             Builder::Boolean(b) => b.append_value(fixed(1)?[0] != 0),
@@ -192,7 +196,9 @@ impl Column {
                 b"t" | b"true" | b"1" => b.append_value(true),
                 b"f" | b"false" | b"0" => b.append_value(false),
                 // TINYINT(1) holds -128..127: any other number is true, as MySQL's IF() reads it.
-                _ => b.append_value(text()?.parse::<i16>().map_err(|_| ValueError(format!("{bytes:?} is not a boolean")))? != 0),
+                _ => b.append_value(
+                    text()?.parse::<i16>().map_err(|_| ValueError(format!("{bytes:?} is not a boolean")))? != 0,
+                ),
             },
             Builder::Int16(b) => b.append_value(text()?.parse().or_else(|_| bad(kind, bytes))?),
             Builder::Int32(b) => b.append_value(text()?.parse().or_else(|_| bad(kind, bytes))?),
@@ -259,7 +265,9 @@ impl Column {
             Builder::Float64(b) => b.append_value(value as f64),
             Builder::Decimal(b) => {
                 let Kind::Decimal { scale, .. } = kind else { return Err(range()) };
-                let scaled = 10i128.checked_pow(u32::try_from(scale).map_err(|_| range())?).and_then(|f| f.checked_mul(i128::from(value)));
+                let scaled = 10i128
+                    .checked_pow(u32::try_from(scale).map_err(|_| range())?)
+                    .and_then(|f| f.checked_mul(i128::from(value)));
                 b.append_value(scaled.ok_or_else(range)?)
             }
             Builder::Text(b) => b.append_value(value.to_string()),
@@ -418,9 +426,7 @@ fn local_to_utc(zone: Tz, micros: i64) -> i64 {
     let resolved = match zone.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
         chrono::LocalResult::None => match zone.from_local_datetime(&(naive - chrono::Duration::hours(3))) {
-            chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
-                t + chrono::Duration::hours(3)
-            }
+            chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t + chrono::Duration::hours(3),
             chrono::LocalResult::None => return micros,
         },
     };

@@ -279,8 +279,14 @@ mod tests {
             ("[tables.posts]\nmode = \"snapshot\"\ncursor = \"id\"", "cursor is only used"),
             ("[tables.m]\nmode = \"snapshot\"\ncolumns = [\"a\"]\nexclude = [\"b\"]", "columns and exclude"),
             ("[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]", "hash_salt_env or hash_salt_file"),
-            ("hash_salt_env = \"S\"\n[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]\nexclude = [\"email\"]", "\"email\" is hashed"),
-            ("[tables.p]\nmode = \"incremental\"\ncursor = \"updated_at\"\nexclude = [\"updated_at\"]", "must be copied"),
+            (
+                "hash_salt_env = \"S\"\n[tables.m]\nmode = \"snapshot\"\nhash = [\"email\"]\nexclude = [\"email\"]",
+                "\"email\" is hashed",
+            ),
+            (
+                "[tables.p]\nmode = \"incremental\"\ncursor = \"updated_at\"\nexclude = [\"updated_at\"]",
+                "must be copied",
+            ),
             ("[tables.Members]\nmode = \"snapshot\"", "lowercase"),
             ("time_zone = \"Seoul\"\n[tables.m]\nmode = \"snapshot\"", "IANA"),
             ("tls_ca_file = \"/ca.pem\"\n[tables.m]\nmode = \"snapshot\"", "verify-full"),
@@ -290,10 +296,9 @@ mod tests {
             let error = database(tables).expect_err(tables);
             assert!(error.contains(expected), "{tables}: {error}");
         }
-        let with_password: DatabaseConfig = toml::from_str(
-            "engine = \"mysql\"\nurl = \"mysql://u:secret@h/app\"\n[tables.m]\nmode = \"snapshot\"",
-        )
-        .expect("parse");
+        let with_password: DatabaseConfig =
+            toml::from_str("engine = \"mysql\"\nurl = \"mysql://u:secret@h/app\"\n[tables.m]\nmode = \"snapshot\"")
+                .expect("parse");
         assert!(with_password.validate("app").expect_err("password").to_string().contains("password_env"));
     }
 }

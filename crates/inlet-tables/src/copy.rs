@@ -385,7 +385,9 @@ pub async fn read_database(
     let password = config.password(name)?;
     let connect_error = |message: String| TablesError::Connect { database: name.into(), message };
     let mut source = match config.engine {
-        Engine::Postgres => Source::Postgres(postgres::PostgresSource::open(config, password).await.map_err(connect_error)?),
+        Engine::Postgres => {
+            Source::Postgres(postgres::PostgresSource::open(config, password).await.map_err(connect_error)?)
+        }
         Engine::Mysql => Source::Mysql(mysql::MysqlSource::open(config, password).await.map_err(connect_error)?),
     };
     let snapshot_at = Utc::now();
@@ -394,7 +396,8 @@ pub async fn read_database(
     for (table, table_config) in &selected {
         let started = Instant::now();
         let previous = latest.get(table.as_str()).cloned().flatten();
-        let context = CopyContext { store, database: name, config, zone: &zone, salt: &salt, run_id: &run_id, snapshot_at };
+        let context =
+            CopyContext { store, database: name, config, zone: &zone, salt: &salt, run_id: &run_id, snapshot_at };
         match copy_table(&mut source, &context, table, table_config, request.date, previous.as_ref()).await {
             Ok(mut done) => {
                 done.seconds = started.elapsed().as_secs_f64();
@@ -462,7 +465,10 @@ async fn copy_table(
     let (schema_name, source_table) = table_config.source_name(table, engine);
     let described = source.describe(schema_name, source_table).await.map_err(TableFailure::Run)?;
     if described.is_empty() {
-        return Err(TableFailure::Table(format!("source table {} not found", table_config.source.as_deref().unwrap_or(table))));
+        return Err(TableFailure::Table(format!(
+            "source table {} not found",
+            table_config.source.as_deref().unwrap_or(table)
+        )));
     }
     let planned = plan_columns(engine, table_config, &described).map_err(TableFailure::Table)?;
     let mut columns: Vec<ColumnEntry> = planned
@@ -533,7 +539,10 @@ async fn copy_table(
         context.store.clone(),
         key_stem,
         Arc::new(Schema::new(
-            planned.iter().map(|c| if c.hashed { types::Kind::Text } else { c.mapping.kind }.field(&c.name)).collect::<Vec<_>>(),
+            planned
+                .iter()
+                .map(|c| if c.hashed { types::Kind::Text } else { c.mapping.kind }.field(&c.name))
+                .collect::<Vec<_>>(),
         )),
         context.config.row_group_rows,
         context.config.file_rows,
@@ -590,7 +599,10 @@ async fn commit(store: &LakeStore, manifest: &Manifest) -> Result<(), TablesErro
 /// The committed manifest of `table`'s latest day.
 pub async fn latest_manifest(store: &LakeStore, database: &str, table: &str) -> Result<Option<Manifest>, TablesError> {
     let keys = store.list(&manifest::manifests_prefix(database, table)).await?;
-    let Some(key) = keys.iter().filter(|k| manifest::date_of_manifest_key(k).is_some()).max_by_key(|k| manifest::date_of_manifest_key(k))
+    let Some(key) = keys
+        .iter()
+        .filter(|k| manifest::date_of_manifest_key(k).is_some())
+        .max_by_key(|k| manifest::date_of_manifest_key(k))
     else {
         return Ok(None);
     };

@@ -151,7 +151,13 @@ mod tests {
     use super::*;
 
     fn column(name: &str, lake_type: &str) -> ColumnEntry {
-        ColumnEntry { name: name.into(), lake_type: lake_type.into(), source_type: String::new(), hashed: false, nulled: 0 }
+        ColumnEntry {
+            name: name.into(),
+            lake_type: lake_type.into(),
+            source_type: String::new(),
+            hashed: false,
+            nulled: 0,
+        }
     }
 
     #[test]
@@ -163,6 +169,9 @@ mod tests {
         assert_eq!(change.dropped, ["name"]);
         assert_eq!(change.retyped, [("age".to_string(), "int16".to_string(), "int32".to_string())]);
         assert_ne!(schema_hash(&before), schema_hash(&after));
-        assert_eq!(date_of_manifest_key("tables/app/m/_manifests/dt=2026-12-04.json"), NaiveDate::from_ymd_opt(2026, 12, 4));
+        assert_eq!(
+            date_of_manifest_key("tables/app/m/_manifests/dt=2026-12-04.json"),
+            NaiveDate::from_ymd_opt(2026, 12, 4)
+        );
     }
 }

@@ -66,8 +66,12 @@ impl PartWriter {
         if self.open.is_none() {
             let key = format!("{}-{:05}.parquet", self.key_stem, self.written.len());
             let upload = self.store.upload(&key).await?;
-            let writer = ArrowWriter::try_new(Vec::with_capacity(UPLOAD_CHUNK_BYTES), Arc::clone(&self.schema), Some(self.properties.clone()))
-                .map_err(|e| parquet_error(&key, e))?;
+            let writer = ArrowWriter::try_new(
+                Vec::with_capacity(UPLOAD_CHUNK_BYTES),
+                Arc::clone(&self.schema),
+                Some(self.properties.clone()),
+            )
+            .map_err(|e| parquet_error(&key, e))?;
             self.open = Some(OpenPart { writer, upload, rows: 0 });
         }
         let Some(part) = self.open.as_mut() else { return Ok(()) };

@@ -138,7 +138,11 @@ impl CopyReader {
     }
 
     /// The next row's bytes, with each field's range in `fields`; `None` at the end.
-    async fn next_tuple(&mut self, width: usize, fields: &mut Vec<Option<(usize, usize)>>) -> Result<Option<Bytes>, String> {
+    async fn next_tuple(
+        &mut self,
+        width: usize,
+        fields: &mut Vec<Option<(usize, usize)>>,
+    ) -> Result<Option<Bytes>, String> {
         loop {
             if !self.header_read {
                 if self.buffer.len() >= SIGNATURE.len() + 8 {
@@ -168,7 +172,11 @@ impl CopyReader {
 
 /// `Some(Some(length))` when a whole row is buffered (its fields' ranges in `fields`),
 /// `Some(None)` at the trailer, `None` when more bytes are needed.
-fn tuple_length(buffer: &[u8], width: usize, fields: &mut Vec<Option<(usize, usize)>>) -> Result<Option<Option<usize>>, String> {
+fn tuple_length(
+    buffer: &[u8],
+    width: usize,
+    fields: &mut Vec<Option<(usize, usize)>>,
+) -> Result<Option<Option<usize>>, String> {
     if buffer.len() < 2 {
         return Ok(None);
     }

@@ -23,14 +23,19 @@ pub enum Kind {
     Float32,
     Float64,
     /// Exact decimal, at most 38 digits (Parquet and Redshift's limit).
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Text,
     Binary,
     Date,
     /// Time of day, microseconds.
     Time,
     /// UTC microseconds; `local` when the database's value has no zone.
-    Timestamp { local: bool },
+    Timestamp {
+        local: bool,
+    },
 }
 
 impl Kind {
@@ -51,20 +56,20 @@ impl Kind {
         }
     }
 
-    /// The column's type in Glue/Spectrum DDL (Hive names).
-    pub fn hive_type(self) -> String {
+    /// The column's type in a Redshift Spectrum external table. Spectrum has no time-of-day
+    /// type: `time` columns are read as their Parquet integer, microseconds since midnight.
+    pub fn spectrum_type(self) -> String {
         match self {
             Kind::Boolean => "boolean".into(),
             Kind::Int16 => "smallint".into(),
-            Kind::Int32 => "int".into(),
-            Kind::Int64 => "bigint".into(),
-            Kind::Float32 => "float".into(),
-            Kind::Float64 => "double".into(),
+            Kind::Int32 => "integer".into(),
+            Kind::Int64 | Kind::Time => "bigint".into(),
+            Kind::Float32 => "real".into(),
+            Kind::Float64 => "double precision".into(),
             Kind::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
-            Kind::Text => "string".into(),
-            Kind::Binary => "binary".into(),
+            Kind::Text => "varchar(65535)".into(),
+            Kind::Binary => "varbyte(1024000)".into(),
             Kind::Date => "date".into(),
-            Kind::Time => "bigint".into(),
             Kind::Timestamp { .. } => "timestamp".into(),
         }
     }
@@ -94,6 +99,27 @@ impl Kind {
             Kind::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             other => format!("{other:?}").to_lowercase(),
         }
+    }
+
+    /// The kind a manifest's type name stands for.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Some(match name {
+            "boolean" => Kind::Boolean,
+            "int16" => Kind::Int16,
+            "int32" => Kind::Int32,
+            "int64" => Kind::Int64,
+            "float32" => Kind::Float32,
+            "float64" => Kind::Float64,
+            "text" => Kind::Text,
+            "binary" => Kind::Binary,
+            "date" => Kind::Date,
+            "time" => Kind::Time,
+            "timestamp" => Kind::Timestamp { local: false },
+            _ => {
+                let (precision, scale) = name.strip_prefix("decimal(")?.strip_suffix(')')?.split_once(',')?;
+                Kind::Decimal { precision: precision.parse().ok()?, scale: scale.parse().ok()? }
+            }
+        })
     }
 
     pub fn field(self, name: &str) -> Field {
@@ -139,11 +165,9 @@ fn precision_scale(arguments: &str) -> Option<(u8, i8)> {
 fn split_type(type_name: &str) -> (String, String, String) {
     let lower = type_name.trim().to_lowercase();
     match (lower.find('('), lower.find(')')) {
-        (Some(open), Some(close)) if open < close => (
-            lower[..open].trim().to_owned(),
-            lower[open + 1..close].to_owned(),
-            lower[close + 1..].trim().to_owned(),
-        ),
+        (Some(open), Some(close)) if open < close => {
+            (lower[..open].trim().to_owned(), lower[open + 1..close].to_owned(), lower[close + 1..].trim().to_owned())
+        }
         _ => (lower, String::new(), String::new()),
     }
 }
@@ -209,8 +233,8 @@ pub fn mysql(column_type: &str) -> Option<Mapping> {
             let (precision, scale) = if arguments.is_empty() { (10, 0) } else { precision_scale(&arguments)? };
             Kind::Decimal { precision, scale }
         }
-        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" | "json"
-        | "uuid" | "inet4" | "inet6" => Kind::Text,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" | "json" | "uuid"
+        | "inet4" | "inet6" => Kind::Text,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Kind::Binary,
         "date" => Kind::Date,
         "time" => Kind::Time,
@@ -269,5 +293,25 @@ mod tests {
         assert_eq!(kind("geometry"), None);
         assert_eq!(kind("char"), Some(Kind::Text));
         assert_eq!(kind("signed"), Some(Kind::Int64));
+    }
+
+    #[test]
+    fn manifest_names_read_back() {
+        for kind in [
+            Kind::Boolean,
+            Kind::Int16,
+            Kind::Int32,
+            Kind::Int64,
+            Kind::Float32,
+            Kind::Float64,
+            Kind::Text,
+            Kind::Binary,
+            Kind::Date,
+            Kind::Time,
+            Kind::Timestamp { local: false },
+            Kind::Decimal { precision: 38, scale: 10 },
+        ] {
+            assert_eq!(Kind::from_name(&kind.name()), Some(kind));
+        }
     }
 }

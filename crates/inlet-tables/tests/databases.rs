@@ -59,7 +59,12 @@ fn local_lake(dir: &tempfile::TempDir) -> LakeStore {
 }
 
 /// The day as pyarrow reads it: `(schema, rows, manifest)`.
-fn read_back(lake: &std::path::Path, database: &str, table: &str, date: &str) -> (BTreeMap<String, String>, Vec<BTreeMap<String, Value>>, Value) {
+fn read_back(
+    lake: &std::path::Path,
+    database: &str,
+    table: &str,
+    date: &str,
+) -> (BTreeMap<String, String>, Vec<BTreeMap<String, Value>>, Value) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/read_back.py");
     let output = std::process::Command::new(env("PYARROW_PYTHON"))
         .args([script, &lake.display().to_string(), database, table, date])
@@ -138,7 +143,10 @@ async fn postgres_types_arrive_value_for_value() {
     // `interval` has no lake type: the table stops, naming the column, type and the fix.
     let reports = copy_database(&store, "app", &database, &request).await.expect("run");
     let error = reports[0].error.as_deref().expect("refused");
-    assert!(error.contains("\"iv\"") && error.contains("interval") && error.contains("cast = { iv = \"text\" }"), "{error}");
+    assert!(
+        error.contains("\"iv\"") && error.contains("interval") && error.contains("cast = { iv = \"text\" }"),
+        "{error}"
+    );
     database.tables.get_mut("every_type").expect("table").cast.insert("iv".into(), "text".into());
     let reports = copy_database(&store, "app", &database, &request).await.expect("run");
     assert_eq!(reports[0].error, None);
@@ -147,11 +155,28 @@ async fn postgres_types_arrive_value_for_value() {
 
     let (schema, rows, _) = read_back(lake_dir.path(), "app", "every_type", DAY);
     let types: Vec<(&str, &str)> = [
-        ("i2", "int16"), ("i4", "int32"), ("i8", "int64"), ("n", "decimal128(38, 10)"), ("n_free", "string"),
-        ("n_small", "decimal128(5, 2)"), ("f4", "float"), ("f8", "double"), ("b", "bool"), ("t", "string"),
-        ("e", "string"), ("u", "string"), ("jb", "string"), ("by", "binary"), ("d", "date32[day]"),
-        ("tm", "time64[us]"), ("ts", "timestamp[us, tz=UTC]"), ("tstz", "timestamp[us, tz=UTC]"),
-        ("arr", "string"), ("lic", "string"), ("email", "string"), ("iv", "string"),
+        ("i2", "int16"),
+        ("i4", "int32"),
+        ("i8", "int64"),
+        ("n", "decimal128(38, 10)"),
+        ("n_free", "string"),
+        ("n_small", "decimal128(5, 2)"),
+        ("f4", "float"),
+        ("f8", "double"),
+        ("b", "bool"),
+        ("t", "string"),
+        ("e", "string"),
+        ("u", "string"),
+        ("jb", "string"),
+        ("by", "binary"),
+        ("d", "date32[day]"),
+        ("tm", "time64[us]"),
+        ("ts", "timestamp[us, tz=UTC]"),
+        ("tstz", "timestamp[us, tz=UTC]"),
+        ("arr", "string"),
+        ("lic", "string"),
+        ("email", "string"),
+        ("iv", "string"),
     ]
     .to_vec();
     for (column, arrow_type) in types {
@@ -175,7 +200,11 @@ async fn postgres_types_arrive_value_for_value() {
     assert_column(&rows, "vc", &[Some("ㄱ"), Some("varchar"), None]);
     assert_column(&rows, "ch", &[Some("a  "), Some("abc"), None]);
     assert_column(&rows, "e", &[Some("happy"), Some("sad"), None]);
-    assert_column(&rows, "u", &[Some("00000000-0000-0000-0000-000000000000"), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), None]);
+    assert_column(
+        &rows,
+        "u",
+        &[Some("00000000-0000-0000-0000-000000000000"), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), None],
+    );
     assert_column(&rows, "j", &[Some("{\"a\":[1,2]}"), Some("[]"), None]);
     assert_column(&rows, "jb", &[Some("{\"b\": \"한국\"}"), Some("{}"), None]);
     assert_column(&rows, "by", &[Some("00ff"), Some(""), None]);
@@ -236,18 +265,41 @@ async fn mysql_types_arrive_value_for_value() {
     let request = CopyRequest { date: DAY.parse().expect("date"), tables: None };
     let reports = copy_database(&store, "community", &database, &request).await.expect("run");
     let error = reports[0].error.as_deref().expect("BIT has no mapping");
-    assert!(error.contains("\"bits\"") && error.contains("bit(8)") && error.contains("cast = { bits = \"char\" }"), "{error}");
+    assert!(
+        error.contains("\"bits\"") && error.contains("bit(8)") && error.contains("cast = { bits = \"char\" }"),
+        "{error}"
+    );
     database.tables.get_mut("every_type").expect("table").cast.insert("bits".into(), "unsigned".into());
     let reports = copy_database(&store, "community", &database, &request).await.expect("run");
     assert_eq!(reports[0].error, None);
-    assert_eq!(reports[0].nulled_values, BTreeMap::from([("dt".to_string(), 1), ("dtm".to_string(), 1), ("tsm".to_string(), 1)]));
+    assert_eq!(
+        reports[0].nulled_values,
+        BTreeMap::from([("dt".to_string(), 1), ("dtm".to_string(), 1), ("tsm".to_string(), 1)])
+    );
 
     let (schema, rows, _) = read_back(lake_dir.path(), "community", "every_type", DAY);
     for (column, arrow_type) in [
-        ("ti", "int16"), ("tiu", "int16"), ("b", "bool"), ("si", "int16"), ("siu", "int32"), ("mi", "int32"),
-        ("i", "int32"), ("iu", "int64"), ("bi", "int64"), ("biu", "decimal128(20, 0)"), ("dec38", "decimal128(38, 10)"),
-        ("f", "float"), ("d", "double"), ("e", "string"), ("j", "string"), ("bl", "binary"), ("dt", "date32[day]"),
-        ("tm", "time64[us]"), ("dtm", "timestamp[us, tz=UTC]"), ("tsm", "timestamp[us, tz=UTC]"), ("yr", "int16"),
+        ("ti", "int16"),
+        ("tiu", "int16"),
+        ("b", "bool"),
+        ("si", "int16"),
+        ("siu", "int32"),
+        ("mi", "int32"),
+        ("i", "int32"),
+        ("iu", "int64"),
+        ("bi", "int64"),
+        ("biu", "decimal128(20, 0)"),
+        ("dec38", "decimal128(38, 10)"),
+        ("f", "float"),
+        ("d", "double"),
+        ("e", "string"),
+        ("j", "string"),
+        ("bl", "binary"),
+        ("dt", "date32[day]"),
+        ("tm", "time64[us]"),
+        ("dtm", "timestamp[us, tz=UTC]"),
+        ("tsm", "timestamp[us, tz=UTC]"),
+        ("yr", "int16"),
         ("bits", "decimal128(20, 0)"),
     ] {
         assert_eq!(schema.get(column).map(String::as_str), Some(arrow_type), "type of {column}");
@@ -329,7 +381,8 @@ async fn write_pairs_mysql(url: String, stop: tokio::sync::watch::Receiver<bool>
 async fn ids(lake: &LakeStore, database: &str, table: &str) -> Vec<i64> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
-    let manifest = inlet_tables::copy::latest_manifest(lake, database, table).await.expect("manifest").expect("committed");
+    let manifest =
+        inlet_tables::copy::latest_manifest(lake, database, table).await.expect("manifest").expect("committed");
     let mut ids = Vec::new();
     for file in &manifest.files {
         let bytes = lake.get(&file.key).await.expect("get").expect("file");
@@ -395,11 +448,18 @@ async fn a_run_reads_every_table_from_one_snapshot() {
         assert!(reports.iter().all(|r| r.error.is_none()), "{reports:?}");
         let (members, posts) = (ids(&store, "app", "members").await, ids(&store, "app", "posts").await);
         let copied_pairs = members.len() as i64 - ROWS;
-        let only_one: Vec<&i64> = members.iter().filter(|id| posts.binary_search(id).is_err()).chain(
-            posts.iter().filter(|id| members.binary_search(id).is_err())).take(5).collect();
+        let only_one: Vec<&i64> = members
+            .iter()
+            .filter(|id| posts.binary_search(id).is_err())
+            .chain(posts.iter().filter(|id| members.binary_search(id).is_err()))
+            .take(5)
+            .collect();
         assert!(only_one.is_empty(), "{engine}: pairs in one table only (a pair is in both or neither): {only_one:?}");
         assert_eq!(members.len(), posts.len(), "{engine}");
-        assert!(copied_pairs > 0 && (copied_pairs as u64) < written, "{engine}: {copied_pairs} of {written} pairs copied");
+        assert!(
+            copied_pairs > 0 && (copied_pairs as u64) < written,
+            "{engine}: {copied_pairs} of {written} pairs copied"
+        );
     }
 }
 
@@ -492,14 +552,16 @@ async fn a_table_larger_than_a_part_goes_to_s3_in_parts() {
         .await
         .expect("schema");
     let prefix = format!("tables-{}", std::process::id());
-    let settings = S3Settings { endpoint: Some(env("GARAGE_ENDPOINT")), force_path_style: true, ..S3Settings::default() };
+    let settings =
+        S3Settings { endpoint: Some(env("GARAGE_ENDPOINT")), force_path_style: true, ..S3Settings::default() };
     let store = LakeStore::open(LakeLocation::S3 { bucket: env("GARAGE_BUCKET"), prefix }, &settings).expect("lake");
     let database = config(&format!(
         "engine = \"postgres\"\nurl = \"{url}\"\nfile_rows = 200000\n[tables.comments]\nmode = \"snapshot\""
     ));
-    let reports = copy_database(&store, "app", &database, &CopyRequest { date: DAY.parse().expect("date"), tables: None })
-        .await
-        .expect("run");
+    let reports =
+        copy_database(&store, "app", &database, &CopyRequest { date: DAY.parse().expect("date"), tables: None })
+            .await
+            .expect("run");
     assert_eq!(reports[0].rows, 300_000);
     assert_eq!(reports[0].files, 2);
     assert!(reports[0].bytes > 5 * 1024 * 1024, "the first part spans several multipart parts: {}", reports[0].bytes);
@@ -511,6 +573,10 @@ async fn a_table_larger_than_a_part_goes_to_s3_in_parts() {
         rows += reader.map(|b| b.expect("batch").num_rows()).sum::<usize>();
     }
     assert_eq!(rows, 300_000);
-    let symlink = store.get("tables/app/comments/_symlink_format_manifest/dt=2026-12-04/manifest").await.expect("get").expect("symlink");
+    let symlink = store
+        .get("tables/app/comments/_symlink_format_manifest/dt=2026-12-04/manifest")
+        .await
+        .expect("get")
+        .expect("symlink");
     assert_eq!(String::from_utf8_lossy(&symlink).lines().count(), 2);
 }

@@ -99,7 +99,7 @@ impl Redshift {
     }
 
     /// Runs `statements` as one transaction and waits for the outcome.
-    async fn execute(&self, statements: Vec<String>) -> Result<(), WarehouseError> {
+    pub async fn execute(&self, statements: Vec<String>) -> Result<(), WarehouseError> {
         let failed = |e: String| WarehouseError::Redshift(e);
         let started = self
             .client
