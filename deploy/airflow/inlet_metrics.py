@@ -7,6 +7,13 @@ One run per reporting day (midnight to midnight in the reporting time zone):
 2. `state` reads the day (and any day whose lake files changed since) into the state in the
    lake; then each table's step runs as its own task, after the steps it reads, with retries.
 
+3. Product database tables (`[databases.NAME]` in the configuration; docs/tables.md): one task
+   per table (`inlet-batch tables run --table DB.TABLE`), or one per database where
+   `airflow_tasks = "per_database"` (all its tables from one snapshot). They copy the database
+   as it is when they run, so they run only for the latest interval (and manual runs), after
+   `latest_only`; they are independent of the lake and of the metric steps (no metric reads them:
+   dashboards join them in the warehouse), so they run beside those.
+
 Steps are idempotent (each replaces its slice of the day and the lookback days before it), so
 retries, catch-up and `airflow backfill create` are safe. Runs go one at a time
 (`max_active_runs=1`): each run's `state` task commits the state the next run starts from.
@@ -26,8 +33,11 @@ import os
 import shlex
 from datetime import timedelta
 
+import tomllib
+
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.latest_only import LatestOnlyOperator
 from airflow.providers.standard.sensors.bash import BashSensor
 from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -56,6 +66,25 @@ STEPS: dict[str, list[str]] = {
     "event_counts": ["state"],
     "users": ["state"],
 }
+
+
+def table_tasks(config_path: str | None) -> dict[str, str]:
+    """Task id → the `--table` argument, from the same configuration file the tasks read."""
+    if not config_path or not os.path.exists(config_path):
+        return {}
+    with open(config_path, "rb") as file:
+        databases = tomllib.load(file).get("databases", {})
+    tasks = {}
+    for database, settings in sorted(databases.items()):
+        if settings.get("airflow_tasks", "per_table") == "per_database":
+            tasks[f"tables__{database}"] = database
+        else:
+            for table in sorted(settings.get("tables", {})):
+                tasks[f"tables__{database}__{table}"] = f"{database}.{table}"
+    return tasks
+
+
+TABLE_TASKS = table_tasks(os.environ.get("INLET_BATCH_CONFIG"))
 
 
 def reporting_day(moment) -> str:
@@ -102,3 +131,11 @@ with DAG(
         lake_complete >> tasks[step]
         for upstream in inputs:
             tasks[upstream] >> tasks[step]
+    if TABLE_TASKS:
+        latest_only = LatestOnlyOperator(task_id="latest_only")
+        for task_id, selection in TABLE_TASKS.items():
+            latest_only >> BashOperator(
+                task_id=task_id,
+                bash_command=f"{INLET_BATCH} tables run --table {shlex.quote(selection)} --date {DAY}",
+                execution_timeout=timedelta(hours=4),
+            )

@@ -1,5 +1,7 @@
 """Writes deploy/superset/inlet_dashboard/, the Superset import bundle for Inlet's metrics tables
-(a database, one dataset per table with its DATE column temporal, the charts and the dashboard),
+(a database, one dataset per table with its DATE column temporal, the charts and the dashboard;
+and the virtual datasets joining the metrics with the product database's members, behind the
+`Inlet members` dashboard),
 from the compact description below: one place for every chart, so the YAML cannot drift
 between charts.
 
@@ -60,6 +62,34 @@ TABLES = {
     "page_views": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("path", "VARCHAR"), ("page_views", "BIGINT"), ("unique_visitors", "BIGINT")]),
     "sessions": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("sessions", "BIGINT"), ("avg_session_seconds", "DOUBLE PRECISION"), ("bounce_rate", "DOUBLE PRECISION")]),
     "event_counts": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("type", "VARCHAR"), ("event", "VARCHAR"), ("events", "BIGINT"), ("users", "BIGINT")]),
+}
+
+
+# Virtual datasets: the metrics joined with `inlet.members` (user_id, profession, specialty), the
+# view `inlet-batch tables run` keeps over the copied member table named in `[members]`
+# (docs/tables.md). Plain SQL both PostgreSQL and Redshift run (date - date is a day count in both).
+ACTIVITY_BY_MEMBER = (
+    "SELECT a.activity_date, a.source, a.user_key, a.first_seen_date, "
+    "COALESCE(m.profession, 'unknown') AS profession, COALESCE(m.specialty, 'unknown') AS specialty "
+    "FROM inlet.daily_user_activity a LEFT JOIN inlet.members m ON m.user_id = a.user_key"
+)
+VIRTUAL = {
+    "active_members_by_profession": (
+        "activity_date",
+        f"SELECT activity_date, source, profession, specialty, COUNT(*) AS active_users FROM ({ACTIVITY_BY_MEMBER}) AS activity "
+        "GROUP BY activity_date, source, profession, specialty",
+        [("activity_date", "DATE"), ("source", "VARCHAR"), ("profession", "VARCHAR"), ("specialty", "VARCHAR"), ("active_users", "BIGINT")],
+    ),
+    "retention_by_profession": (
+        "cohort_date",
+        "SELECT c.cohort_date, c.source, c.profession, r.day_number, c.cohort_size, r.retained_users FROM "
+        f"(SELECT first_seen_date AS cohort_date, source, profession, COUNT(*) AS cohort_size FROM ({ACTIVITY_BY_MEMBER}) AS a "
+        "WHERE activity_date = first_seen_date GROUP BY first_seen_date, source, profession) AS c JOIN "
+        f"(SELECT first_seen_date AS cohort_date, source, profession, activity_date - first_seen_date AS day_number, COUNT(*) AS retained_users "
+        f"FROM ({ACTIVITY_BY_MEMBER}) AS a GROUP BY first_seen_date, source, profession, activity_date - first_seen_date) AS r "
+        "ON r.cohort_date = c.cohort_date AND r.source = c.source AND r.profession = c.profession",
+        [("cohort_date", "DATE"), ("source", "VARCHAR"), ("profession", "VARCHAR"), ("day_number", "INTEGER"), ("cohort_size", "BIGINT"), ("retained_users", "BIGINT")],
+    ),
 }
 
 
@@ -201,6 +231,37 @@ CHARTS = [
 ]
 
 
+MEMBER_CHARTS = [
+    {
+        "key": "active_members_by_profession",
+        "table": "active_members_by_profession",
+        "title": "Daily active users by profession",
+        "viz": "echarts_timeseries_line",
+        "metrics": [metric("SUM(active_users)", "Active users")],
+        "x": "activity_date",
+        "series": ["profession"],
+    },
+    {
+        "key": "active_members_by_specialty",
+        "table": "active_members_by_profession",
+        "title": "Active users by specialty (sum of days)",
+        "viz": "table",
+        "metrics": [metric("SUM(active_users)", "Active user-days")],
+        "groupby": ["profession", "specialty"],
+    },
+    {
+        "key": "retention_by_profession",
+        "table": "retention_by_profession",
+        "title": "Retention by profession (day 0–30)",
+        "viz": "heatmap_v2",
+        "metrics": [metric("SUM(retained_users) * 1.0 / NULLIF(SUM(cohort_size), 0)", "Retention")],
+        "heatmap": ("day_number", "profession"),
+        "where": "day_number <= 30",
+        "format": ".0%",
+    },
+]
+
+
 def form_data(chart: dict) -> dict:
     params = {
         "datasource": f"{uid('dataset:' + chart['table'])}__table",
@@ -216,7 +277,7 @@ def form_data(chart: dict) -> dict:
             "x_axis": chart["x"],
             "time_grain_sqla": chart.get("grain", "P1D"),
             "metrics": chart["metrics"],
-            "groupby": [],
+            "groupby": chart.get("series", []),
             "y_axis_format": chart.get("format", "SMART_NUMBER"),
             "show_legend": True,
             "rich_tooltip": True,
@@ -255,6 +316,7 @@ def query_context(chart: dict, params: dict) -> str:
     its own from the form data in the browser."""
     if chart["viz"].startswith("echarts_timeseries"):
         columns = [{"timeGrain": params["time_grain_sqla"], "columnType": "BASE_AXIS", "sqlExpression": chart["x"], "label": chart["x"], "expressionType": "SQL"}]
+        columns += chart.get("series", [])
         orderby = []
         limit = 10000
     elif chart["viz"] == "heatmap_v2":
@@ -291,16 +353,21 @@ def query_context(chart: dict, params: dict) -> str:
 
 
 def dataset(table: str) -> dict:
-    temporal, columns = TABLES[table]
+    if table in VIRTUAL:
+        temporal, sql, columns = VIRTUAL[table]
+        description = "Metrics joined with the product database's members (docs/tables.md)"
+    else:
+        (temporal, columns), sql = TABLES[table], None
+        description = f"inlet-batch's {table} table (docs/metrics.md)"
     return {
         "table_name": table,
         "main_dttm_col": temporal,
-        "description": f"inlet-batch's {table} table (docs/metrics.md)",
+        "description": description,
         "default_endpoint": None,
         "offset": 0,
         "cache_timeout": None,
         "schema": SCHEMA,
-        "sql": None,
+        "sql": sql,
         "params": None,
         "template_params": None,
         "filter_select_enabled": True,
@@ -349,18 +416,18 @@ def chart_file(chart: dict) -> dict:
     }
 
 
-def dashboard() -> dict:
+def dashboard(title: str, slug: str, charts: list[dict], filter_dataset: str) -> dict:
     position: dict = {
         "DASHBOARD_VERSION_KEY": "v2",
         "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
         "GRID_ID": {"type": "GRID", "id": "GRID_ID", "children": [], "parents": ["ROOT_ID"]},
-        "HEADER_ID": {"id": "HEADER_ID", "type": "HEADER", "meta": {"text": "Inlet"}},
+        "HEADER_ID": {"id": "HEADER_ID", "type": "HEADER", "meta": {"text": title}},
     }
-    for row_number in range(0, len(CHARTS), 2):
+    for row_number in range(0, len(charts), 2):
         row_id = f"ROW-{row_number // 2 + 1}"
         position["GRID_ID"]["children"].append(row_id)
         row = {"type": "ROW", "id": row_id, "children": [], "parents": ["ROOT_ID", "GRID_ID"], "meta": {"background": "BACKGROUND_TRANSPARENT"}}
-        for chart in CHARTS[row_number:row_number + 2]:
+        for chart in charts[row_number:row_number + 2]:
             chart_id = f"CHART-{chart['key']}"
             row["children"].append(chart_id)
             position[chart_id] = {
@@ -377,21 +444,21 @@ def dashboard() -> dict:
         "filterType": "filter_select",
         "type": "NATIVE_FILTER",
         "description": "The app (Inlet source) the events came from",
-        "targets": [{"datasetUuid": uid("dataset:active_users"), "column": {"name": "source"}}],
+        "targets": [{"datasetUuid": uid("dataset:" + filter_dataset), "column": {"name": "source"}}],
         "controlValues": {"multiSelect": True, "enableEmptyFilter": False, "defaultToFirstItem": False, "inverseSelection": False, "searchAllOptions": False},
         "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
         "cascadeParentIds": [],
         "scope": {"rootPath": ["ROOT_ID"], "excluded": []},
     }
     return {
-        "dashboard_title": "Inlet",
+        "dashboard_title": title,
         "description": None,
         "css": "",
-        "slug": "inlet",
+        "slug": slug,
         "certified_by": "",
         "certification_details": "",
         "published": True,
-        "uuid": uid("dashboard"),
+        "uuid": uid("dashboard") if slug == "inlet" else uid("dashboard:" + slug),
         "position": position,
         "metadata": {
             "native_filter_configuration": [source_filter],
@@ -412,11 +479,12 @@ def files() -> dict[str, dict]:
     out = {
         "metadata.yaml": {"version": "1.0.0", "type": "Dashboard", "timestamp": "2026-11-24T00:00:00+00:00"},
         "databases/Inlet_metrics.yaml": DATABASE,
-        "dashboards/Inlet.yaml": dashboard(),
+        "dashboards/Inlet.yaml": dashboard("Inlet", "inlet", CHARTS, "active_users"),
+        "dashboards/Inlet_members.yaml": dashboard("Inlet members", "inlet-members", MEMBER_CHARTS, "active_members_by_profession"),
     }
-    for table in TABLES:
+    for table in [*TABLES, *VIRTUAL]:
         out[f"datasets/Inlet_metrics/{table}.yaml"] = dataset(table)
-    for chart in CHARTS:
+    for chart in CHARTS + MEMBER_CHARTS:
         out[f"charts/{chart['key']}.yaml"] = chart_file(chart)
     return out
 

@@ -23,6 +23,17 @@ export AIRFLOW__CORE__DAGS_FOLDER="$root/deploy/airflow"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__LOGGING__LOGGING_LEVEL=INFO
 schema="airflow_test_$$"
+# A product database (the members of the app, as a read replica would hold them) whose
+# `members` table the DAG's table task copies into the lake and loads next to the metrics.
+pg_port="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")"
+app_db="airflow_app_$$"
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d postgres -c "CREATE DATABASE $app_db"
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d "$app_db" -c "
+  CREATE TABLE members (id text PRIMARY KEY, profession text, specialty text, email text, joined_at timestamptz);
+  INSERT INTO members VALUES ('user-1', 'dentist', 'orthodontics', 'one@example.kr', '2026-01-02 03:04:05+09'),
+    ('user-2', 'dentist', 'periodontics', 'two@example.kr', NULL), ('user-3', 'hygienist', NULL, NULL, NULL),
+    ('user-4', 'doctor', 'dermatology', 'four@example.kr', NULL), ('user-5', 'hygienist', NULL, NULL, NULL);"
+printf 'a-test-salt-of-some-length\n' > "$work/salt"
 cat > "$work/batch.toml" <<TOML
 lake_url = "$work/lake"
 time_zone = "Asia/Seoul"
@@ -30,6 +41,14 @@ time_zone = "Asia/Seoul"
 kind = "postgres"
 schema = "$schema"
 postgres_url = "$PG_TEST_URL"
+[databases.app]
+engine = "postgres"
+url = "postgres://postgres@127.0.0.1:$pg_port/$app_db"
+hash_salt_file = "$work/salt"
+[databases.app.tables.members]
+mode = "snapshot"
+hash = ["email"]
+primary_key = ["id"]
 TOML
 export INLET_BATCH_BIN="$BATCH_BIN" INLET_BATCH_CONFIG="$work/batch.toml" INLET_BATCH_TIME_ZONE="Asia/Seoul"
 export INLET_METRICS_START="2026-11-18"

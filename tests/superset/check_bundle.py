@@ -41,9 +41,10 @@ databases = ok(http.get(f"{url}/api/v1/database/", params={"q": "(page_size:100)
 ok(http.put(f"{url}/api/v1/database/{database['id']}", json={"sqlalchemy_uri": sqlalchemy_uri}))
 
 dashboard = ok(http.get(f"{url}/api/v1/dashboard/inlet"))["result"]
-charts = ok(http.get(f"{url}/api/v1/dashboard/inlet/charts"))["result"]
+member_charts = ok(http.get(f"{url}/api/v1/dashboard/inlet-members/charts"))["result"]
+charts = ok(http.get(f"{url}/api/v1/dashboard/inlet/charts"))["result"] + member_charts
 expected_charts = len(list((bundle_dir / "charts").glob("*.yaml")))
-assert len(charts) == expected_charts, f"dashboard has {len(charts)} charts, the bundle {expected_charts}"
+assert len(charts) == expected_charts, f"dashboards have {len(charts)} charts, the bundle {expected_charts}"
 metadata = json.loads(dashboard["json_metadata"])
 [source_filter] = metadata["native_filter_configuration"]
 assert source_filter["targets"][0]["column"]["name"] == "source" and "datasetId" in source_filter["targets"][0], source_filter
@@ -76,6 +77,14 @@ filtered = ok(http.post(f"{url}/api/v1/chart/data", json=context))["result"][0][
 total = sum(r["DAU"] for r in filtered)
 expected = psql("SELECT sum(dau) FROM inlet.active_users WHERE source = 'hygienists'")
 assert str(total) == expected, f"DAU filtered to hygienists: {total} vs {expected}"
+
+# The members dashboard's virtual dataset: active users by profession equal the join in SQL.
+by_profession = rows["Daily active users by profession"]["data"]
+chart_total = sum(r["Active users"] for r in by_profession)
+expected = psql("SELECT count(*) FROM inlet.daily_user_activity a JOIN inlet.members m ON m.user_id = a.user_key")
+assert str(chart_total) == expected and expected != "0", f"active members by profession: chart {chart_total} vs SQL {expected}"
+professions = {r["profession"] for r in by_profession}
+assert professions == {"dentist", "hygienist"}, professions
 
 counts = ", ".join(f"{name}: {result['rowcount']}" for name, result in rows.items())
 print(f"superset: bundle imported; {len(charts)} charts each returned rows ({counts}); source filter matches the table")

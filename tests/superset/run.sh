@@ -25,6 +25,32 @@ psql_url() { python3 -c 'import sys; a=dict(p.split("=",1) for p in sys.argv[1].
 PGHOST=127.0.0.1 PGPORT="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")" PGUSER=postgres PGDATABASE=postgres \
   psql -XAtq -c 'DROP SCHEMA IF EXISTS inlet CASCADE'
 RUST_LOG=warn "$BATCH_BIN" --lake "$work/lake" --postgres "$PG_TEST_URL" run --from 2026-11-01 --to 2026-11-14 --quiet > "$work/batch.out"
+# The product database's members (profession, specialty), copied into the lake and loaded next
+# to the metrics; `[members]` names the table the `Inlet members` dashboard joins.
+pg_port="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")"
+app_db="superset_app_$$"
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d postgres -c "CREATE DATABASE $app_db"
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d "$app_db" -c "
+  CREATE TABLE members (id bigint PRIMARY KEY, user_id text UNIQUE, job text, specialty text);
+  INSERT INTO members SELECT n, 'u' || n, CASE WHEN n % 3 = 0 THEN 'hygienist' ELSE 'dentist' END,
+    (ARRAY['orthodontics', 'periodontics', 'prosthodontics'])[n % 3 + 1] FROM generate_series(0, 39) n;"
+cat > "$work/tables.toml" <<TOML
+lake_url = "$work/lake"
+[warehouse]
+kind = "postgres"
+postgres_url = "$PG_TEST_URL"
+[databases.app]
+engine = "postgres"
+url = "postgres://postgres@127.0.0.1:$pg_port/$app_db"
+[databases.app.tables.members]
+mode = "snapshot"
+[members]
+table = "app.members"
+user_id = "user_id"
+profession = "job"
+specialty = "specialty"
+TOML
+RUST_LOG=warn "$BATCH_BIN" --config "$work/tables.toml" tables run --date 2026-11-14 > "$work/tables.out"
 
 # 2. A fresh Superset (SQLite metadata) on loopback.
 export SUPERSET_CONFIG_PATH="$work/superset_config.py" FLASK_APP=superset

@@ -44,6 +44,20 @@ pub struct BatchConfig {
     /// Product databases whose tables `inlet-batch tables run` copies into the lake
     /// (docs/tables.md).
     pub databases: std::collections::BTreeMap<String, inlet_tables::DatabaseConfig>,
+    /// The copied table that describes the members (users) of the apps: `tables run` keeps the
+    /// view `{warehouse.schema}.members` over it, which the `Inlet members` dashboard joins.
+    pub members: Option<MembersConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersConfig {
+    /// `database.table`, one of the configured tables.
+    pub table: String,
+    /// Its column holding the id the apps send as `userId`.
+    pub user_id: String,
+    pub profession: Option<String>,
+    pub specialty: Option<String>,
 }
 
 impl Default for BatchConfig {
@@ -62,6 +76,7 @@ impl Default for BatchConfig {
             memory_limit_mb: 1024,
             warehouse: WarehouseConfig::default(),
             databases: std::collections::BTreeMap::new(),
+            members: None,
         }
     }
 }
@@ -159,6 +174,19 @@ impl BatchConfig {
         }
         for (name, database) in &self.databases {
             database.validate(name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if let Some(members) = &self.members {
+            let configured = members
+                .table
+                .split_once('.')
+                .is_some_and(|(d, t)| self.databases.get(d).is_some_and(|d| d.tables.contains_key(t)));
+            if !configured {
+                return invalid(format!("members.table {:?} is not a configured database.table", members.table));
+            }
+            let columns = [Some(&members.user_id), members.profession.as_ref(), members.specialty.as_ref()];
+            if let Some(bad) = columns.into_iter().flatten().find(|c| !is_identifier(c)) {
+                return invalid(format!("members: column {bad:?} must be a plain SQL identifier"));
+            }
         }
         let warehouse = &self.warehouse;
         if !is_identifier(&warehouse.schema) {

@@ -108,6 +108,9 @@ async fn register(
                 let loaded = catalog::load_postgres(&mut client, schema, store, &catalog_table, primary_key).await?;
                 tracing::info!(database, table = table.as_str(), days = loaded.len(), "loaded into PostgreSQL");
             }
+            if let Some(view) = members_view(config, schema, schema) {
+                client.batch_execute(&view).await.map_err(|e| TablesRunError::Request(format!("PostgreSQL: {e}")))?;
+            }
         }
         WarehouseKind::Redshift => {
             let Some(external) = config.warehouse.redshift.tables_schema.as_deref() else {
@@ -132,6 +135,24 @@ async fn register(
     Ok(())
 }
 
+/// `{schema}.members` (user_id, profession, specialty) over the configured member table's
+/// `_current` view in `tables_schema`; SQL that PostgreSQL and Redshift share.
+pub fn members_view(config: &BatchConfig, schema: &str, tables_schema: &str) -> Option<String> {
+    let members = config.members.as_ref()?;
+    let (database, table) = members.table.split_once('.')?;
+    let column = |name: &Option<String>| match name {
+        Some(name) => format!("CAST(\"{name}\" AS VARCHAR(256))"),
+        None => "CAST(NULL AS VARCHAR(256))".into(),
+    };
+    Some(format!(
+        "DROP VIEW IF EXISTS {schema}.members; CREATE VIEW {schema}.members AS SELECT CAST(\"{}\" AS VARCHAR(256)) AS user_id, \
+         {} AS profession, {} AS specialty FROM {tables_schema}.{database}__{table}_current",
+        members.user_id,
+        column(&members.profession),
+        column(&members.specialty),
+    ))
+}
+
 /// Spectrum DDL of every copied table of every configured database.
 pub async fn spectrum_ddl(config: &BatchConfig, schema: &str) -> Result<String, TablesRunError> {
     let schema = checked_schema(schema)?;
@@ -144,6 +165,10 @@ pub async fn spectrum_ddl(config: &BatchConfig, schema: &str) -> Result<String, 
             ddl.push_str(&catalog::spectrum_ddl(store.location(), schema, &table, &primary_key));
             ddl.push('\n');
         }
+    }
+    if let Some(view) = members_view(config, &config.warehouse.schema, schema) {
+        ddl.push_str(&view.replace("; CREATE VIEW", ";\nCREATE VIEW"));
+        ddl.push_str(" WITH NO SCHEMA BINDING;\n");
     }
     Ok(ddl)
 }

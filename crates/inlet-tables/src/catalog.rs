@@ -156,7 +156,7 @@ pub async fn load_postgres(
          CREATE TABLE IF NOT EXISTS {schema}.inlet_table_days (database text, name text, dt date, run_id text, rows bigint,
            PRIMARY KEY (database, name, dt));
          CREATE TABLE IF NOT EXISTS {schema}.{name} (dt date NOT NULL, {});
-         DROP VIEW IF EXISTS {schema}.{name}_current;",
+         DROP VIEW IF EXISTS {schema}.{name}_current CASCADE;",
         columns.join(", ")
     );
     for (column, kind) in &table.columns {

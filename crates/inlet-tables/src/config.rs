@@ -64,8 +64,20 @@ pub struct DatabaseConfig {
     /// Rows per Parquet file before the next part starts.
     #[serde(default = "default_file_rows")]
     pub file_rows: usize,
+    /// How the Airflow DAG splits the copy: a task per table (in parallel, each its own
+    /// snapshot) or one task per database (every table from one snapshot).
+    #[serde(default)]
+    pub airflow_tasks: AirflowTasks,
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AirflowTasks {
+    #[default]
+    PerTable,
+    PerDatabase,
 }
 
 fn utc() -> String {
