@@ -4,9 +4,10 @@
 # runs every layer: unit and property tests, the golden corpus, the bad-input table, the SIGKILL
 # crash tests, the lake on S3 under outage and SIGKILL, the unmodified SDKs end to end (the
 # server SDKs, and in Debian's Chromium sdk-js and analytics-next), delivery
-# to Amplitude and GA4 (contract-enforcing local receivers) across faults and SIGKILL, and the
-# batch job's metrics published to a real PostgreSQL, the Airflow DAG run by real Airflow and
-# the Superset bundle imported into real Superset.
+# to Amplitude and GA4 (contract-enforcing local receivers) across faults and SIGKILL, product
+# tables copied from a real PostgreSQL and a real MariaDB (Debian's package), the batch job's
+# metrics published to a real PostgreSQL, the Airflow DAG run by real Airflow and the Superset
+# bundle imported into real Superset.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -74,6 +75,7 @@ pg_dir="$(mktemp -d)"
 cleanup() {
   bash tests/garage/garage.sh stop "$garage_dir"
   bash tests/postgres/postgres.sh stop "$pg_dir/pg"
+  bash tests/mariadb/mariadb.sh stop "$pg_dir/mariadb"
   rm -rf "$garage_dir" "$pg_dir"
 }
 trap cleanup EXIT
@@ -83,6 +85,10 @@ eval "$(bash tests/garage/garage.sh env "$garage_dir")"
 step "PostgreSQL (the stand-in for Redshift) on loopback"
 bash tests/postgres/postgres.sh start "$pg_dir/pg"
 eval "$(bash tests/postgres/postgres.sh env "$pg_dir/pg")"
+
+step "MariaDB (the MySQL engine of the product-database tests) on loopback"
+bash tests/mariadb/mariadb.sh start "$pg_dir/mariadb"
+eval "$(bash tests/mariadb/mariadb.sh env "$pg_dir/mariadb")"
 
 step "format and lints"
 cargo fmt --all --check
@@ -127,6 +133,9 @@ GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
 
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
+
+step "product tables: PostgreSQL and MariaDB → lake (every type read back with pyarrow), one snapshot under concurrent writes, incremental days, a run that dies before its commit, a lake on Garage"
+PYARROW_PYTHON="$venv/bin/python" ignored_test databases '^(test |test result)'
 
 step "batch: every table equal to DuckDB's reading of the same definitions, run day by day and rebuilt"
 bash crates/inlet-batch/scripts/check_against_duckdb.sh "$CARGO_TARGET_DIR/debug" "$venv/bin/python"
