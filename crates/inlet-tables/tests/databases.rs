@@ -584,3 +584,70 @@ async fn a_table_larger_than_a_part_goes_to_s3_in_parts() {
         .expect("symlink");
     assert_eq!(String::from_utf8_lossy(&symlink).lines().count(), 2);
 }
+
+/// Turns TLS on in the test PostgreSQL with a certificate for 127.0.0.1; returns its PEM.
+async fn enable_postgres_tls(client: &tokio_postgres::Client, dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("dir mode");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("key mode");
+    // The server runs as `postgres` when the suite runs as root (tests/postgres/postgres.sh).
+    let whoami = std::process::Command::new("id").arg("-u").output().expect("id");
+    if String::from_utf8_lossy(&whoami.stdout).trim() == "0" {
+        let uid = std::process::Command::new("id").args(["-u", "postgres"]).output().expect("id postgres");
+        let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().expect("uid");
+        for path in [&cert, &key] {
+            std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
+        }
+    }
+    for setting in [
+        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+        format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        "ALTER SYSTEM SET ssl = on".into(),
+    ] {
+        client.batch_execute(&setting).await.expect("ssl setting");
+    }
+    client.batch_execute("SELECT pg_reload_conf()").await.expect("reload");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    certified.cert.pem()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by tests/run.sh"]
+async fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
+    let (client, url) = fresh_postgres("tables_tls").await;
+    client.batch_execute("CREATE TABLE t (id bigint); INSERT INTO t VALUES (1), (2);").await.expect("table");
+    let lake_dir = tempfile::tempdir().expect("tempdir");
+    let store = local_lake(&lake_dir);
+    let request = CopyRequest { date: DAY.parse().expect("date"), tables: None };
+    let run = |tls: String| {
+        let store = store.clone();
+        let url = url.clone();
+        let request = request.clone();
+        async move {
+            let database =
+                config(&format!("engine = \"postgres\"\nurl = \"{url}\"\n{tls}\n[tables.t]\nmode = \"snapshot\""));
+            copy_database(&store, "app", &database, &request).await
+        }
+    };
+    // Without TLS on the server, `require` refuses to copy in the clear.
+    let clear = run("tls = \"require\"".into()).await.expect_err("plain server");
+    assert!(clear.to_string().contains("app"), "{clear}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = enable_postgres_tls(&client, dir.path()).await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("ca");
+    let required = run("tls = \"require\"".into()).await.expect("require");
+    assert_eq!(required[0].rows, 2);
+    let verified =
+        run(format!("tls = \"verify-full\"\ntls_ca_file = \"{}\"", ca_file.display())).await.expect("verify-full");
+    assert_eq!(verified[0].rows, 2);
+    // The Mozilla roots do not include a self-signed certificate: refused.
+    let refused = run("tls = \"verify-full\"".into()).await.expect_err("unknown issuer");
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+    client.batch_execute("ALTER SYSTEM RESET ssl").await.expect("reset");
+    client.batch_execute("SELECT pg_reload_conf()").await.expect("reload");
+}
