@@ -246,6 +246,17 @@ mod tests {
                 "[warehouse]\nkind = \"redshift\"\n[warehouse.redshift]\nworkgroup = \"w\"\ndatabase = \"d\"\niam_role = \"r\"",
                 "s3://",
             ),
+            ("[databases.app]\nengine = \"mysql\"\nurl = \"postgres://h/app\"", "does not match engine"),
+            (
+                "[databases.app]\nengine = \"postgres\"\nurl = \"postgres://h/app\"\n[databases.app.tables.m]\nmode = \"snapshot\"\n\
+                 [members]\ntable = \"app.users\"\nuser_id = \"id\"",
+                "members.table",
+            ),
+            (
+                "[databases.app]\nengine = \"postgres\"\nurl = \"postgres://h/app\"\n[databases.app.tables.m]\nmode = \"snapshot\"\n\
+                 [members]\ntable = \"app.m\"\nuser_id = \"id; drop\"",
+                "plain SQL identifier",
+            ),
         ];
         for (text, expected) in cases {
             let config: BatchConfig = toml::from_str(text).expect(text);
