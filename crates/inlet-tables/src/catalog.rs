@@ -311,3 +311,81 @@ fn escape(text: &mut String, value: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ColumnEntry, FORMAT};
+
+    fn day(date: &str, columns: &[(&str, &str)]) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            database: "app".into(),
+            table: "posts".into(),
+            date: date.parse().expect("date"),
+            mode: Mode::Incremental,
+            run_id: "r".into(),
+            snapshot_at: chrono::Utc::now(),
+            committed_at: chrono::Utc::now(),
+            rows: 1,
+            bytes: 1,
+            files: Vec::new(),
+            columns: columns
+                .iter()
+                .map(|(name, lake_type)| ColumnEntry {
+                    name: (*name).into(),
+                    lake_type: (*lake_type).into(),
+                    source_type: String::new(),
+                    hashed: false,
+                    nulled: 0,
+                })
+                .collect(),
+            schema_hash: String::new(),
+            cursor: Some("updated_at".into()),
+            watermark_from: None,
+            watermark: None,
+        }
+    }
+
+    #[test]
+    fn spectrum_ddl_reads_days_through_their_symlink_manifests() {
+        let days = vec![
+            day("2026-12-03", &[("id", "int64"), ("likes", "int32"), ("updated_at", "timestamp")]),
+            day("2026-12-04", &[("id", "int64"), ("likes", "int64"), ("updated_at", "timestamp"), ("body", "text")]),
+        ];
+        let table = CatalogTable::from_manifests("app", "posts", days).expect("catalog");
+        assert_eq!(
+            table.columns.iter().map(|(c, k)| format!("{c}:{}", k.name())).collect::<Vec<_>>(),
+            ["id:int64", "likes:int64", "updated_at:timestamp", "body:text"],
+            "the union of the days' columns, typed as last seen"
+        );
+        let location = LakeLocation::parse("s3://lake/prod").expect("location");
+        let ddl = spectrum_ddl(&location, "inlet_tables", &table, &["id".into()]);
+        assert!(ddl.contains("CREATE EXTERNAL TABLE inlet_tables.app__posts ("), "{ddl}");
+        assert!(ddl.contains("\"likes\" bigint") && ddl.contains("\"body\" varchar(65535)"), "{ddl}");
+        assert!(ddl.contains("SymlinkTextInputFormat"), "{ddl}");
+        assert!(ddl.contains("LOCATION 's3://lake/prod/tables/app/posts/_symlink_format_manifest/';"), "{ddl}");
+        assert!(
+            ddl.contains(
+                "ADD IF NOT EXISTS PARTITION (dt = '2026-12-04') LOCATION 's3://lake/prod/tables/app/posts/_symlink_format_manifest/dt=2026-12-04/';"
+            ),
+            "{ddl}"
+        );
+        assert!(ddl.contains("PARTITION BY \"id\" ORDER BY dt DESC, \"updated_at\" DESC"), "{ddl}");
+        assert!(ddl.contains("WITH NO SCHEMA BINDING"), "{ddl}");
+        assert!(!ddl.to_uppercase().contains("DISTINCT ON"), "Redshift has no DISTINCT ON");
+    }
+
+    #[test]
+    fn copy_text_escapes_and_types_values() {
+        use arrow_array::{BinaryArray, Float64Array, StringArray};
+        use std::sync::Arc;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("a\tb\\c\nd"), None])),
+            Arc::new(Float64Array::from(vec![f64::INFINITY, 0.1])),
+            Arc::new(BinaryArray::from(vec![&b"\x00\xff"[..], &b""[..]])),
+        ];
+        let text = copy_text("2026-12-04".parse().expect("date"), &columns);
+        assert_eq!(text, "2026-12-04\ta\\tb\\\\c\\nd\tInfinity\t\\\\x00ff\n2026-12-04\t\\N\t0.1\t\\\\x\n");
+    }
+}
