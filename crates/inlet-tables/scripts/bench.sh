@@ -30,8 +30,7 @@ PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d postgres -c "
   INSERT INTO bench SELECT g, g % 100000, 'title ' || g, md5(g::text) || md5((g * 7)::text),
     (g % 1000000) / 100.0, (g % 9973) / 9973.0, g % 2 = 0, date '2020-01-01' + g % 2000,
     timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second', g % 30, 'tag' || g % 50,
-    md5(g::text)::uuid FROM generate_series(1, $rows) g;
-  VACUUM ANALYZE bench;"
+    md5(g::text)::uuid FROM generate_series(1, $rows) g;" -c "VACUUM ANALYZE bench"
 mariadb --socket="$work/my/socket" -uroot inlet_test -e "
   CREATE TABLE bench (id BIGINT PRIMARY KEY, member_id INT, title VARCHAR(100), body TEXT,
     score DECIMAL(12,2), ratio DOUBLE, is_public TINYINT(1), created DATE, updated_at DATETIME(6),
