@@ -108,7 +108,7 @@ async fn register(
                 let loaded = catalog::load_postgres(&mut client, schema, store, &catalog_table, primary_key).await?;
                 tracing::info!(database, table = table.as_str(), days = loaded.len(), "loaded into PostgreSQL");
             }
-            if let Some(view) = members_view(config, schema, schema) {
+            if let Some(view) = members_view(config, schema, schema, false) {
                 client.batch_execute(&view).await.map_err(|e| TablesRunError::Request(format!("PostgreSQL: {e}")))?;
             }
         }
@@ -136,8 +136,9 @@ async fn register(
 }
 
 /// `{schema}.members` (user_id, profession, specialty) over the configured member table's
-/// `_current` view in `tables_schema`; SQL that PostgreSQL and Redshift share.
-pub fn members_view(config: &BatchConfig, schema: &str, tables_schema: &str) -> Option<String> {
+/// `_current` view in `tables_schema`: SQL that PostgreSQL and Redshift share, late-binding on
+/// Redshift (views over external tables must be).
+pub fn members_view(config: &BatchConfig, schema: &str, tables_schema: &str, late_binding: bool) -> Option<String> {
     let members = config.members.as_ref()?;
     let (database, table) = members.table.split_once('.')?;
     let column = |name: &Option<String>| match name {
@@ -145,11 +146,12 @@ pub fn members_view(config: &BatchConfig, schema: &str, tables_schema: &str) -> 
         None => "CAST(NULL AS VARCHAR(256))".into(),
     };
     Some(format!(
-        "DROP VIEW IF EXISTS {schema}.members; CREATE VIEW {schema}.members AS SELECT CAST(\"{}\" AS VARCHAR(256)) AS user_id, \
-         {} AS profession, {} AS specialty FROM {tables_schema}.{database}__{table}_current",
+        "DROP VIEW IF EXISTS {schema}.members;\nCREATE VIEW {schema}.members AS SELECT CAST(\"{}\" AS VARCHAR(256)) AS user_id, \
+         {} AS profession, {} AS specialty FROM {tables_schema}.{database}__{table}_current{};",
         members.user_id,
         column(&members.profession),
         column(&members.specialty),
+        if late_binding { " WITH NO SCHEMA BINDING" } else { "" },
     ))
 }
 
@@ -166,9 +168,9 @@ pub async fn spectrum_ddl(config: &BatchConfig, schema: &str) -> Result<String, 
             ddl.push('\n');
         }
     }
-    if let Some(view) = members_view(config, &config.warehouse.schema, schema) {
-        ddl.push_str(&view.replace("; CREATE VIEW", ";\nCREATE VIEW"));
-        ddl.push_str(" WITH NO SCHEMA BINDING;\n");
+    if let Some(view) = members_view(config, &config.warehouse.schema, schema, true) {
+        ddl.push_str(&view);
+        ddl.push('\n');
     }
     Ok(ddl)
 }

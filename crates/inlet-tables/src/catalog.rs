@@ -95,7 +95,7 @@ pub async fn tables_of(store: &LakeStore, database: &str) -> Result<Vec<CatalogT
 }
 
 fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
+    crate::copy::quote(crate::Engine::Postgres, identifier)
 }
 
 /// Spectrum: the external table over the days' symlink manifests, its partitions, and the

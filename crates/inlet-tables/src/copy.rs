@@ -37,7 +37,7 @@ pub struct CopyRequest {
 }
 
 /// The outcome of one table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TableReport {
     pub database: String,
     pub table: String,
@@ -75,9 +75,14 @@ pub struct PlannedColumn {
 }
 
 impl PlannedColumn {
+    /// What the column is in the lake: hashed columns are text.
+    pub fn lake_kind(&self) -> types::Kind {
+        if self.hashed { types::Kind::Text } else { self.mapping.kind }
+    }
+
     /// The lake type's name, as manifests record it.
     pub fn lake_type(&self) -> String {
-        if self.hashed { "text".into() } else { self.mapping.kind.name() }
+        self.lake_kind().name()
     }
 }
 
@@ -180,13 +185,18 @@ impl std::fmt::Debug for TableSink {
 }
 
 impl TableSink {
-    fn new(planned: &[PlannedColumn], zone: Tz, salt: &Arc<[u8]>, batch_rows: usize, writer: PartWriter) -> TableSink {
+    fn new(
+        planned: &[PlannedColumn],
+        schema: SchemaRef,
+        zone: Tz,
+        salt: &Arc<[u8]>,
+        batch_rows: usize,
+        writer: PartWriter,
+    ) -> TableSink {
         let columns = planned
             .iter()
             .map(|c| Column::new(c.mapping.kind, Some(zone), c.hashed.then(|| Arc::clone(salt)), batch_rows))
             .collect();
-        let fields: Vec<_> =
-            planned.iter().map(|c| if c.hashed { types::Kind::Text } else { c.mapping.kind }.field(&c.name)).collect();
         let (batches, mut receiver) = mpsc::channel::<RecordBatch>(2);
         let writer = tokio::spawn(async move {
             let mut writer = writer;
@@ -201,7 +211,7 @@ impl TableSink {
         TableSink {
             columns,
             names: planned.iter().map(|c| c.name.clone()).collect(),
-            schema: Arc::new(Schema::new(fields)),
+            schema,
             batch_rows,
             in_batch: 0,
             batches,
@@ -325,15 +335,8 @@ impl ReadRun {
                     database: self.database.clone(),
                     table,
                     date: self.date,
-                    rows: 0,
-                    bytes: 0,
-                    files: 0,
-                    watermark: None,
-                    added_columns: Vec::new(),
-                    dropped_columns: Vec::new(),
-                    nulled_values: BTreeMap::new(),
-                    seconds: 0.0,
                     error: Some(message),
+                    ..TableReport::default()
                 }),
             }
         }
@@ -535,19 +538,16 @@ async fn copy_table(
     }
 
     let key_stem = format!("{}/part-{}", manifest::day_prefix(context.database, table, date), context.run_id);
+    let schema: SchemaRef =
+        Arc::new(Schema::new(planned.iter().map(|c| c.lake_kind().field(&c.name)).collect::<Vec<_>>()));
     let writer = PartWriter::new(
         context.store.clone(),
         key_stem,
-        Arc::new(Schema::new(
-            planned
-                .iter()
-                .map(|c| if c.hashed { types::Kind::Text } else { c.mapping.kind }.field(&c.name))
-                .collect::<Vec<_>>(),
-        )),
+        Arc::clone(&schema),
         context.config.row_group_rows,
         context.config.file_rows,
     );
-    let mut sink = TableSink::new(&planned, *context.zone, context.salt, context.config.batch_rows, writer);
+    let mut sink = TableSink::new(&planned, schema, *context.zone, context.salt, context.config.batch_rows, writer);
     let streamed = source.stream(&select, &mut sink).await;
     let finished = sink.finish().await;
     streamed.map_err(TableFailure::Run)?;
