@@ -222,6 +222,14 @@ impl LakeStore {
         }
     }
 
+    /// Reads bytes `range` of `key` (a Parquet footer, a bloom filter), which must exist.
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        self.objects
+            .get_range(&ObjectPath::from(key), range)
+            .await
+            .map_err(|e| failed("GET range", key, error_text(&e)))
+    }
+
     /// Removes `key`; removing a key that does not exist is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self.objects.delete(&ObjectPath::from(key)).await {
