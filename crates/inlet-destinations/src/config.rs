@@ -37,6 +37,12 @@ pub enum VendorConfig {
         /// Shortest `user_id` / `device_id` Amplitude accepts (sent as `options.min_id_length`).
         #[serde(default = "default_min_id_length")]
         min_id_length: usize,
+        /// The project's secret key: with it, deletions go to Amplitude's User Privacy API.
+        #[serde(default)]
+        secret_key: Option<String>,
+        /// The User Privacy API's URL (EU region, tests). Default: the US one.
+        #[serde(default)]
+        deletion_endpoint: Option<String>,
     },
     Ga4 {
         measurement_id: String,
@@ -52,9 +58,13 @@ impl std::fmt::Debug for VendorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const REDACTED: &str = "<redacted>";
         match self {
-            VendorConfig::Amplitude { min_id_length, .. } => {
-                f.debug_struct("Amplitude").field("api_key", &REDACTED).field("min_id_length", min_id_length).finish()
-            }
+            VendorConfig::Amplitude { min_id_length, secret_key, deletion_endpoint, .. } => f
+                .debug_struct("Amplitude")
+                .field("api_key", &REDACTED)
+                .field("min_id_length", min_id_length)
+                .field("secret_key", &secret_key.as_ref().map(|_| REDACTED))
+                .field("deletion_endpoint", deletion_endpoint)
+                .finish(),
             VendorConfig::Ga4 { measurement_id, client_id, .. } => f
                 .debug_struct("Ga4")
                 .field("measurement_id", measurement_id)
@@ -156,7 +166,15 @@ impl DestinationConfig {
             return Err(format!("{}: {endpoint:?} is not a URL", at("endpoint")));
         }
         match &self.vendor {
-            VendorConfig::Amplitude { api_key, min_id_length } => {
+            VendorConfig::Amplitude { api_key, min_id_length, secret_key, deletion_endpoint } => {
+                if secret_key.as_deref().is_some_and(str::is_empty) {
+                    return Err(format!("{}: must not be empty", at("secret_key")));
+                }
+                if let Some(endpoint) = deletion_endpoint
+                    && reqwest::Url::parse(endpoint).is_err()
+                {
+                    return Err(format!("{}: {endpoint:?} is not a URL", at("deletion_endpoint")));
+                }
                 if api_key.is_empty() {
                     return Err(format!("{}: must not be empty", at("api_key")));
                 }
@@ -193,7 +211,13 @@ mod tests {
     fn reads_both_vendors_and_refuses_unknown_keys() {
         let amplitude =
             parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]").expect("amplitude");
-        assert_eq!(amplitude.vendor, VendorConfig::Amplitude { api_key: "k".into(), min_id_length: 5 });
+        assert_eq!(amplitude.vendor, VendorConfig::Amplitude {
+                api_key: "k".into(),
+                min_id_length: 5,
+                secret_key: None,
+                deletion_endpoint: None
+            }
+        );
         assert!(amplitude.validate(&["web"]).is_ok());
         assert!(amplitude.validate(&["app"]).expect_err("unknown source").contains("sources"));
         let ga4 = parse("name = \"ga\"\nkind = \"ga4\"\nmeasurement_id = \"G-1\"\napi_secret = \"s\"\nsources = [\"web\"]\nclient_id = \"user_id\"\n[delivery]\ndeadline_secs = 60").expect("ga4");

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use inlet_lake::LakeStore;
 use inlet_lake::store::StoreError;
+use inlet_privacy::Targets;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -114,6 +115,64 @@ impl DeadLetterStore {
         }
         Ok(letters)
     }
+}
+
+/// What [`erase_dead_letters`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeadLetterErasure {
+    pub files: u64,
+    pub files_rewritten: u64,
+    pub files_deleted: u64,
+    pub letters_deleted: u64,
+}
+
+impl DeadLetterErasure {
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        std::collections::BTreeMap::from([
+            ("files".to_owned(), self.files),
+            ("files_rewritten".to_owned(), self.files_rewritten),
+            ("files_deleted".to_owned(), self.files_deleted),
+            ("letters_deleted".to_owned(), self.letters_deleted),
+        ])
+    }
+}
+
+/// Removes the dead letters of `targets`, every destination's: a file holding one is written
+/// again without it (deleted if nothing else is left), by one atomic put, so a crash leaves the
+/// old file or the new one. Lines that do not parse are kept as they are.
+pub async fn erase_dead_letters(store: &LakeStore, targets: &Targets) -> Result<DeadLetterErasure, StoreError> {
+    let mut erasure = DeadLetterErasure::default();
+    let keys = store.list(&format!("{DEAD_LETTER_PREFIX}/")).await?;
+    for key in keys.iter().filter(|key| key.ends_with(".jsonl")) {
+        erasure.files += 1;
+        let Some(bytes) = store.get(key).await? else { continue };
+        let mut kept = Vec::with_capacity(bytes.len());
+        let mut deleted = 0;
+        for line in bytes.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+            let erased = serde_json::from_slice::<DeadLetter>(line).is_ok_and(|letter| {
+                let id = |field: &str| letter.event.get(field).and_then(Value::as_str);
+                targets.matches(id("userId"), id("anonymousId"))
+            });
+            if erased {
+                deleted += 1;
+            } else {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
+            }
+        }
+        if deleted == 0 {
+            continue;
+        }
+        erasure.letters_deleted += deleted;
+        if kept.is_empty() {
+            store.delete(key).await?;
+            erasure.files_deleted += 1;
+        } else {
+            store.put(key, Bytes::from(kept)).await?;
+            erasure.files_rewritten += 1;
+        }
+    }
+    Ok(erasure)
 }
 
 fn day_of(key: &str) -> Option<NaiveDate> {

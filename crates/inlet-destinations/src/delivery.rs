@@ -3,7 +3,7 @@
 //! ## Invariants
 //! - **Nothing acknowledged is skipped.** The destination's WAL consumer (`destination:{name}`)
 //!   is confirmed only up to its oldest unresolved record: every record below the cursor was
-//!   delivered, dead-lettered (stored first), or is not for this destination. The WAL keeps
+//!   delivered, dead-lettered (stored first), not for this destination, or of a suppressed id. The WAL keeps
 //!   every segment until the lake and every destination are past it.
 //! - **A restart resumes exactly where delivery was.** Events resolve out of order (a throttled
 //!   event is held while later ones flow), so the positions resolved beyond the cursor are
@@ -22,6 +22,7 @@
 //! - **At most `max_in_flight_events` events are in memory**, and reading never runs more than
 //!   four times that ahead of the cursor (which bounds the saved `resolved` list).
 
+use inlet_privacy::Suppressions;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,6 +95,7 @@ pub struct Delivery {
     resolved_above: BTreeSet<u64>,
     max_in_flight: usize,
     max_backlog_bytes: u64,
+    suppressions: Arc<Suppressions>,
     shedding: bool,
     /// Waiting events given up on by the budget, to settle in the next round.
     pending_shed: Vec<Resolved>,
@@ -111,6 +113,8 @@ pub struct DeliveryParts {
     pub state_dir: PathBuf,
     pub max_in_flight: usize,
     pub max_backlog_bytes: u64,
+    /// Events of these ids still in the WAL are not sent (deleted or suppressed since).
+    pub suppressions: Arc<Suppressions>,
 }
 
 impl Delivery {
@@ -142,6 +146,7 @@ impl Delivery {
             resolved_above,
             max_in_flight: parts.max_in_flight,
             max_backlog_bytes: parts.max_backlog_bytes,
+            suppressions: parts.suppressions,
             shedding: false,
             pending_shed: Vec::new(),
         })
@@ -220,6 +225,12 @@ impl Delivery {
             };
             if !self.sources.contains(&stored.source) {
                 continue;
+            }
+            if self.suppressions.active() {
+                let id = |field: &str| stored.event.get(field).and_then(serde_json::Value::as_str);
+                if self.suppressions.matches(id("userId"), id("anonymousId")) {
+                    continue;
+                }
             }
             if self.shedding {
                 resolved.push(crate::outbox::shed_one(lsn, stored, "backlog_over_budget", &self.shed_detail()));

@@ -14,6 +14,7 @@
 pub mod amplitude;
 pub mod config;
 pub mod dead_letters;
+pub mod deletions;
 pub mod delivery;
 pub mod ga4;
 pub mod metrics;
@@ -44,7 +45,7 @@ impl Destination {
     pub fn new(config: DestinationConfig) -> Destination {
         let types = config.types.clone().unwrap_or_else(|| config::default_types(&config.vendor));
         let vendor = match &config.vendor {
-            VendorConfig::Amplitude { api_key, min_id_length } => Vendor::Amplitude(amplitude::Amplitude {
+            VendorConfig::Amplitude { api_key, min_id_length, .. } => Vendor::Amplitude(amplitude::Amplitude {
                 api_key: api_key.clone(),
                 endpoint: config.endpoint.clone().unwrap_or_else(|| amplitude::DEFAULT_ENDPOINT.into()),
                 min_id_length: *min_id_length,

@@ -321,7 +321,7 @@ fn truncate(mut body: String) -> String {
 /// A client for one destination: its request timeout, no idle pool surprises.
 /// A failed request's text for logs and dead letters, without its URL: GA4 takes its
 /// `api_secret` in the query string, and reqwest's error text starts with the URL.
-fn request_error_text(error: &reqwest::Error) -> String {
+pub(crate) fn request_error_text(error: &reqwest::Error) -> String {
     let text = inlet_lake::store::error_text(error);
     match error.url() {
         Some(url) => text.replace(url.as_str(), "<url>"),

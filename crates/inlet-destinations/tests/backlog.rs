@@ -74,6 +74,7 @@ async fn run_until(
         state_dir: dir.join("destinations"),
         max_in_flight: 500,
         max_backlog_bytes: budget,
+        suppressions: Arc::default(),
     })
     .await
     .unwrap();

@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use inlet_segment::{Limits, Normaliser, RequestMeta, RouteKind, encode_stored_event, parse_body};
+use inlet_segment::{IpPolicy, Limits, Normaliser, RequestMeta, RouteKind, encode_stored_event, parse_body};
 use inlet_wal::{FsyncPolicy, Wal, WalConfig};
 
 use corpus::{EVENTS, batch_body, normalise_single, single_body};
@@ -29,7 +29,7 @@ fn normalise_batch(normaliser: &Normaliser, body: &[u8], meta: &RequestMeta) -> 
 fn benches(c: &mut Criterion) {
     let body = batch_body();
     let normaliser = Normaliser::new(Limits::default());
-    let meta = RequestMeta { received_at: Utc::now(), client_ip: Some("203.0.113.7".parse().expect("ip")) };
+    let meta = RequestMeta { received_at: Utc::now(), client_ip: Some("203.0.113.7".parse().expect("ip")), ip_policy: IpPolicy::Truncate };
     let records = normalise_batch(&normaliser, &body, &meta);
     let record_bytes: usize = records.iter().map(Vec::len).sum();
     eprintln!("batch body {} bytes, {} records of {} bytes in all", body.len(), records.len(), record_bytes);

@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use inlet_segment::IpPolicy;
+
 use crate::config::SourceConfig;
 use crate::error::ApiError;
 
@@ -21,6 +23,7 @@ use crate::error::ApiError;
 #[derive(Clone, Default)]
 pub struct Sources {
     by_key: HashMap<[u8; 32], Arc<str>>,
+    ip_policies: HashMap<Arc<str>, IpPolicy>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -35,7 +38,14 @@ fn digest(key: &str) -> [u8; 32] {
 
 impl Sources {
     pub fn new(sources: &[SourceConfig]) -> Sources {
-        Sources { by_key: sources.iter().map(|s| (digest(&s.write_key), Arc::from(s.name.as_str()))).collect() }
+        Sources {
+            by_key: sources.iter().map(|s| (digest(&s.write_key), Arc::from(s.name.as_str()))).collect(),
+            ip_policies: sources.iter().map(|s| (Arc::from(s.name.as_str()), s.ip_policy)).collect(),
+        }
+    }
+
+    pub fn ip_policy(&self, source: &str) -> IpPolicy {
+        self.ip_policies.get(source).copied().unwrap_or_default()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

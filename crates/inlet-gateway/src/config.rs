@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use inlet_lake::layout::{SAFE_NAME_RULE, is_safe_name};
+use inlet_segment::IpPolicy;
 use inlet_wal::FsyncPolicy;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -36,6 +37,7 @@ pub struct Config {
     pub wal: WalSettings,
     pub dedupe: DedupeConfig,
     pub lake: LakeConfig,
+    pub privacy: PrivacyConfig,
     /// Write key → source. Empty: a development source is created (see `docs/config.md`).
     pub sources: Vec<SourceConfig>,
     /// Where events are forwarded (Amplitude, GA4); see `docs/destinations.md`.
@@ -226,6 +228,27 @@ pub struct LakeConfig {
     pub shutdown_flush_secs: u64,
 }
 
+/// Regulations (suppress, delete, unsuppress): see `docs/privacy.md`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// How often the gateway reads the lake's regulations: the longest a regulation made
+    /// elsewhere (another gateway, the CLI) takes to apply here.
+    pub poll_secs: u64,
+    /// Whether this gateway carries out deletions (lake files, dead letters, vendors' deletion
+    /// APIs). With several gateways on one lake, one is enough.
+    pub worker: bool,
+    /// A deletion starts erasing this long after it was made: time for every gateway to read
+    /// it and for lake ranges encoded before that to be uploaded.
+    pub settle_secs: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> PrivacyConfig {
+        PrivacyConfig { poll_secs: 10, worker: true, settle_secs: 120 }
+    }
+}
+
 impl Default for LakeConfig {
     fn default() -> LakeConfig {
         LakeConfig {
@@ -258,11 +281,20 @@ pub struct SourceConfig {
     /// The burst above `events_per_sec` (default: one second's worth, at least a full batch).
     #[serde(default)]
     pub burst_events: Option<u32>,
+    /// What is kept of the client's IP address: `full`, `truncate` (default) or `drop`.
+    #[serde(default)]
+    pub ip_policy: IpPolicy,
 }
 
 impl SourceConfig {
     pub fn new(name: impl Into<String>, write_key: impl Into<String>) -> SourceConfig {
-        SourceConfig { name: name.into(), write_key: write_key.into(), events_per_sec: None, burst_events: None }
+        SourceConfig {
+            name: name.into(),
+            write_key: write_key.into(),
+            events_per_sec: None,
+            burst_events: None,
+            ip_policy: IpPolicy::default(),
+        }
     }
 }
 
@@ -273,6 +305,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("write_key", &REDACTED)
             .field("events_per_sec", &self.events_per_sec)
             .field("burst_events", &self.burst_events)
+            .field("ip_policy", &self.ip_policy)
             .finish()
     }
 }
@@ -289,6 +322,7 @@ impl Default for Config {
             wal: WalSettings::default(),
             dedupe: DedupeConfig::default(),
             lake: LakeConfig::default(),
+            privacy: PrivacyConfig::default(),
             sources: Vec::new(),
             destinations: Vec::new(),
         }
@@ -425,6 +459,9 @@ impl Config {
         }
         if l.max_stored_request_bytes < l.max_request_bytes {
             return invalid("limits.max_stored_request_bytes must be at least limits.max_request_bytes".into());
+        }
+        if self.privacy.poll_secs == 0 {
+            return invalid("privacy.poll_secs must be greater than zero".into());
         }
         if self.admin.token.is_some() && self.admin.token_file.is_some() {
             return invalid("admin.token and admin.token_file are exclusive: set one".into());

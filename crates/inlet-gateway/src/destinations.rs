@@ -45,6 +45,7 @@ pub async fn start(state: &Arc<AppState>) -> Result<DestinationTasks, StartupErr
             state_dir: state.config.data_dir.join("destinations"),
             max_in_flight: config.delivery.max_in_flight_events,
             max_backlog_bytes: config.delivery.max_backlog_bytes,
+            suppressions: Arc::clone(&state.suppressions),
         })
         .await
         .map_err(|source| StartupError::Destination { name: config.name.clone(), source })?;

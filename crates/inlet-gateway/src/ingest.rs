@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inlet_segment::{RequestMeta, RouteKind, encode_stored_event_into, parse_body};
+use inlet_segment::{IpPolicy, RequestMeta, RouteKind, encode_stored_event_into, parse_body};
 use inlet_wal::FramedRecords;
 use serde::Serialize;
 
@@ -31,7 +31,7 @@ const BLOCKING_DECODE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub success: bool,
-    /// Messages newly stored.
+    /// Messages newly stored (and messages of suppressed ids, acknowledged alike).
     pub accepted: usize,
     /// Messages whose `messageId` was already stored within the dedupe window (not stored again).
     pub duplicates: usize,
@@ -47,6 +47,8 @@ struct PreparedRequest {
     records: FramedRecords,
     /// The dedupe key of each record, in the same order.
     keys: Vec<u128>,
+    /// Valid messages of suppressed ids: acknowledged, not stored.
+    suppressed: usize,
     errors: Vec<ItemError>,
 }
 
@@ -127,7 +129,8 @@ async fn ingest_inner(
         // Until decoded, the compressed and the decompressed body (at most the limit) coexist.
         reservation.grow_to(raw.len() + limits.max_request_bytes)?;
     }
-    let meta = RequestMeta { received_at: state.clock.now(), client_ip: Some(client) };
+    // The source's IP policy is set once the source is known (`prepare`).
+    let meta = RequestMeta { received_at: state.clock.now(), client_ip: Some(client), ip_policy: IpPolicy::Drop };
     let request = Request { raw, encoding, kind, header_source, client, meta };
     let prepared = if request.raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
         let state = Arc::clone(state);
@@ -237,7 +240,7 @@ struct Request {
 /// is reserved as it grows: the events as stored are bounded by
 /// `limits.max_stored_request_bytes` whatever the batch's context.
 fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) -> Result<PreparedRequest, ApiError> {
-    let Request { raw, encoding, kind, header_source, client, meta } = request;
+    let Request { raw, encoding, kind, header_source, client, mut meta } = request;
     let limits = &state.config.limits;
     let body = decode(raw, encoding, limits.max_request_bytes)?;
     reservation.grow_to(body.len())?;
@@ -251,12 +254,17 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             source
         }
     };
+    meta.ip_policy = state.sources.ip_policy(&source);
     let stored_limit = limits.max_stored_request_bytes;
+    let mut suppressed = 0;
     let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());
     let mut keys = Vec::with_capacity(parsed.items.len());
     let mut errors = Vec::new();
     for (index, item) in parsed.items.iter().enumerate() {
         match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, &meta) {
+            Ok(event) if state.suppressions.matches(event.user_id.as_deref(), event.anonymous_id.as_deref()) => {
+                suppressed += 1;
+            }
             Ok(event) => {
                 keys.push(state.dedupe.key(&source, &event.message_id));
                 records.push_with(|out| encode_stored_event_into(out, &source, &event));
@@ -274,18 +282,18 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             }
         }
     }
-    Ok(PreparedRequest { source, records, keys, errors })
+    Ok(PreparedRequest { source, records, keys, suppressed, errors })
 }
 
 /// Drops duplicates, appends the rest durably, then remembers their ids.
 async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, ApiError> {
-    let PreparedRequest { source, records, keys, errors } = request;
+    let PreparedRequest { source, records, keys, suppressed, errors } = request;
     let known = state.dedupe.known(&keys);
     let mut in_this_request = KeySet::with_capacity_and_hasher(keys.len(), Default::default());
     let fresh: Vec<bool> = keys.iter().zip(known).map(|(key, known)| in_this_request.insert(*key) && !known).collect();
     let duplicates = fresh.iter().filter(|fresh| !**fresh).count();
     let (records, keys) = if duplicates == 0 { (records, keys) } else { without_duplicates(&records, &keys, &fresh) };
-    if records.is_empty() && duplicates == 0 {
+    if records.is_empty() && duplicates == 0 && suppressed == 0 {
         return Err(ApiError::AllRejected(errors));
     }
     let accepted = records.len();
@@ -310,7 +318,9 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     metrics.dedupe_evicted.inc_by(evicted);
     metrics.events_accepted.with_label_values(&[&source]).inc_by(accepted as u64);
     metrics.events_deduplicated.with_label_values(&[&source]).inc_by(duplicates as u64);
-    Ok(Accepted { success: true, accepted, duplicates, rejected: errors.len(), errors })
+    metrics.events_suppressed.with_label_values(&[&source]).inc_by(suppressed as u64);
+    // A suppressed id's events are answered as stored, as Segment does: the client cannot tell.
+    Ok(Accepted { success: true, accepted: accepted + suppressed, duplicates, rejected: errors.len(), errors })
 }
 
 /// The records (and their keys) marked fresh, framed again: the rare request with duplicates.

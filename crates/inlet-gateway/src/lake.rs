@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use inlet_lake::{LakeLocation, S3Settings};
+use inlet_lake::{LakeLocation, LakeStore, S3Settings};
 use inlet_lake_writer::{LakeMetrics, LakeSettings, LakeWriter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,14 +27,10 @@ pub fn lake_settings(config: &Config) -> Result<LakeSettings, StartupError> {
     let lake = &config.lake;
     let min_date = NaiveDate::parse_from_str(&lake.min_event_date, "%Y-%m-%d")
         .map_err(|e| StartupError::Setting { setting: "lake.min_event_date", message: e.to_string() })?;
+    let (location, s3) = lake_location(config)?;
     Ok(LakeSettings {
-        location: LakeLocation::parse(&config.lake_url())?,
-        s3: S3Settings {
-            endpoint: lake.s3_endpoint.clone(),
-            region: lake.s3_region.clone(),
-            force_path_style: lake.s3_force_path_style,
-            multipart_threshold: lake.s3_multipart_threshold_bytes,
-        },
+        location,
+        s3,
         instance_id: match &lake.instance_id {
             Some(id) => id.clone(),
             None => persisted_instance_id(config)?,
@@ -45,16 +41,42 @@ pub fn lake_settings(config: &Config) -> Result<LakeSettings, StartupError> {
         max_range_records: lake.max_range_records,
         max_range_bytes: lake.max_range_bytes,
         min_event_time: min_date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc(),
-        codec: inlet_lake::Codec::parse(&lake.compression).ok_or_else(|| StartupError::Setting {
-            setting: "lake.compression",
-            message: format!("unknown codec {:?}", lake.compression),
-        })?,
+        codec: lake_codec(config)?,
+        suppressions: Arc::default(),
     })
+}
+
+/// The lake, opened with the gateway's settings (for regulations and erasures; the writer opens
+/// its own).
+pub fn lake_store(config: &Config) -> Result<LakeStore, StartupError> {
+    let (location, s3) = lake_location(config)?;
+    Ok(LakeStore::open(location, &s3)?)
+}
+
+/// The codec of new lake files (and of files rewritten by an erasure).
+pub fn lake_codec(config: &Config) -> Result<inlet_lake::Codec, StartupError> {
+    let lake = &config.lake;
+    inlet_lake::Codec::parse(&lake.compression).ok_or_else(|| StartupError::Setting {
+        setting: "lake.compression",
+        message: format!("unknown codec {:?}", lake.compression),
+    })
+}
+
+fn lake_location(config: &Config) -> Result<(LakeLocation, S3Settings), StartupError> {
+    let lake = &config.lake;
+    let s3 = S3Settings {
+        endpoint: lake.s3_endpoint.clone(),
+        region: lake.s3_region.clone(),
+        force_path_style: lake.s3_force_path_style,
+        multipart_threshold: lake.s3_multipart_threshold_bytes,
+    };
+    Ok((LakeLocation::parse(&config.lake_url())?, s3))
 }
 
 /// Starts the lake writer: it flushes WAL ranges to the lake until [`LakeTask::stop`].
 pub async fn start(state: &Arc<AppState>) -> Result<LakeTask, StartupError> {
-    let settings = lake_settings(&state.config)?;
+    let mut settings = lake_settings(&state.config)?;
+    settings.suppressions = Arc::clone(&state.suppressions);
     tracing::info!(lake = %settings.location.url_of(""), instance = %settings.instance_id, "lake writer starting");
     let metrics = LakeMetrics::register(state.metrics.registry());
     let writer = LakeWriter::new(settings, Arc::clone(&state.wal), metrics)?;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub events_accepted: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub events_deduplicated: IntCounterVec,
+    pub events_suppressed: IntCounterVec,
+    pub privacy_suppressed_ids: IntGauge,
     pub requests_rejected: IntCounterVec,
     pub inflight_bytes: IntGauge,
     pub inflight_requests: IntGauge,
@@ -85,6 +87,19 @@ impl Metrics {
                 "inlet_ingest_events_deduplicated_total",
                 "Events acknowledged but not stored again (messageId seen within the window), by source.",
                 &["source"],
+                r
+            )
+            .expect(DEFINED_ONCE),
+            events_suppressed: register_int_counter_vec_with_registry!(
+                "inlet_ingest_events_suppressed_total",
+                "Events acknowledged but not stored (their user or anonymous id is suppressed), by source.",
+                &["source"],
+                r
+            )
+            .expect(DEFINED_ONCE),
+            privacy_suppressed_ids: register_int_gauge_with_registry!(
+                "inlet_privacy_suppressed_ids",
+                "User and anonymous ids whose events are not stored, as of the last read of the regulations.",
                 r
             )
             .expect(DEFINED_ONCE),
@@ -225,6 +240,7 @@ impl Metrics {
         for source in sources {
             self.events_accepted.with_label_values(&[source]);
             self.events_deduplicated.with_label_values(&[source]);
+            self.events_suppressed.with_label_values(&[source]);
             for code in ["source_overloaded", "source_rate_limited", "source_storage_full"] {
                 self.requests_limited.with_label_values(&[source, code]);
             }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use inlet_destinations::{DestinationStatus, consumer_name};
+use inlet_privacy::{PrivacyStore, Suppressions};
 use inlet_segment::{Limits, Normaliser, StoredEventKey, parse_timestamp};
 use inlet_wal::{WalConfig, WalHandle, WalReader};
 
@@ -47,6 +48,11 @@ pub struct AppState {
     /// The operator token of the admin API (`admin.token` or `admin.token_file`), if set.
     pub admin_token: Option<String>,
     pub clock: Arc<dyn Clock>,
+    /// Ids whose events are acknowledged but not stored or forwarded (shared with the lake
+    /// writer and the destinations).
+    pub suppressions: Arc<Suppressions>,
+    /// The lake's regulations.
+    pub privacy: PrivacyStore,
     pub shutting_down: AtomicBool,
     /// Rate-limits warnings about refused requests.
     pub refusal_log: LogLimiter,
@@ -159,7 +165,10 @@ impl AppState {
             (None, None) => None,
         };
         let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
+        let lake = crate::lake::lake_store(&config)?;
         Ok(AppState {
+            suppressions: Arc::new(Suppressions::new()),
+            privacy: PrivacyStore::new(lake),
             destinations,
             public_url: config.public_url(),
             normaliser: Normaliser::new(Limits {

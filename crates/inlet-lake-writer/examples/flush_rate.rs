@@ -65,6 +65,7 @@ async fn main() {
         max_range_bytes: 128 * 1024 * 1024,
         min_event_time: DateTime::<Utc>::MIN_UTC,
         codec: Codec::default(),
+        suppressions: Arc::default(),
     };
     let metrics = LakeMetrics::register(&prometheus::Registry::new());
     let writer = LakeWriter::new(settings, Arc::clone(&wal), metrics.clone()).expect("lake writer");

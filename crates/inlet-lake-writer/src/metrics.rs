@@ -14,6 +14,7 @@ pub struct LakeMetrics {
     pub upload_duration: Histogram,
     pub upload_failures: IntCounter,
     pub undecodable_records: IntCounter,
+    pub suppressed_records: IntCounter,
     pub oldest_unflushed_age: Gauge,
     pub cursor_lsn: IntGauge,
 }
@@ -56,6 +57,12 @@ impl LakeMetrics {
             undecodable_records: register_int_counter_with_registry!(
                 "inlet_lake_undecodable_records_total",
                 "WAL records that were not stored events (a bug; logged).",
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            suppressed_records: register_int_counter_with_registry!(
+                "inlet_lake_suppressed_events_total",
+                "Events left out of the lake because their id was suppressed or deleted after they were acknowledged.",
                 registry
             )
             .expect(DEFINED_ONCE),

@@ -38,11 +38,13 @@
 //!   (on Linux, nice is per thread and new threads take their creator's).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
+use inlet_privacy::Suppressions;
 use inlet_segment::StoredRecord;
 use inlet_wal::{RecordChunk, WalError};
 
@@ -81,6 +83,8 @@ pub struct RecordEncoder {
     /// Builder threads (see [`builder_threads`]); 0 does everything on the calling thread,
     /// which leaves the other cores to ingestion when the lake is not behind.
     pub builders: usize,
+    /// Events of these ids are left out (deleted or suppressed after they were acknowledged).
+    pub suppressions: Arc<Suppressions>,
 }
 
 /// A chunk's batches, one per partition it touches.
@@ -169,6 +173,13 @@ impl<'e> ChunkBuilder<'e> {
                     continue;
                 }
             };
+            let suppressions = &self.encoder.suppressions;
+            if suppressions.active()
+                && suppressions.matches(stored.text("userId").as_deref(), stored.text("anonymousId").as_deref())
+            {
+                self.encoder.metrics.suppressed_records.inc();
+                continue;
+            }
             let partition = Partition::of(&stored, self.encoder.min_time);
             let columns = match self.open.get_mut(&partition) {
                 Some(columns) => columns,
@@ -297,6 +308,7 @@ mod tests {
             min_time: DateTime::<Utc>::MIN_UTC,
             metrics: LakeMetrics::register(&prometheus::Registry::new()),
             builders,
+            suppressions: Arc::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use inlet_privacy::Suppressions;
 use inlet_wal::{WalHandle, WalReader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -47,6 +48,8 @@ pub struct LakeSettings {
     /// Events dated before this are partitioned by `receivedAt` instead.
     pub min_event_time: DateTime<Utc>,
     pub codec: Codec,
+    /// Ids whose events still in the WAL are not written (shared with the gateway).
+    pub suppressions: Arc<Suppressions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +275,7 @@ impl LakeWriter {
                 min_time: self.settings.min_event_time,
                 metrics: self.metrics.clone(),
                 builders,
+                suppressions: Arc::clone(&self.settings.suppressions),
             },
         };
         // A burst of CPU for up to a few seconds, on threads of its own at a lower priority (this
@@ -511,6 +515,7 @@ mod tests {
             max_range_bytes: 64 * 1024 * 1024,
             min_event_time: DateTime::<Utc>::MIN_UTC,
             codec: Codec::default(),
+            suppressions: Arc::default(),
         };
         let metrics = LakeMetrics::register(&prometheus::Registry::new());
         let writer = LakeWriter::new(settings, Arc::clone(&wal), metrics).expect("open the lake");

@@ -77,6 +77,11 @@ impl Suppressions {
         Suppressions { empty: AtomicBool::new(true), ..Suppressions::default() }
     }
 
+    /// Whether any id is suppressed: callers skip looking up an event's ids otherwise.
+    pub fn active(&self) -> bool {
+        !self.empty.load(Ordering::Acquire)
+    }
+
     pub fn matches(&self, user_id: Option<&str>, anonymous_id: Option<&str>) -> bool {
         if self.empty.load(Ordering::Acquire) {
             return false;

@@ -10,6 +10,7 @@
 //!   events). Nothing in it is stored.
 //! - [`Rejection`]: one message breaks a rule. In a batch the others are still stored.
 
+mod ip_policy;
 mod message_type;
 mod normalise;
 mod payload;
@@ -18,6 +19,7 @@ mod rejection;
 mod stored;
 mod time;
 
+pub use ip_policy::IpPolicy;
 pub use message_type::MessageType;
 pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta, SERVER_FIELDS_ALLOWANCE};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::ip_policy::IpPolicy;
 use crate::message_type::MessageType;
 use crate::payload::Limits;
 use crate::raw_json::{
@@ -42,6 +43,8 @@ pub struct RequestMeta {
     pub received_at: DateTime<Utc>,
     /// The client's address (after trusted-proxy resolution): fills `context.ip` when absent.
     pub client_ip: Option<IpAddr>,
+    /// The source's IP policy, applied to `context.ip` whoever set it.
+    pub ip_policy: IpPolicy,
 }
 
 /// A validated, normalised message.
@@ -53,6 +56,9 @@ pub struct Event {
     /// and `_metadata`, with ids as strings and the four timestamps in one format. What the
     /// normaliser does not rewrite is copied as the client wrote it.
     pub json: Vec<u8>,
+    /// The ids as stored (suppression is decided on them).
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
 }
 
 impl Event {
@@ -163,8 +169,9 @@ impl Normaliser {
         let message_id = normalise_message_id(&message)?;
         let properties = object_or_absent(&message, "properties")?;
         let traits = object_or_absent(&message, "traits")?;
-        let client_ip = meta.client_ip.map(|ip| ip.to_string());
-        let context = merged_object(&message, "context", defaults.context.as_ref(), client_ip.as_deref())?;
+        let client_ip = meta.client_ip.and_then(|ip| meta.ip_policy.apply(ip)).map(|ip| ip.to_string());
+        let ip = IpRule { fill: client_ip.as_deref(), policy: meta.ip_policy };
+        let context = merged_object(&message, "context", defaults.context.as_ref(), Some(ip))?;
         let integrations = merged_object(&message, "integrations", defaults.integrations.as_ref(), None)?;
         let times = normalise_timestamps(&message, defaults.sent_at.as_deref(), meta.received_at)?;
 
@@ -218,7 +225,7 @@ impl Normaliser {
                 ),
             ));
         }
-        Ok(Event { message_id, message_type, json })
+        Ok(Event { message_id, message_type, json, user_id, anonymous_id })
     }
 }
 
@@ -271,13 +278,21 @@ enum Merged<'a> {
     Built(Vec<u8>),
 }
 
+/// What `context.ip` becomes: `fill` (the client's address, the policy applied already) when
+/// the message has none, and the policy applied to one it has.
+#[derive(Debug, Clone, Copy)]
+struct IpRule<'a> {
+    fill: Option<&'a str>,
+    policy: IpPolicy,
+}
+
 /// Deep-merges the batch's object into the message's (the message's own values win), then
-/// sets `ip` (for `context`) unless the client sent one.
+/// applies the IP rule (for `context`).
 fn merged_object<'a>(
     message: &RawObject<'a>,
     field: &'static str,
     defaults: Option<&Map<String, Value>>,
-    ip: Option<&str>,
+    ip: Option<IpRule<'_>>,
 ) -> Result<Option<Merged<'a>>, Rejection> {
     let own = object_or_absent(message, field)?;
     if let Some(defaults) = defaults {
@@ -287,25 +302,49 @@ fn merged_object<'a>(
             None => Map::new(),
         };
         merge_missing(&mut merged, defaults);
-        if let Some(ip) = ip.filter(|_| matches!(merged.get("ip"), None | Some(Value::Null))) {
-            merged.insert("ip".into(), Value::String(ip.into()));
+        if let Some(rule) = ip {
+            let value = match merged.remove("ip").filter(|value| !value.is_null()) {
+                Some(value) if rule.policy == IpPolicy::Full => Some(value),
+                Some(Value::String(text)) => rule.policy.apply_text(&text).map(Value::String),
+                Some(_) => None,
+                None => rule.fill.map(|fill| Value::String(fill.into())),
+            };
+            if let Some(value) = value {
+                merged.insert("ip".into(), value);
+            }
         }
         return Ok(Some(Merged::Built(serde_json::to_vec(&merged).expect("writing to a Vec cannot fail"))));
     }
-    let Some(ip) = ip else { return Ok(own.map(Merged::Raw)) };
+    let Some(rule) = ip else { return Ok(own.map(Merged::Raw)) };
     if let Some(raw) = own.filter(|raw| !raw.contains(r#""ip""#) && !raw.contains("\\u")) {
-        return Ok(Some(Merged::Built(with_ip_appended(raw, ip))));
+        return Ok(Some(match rule.fill {
+            Some(fill) => Merged::Built(with_ip_appended(raw, fill)),
+            None => Merged::Raw(raw),
+        }));
     }
     let members = own.and_then(object_members).unwrap_or_default();
-    if let Some(raw) = own.filter(|_| members.get("ip").is_some_and(|value| !is_null(value))) {
+    let existing = members.get("ip").filter(|value| !is_null(value));
+    if let Some(raw) = own.filter(|_| existing.is_some() && rule.policy == IpPolicy::Full) {
         return Ok(Some(Merged::Raw(raw)));
+    }
+    let ip = match existing {
+        Some(value) => match scalar(value) {
+            Scalar::String(text) => rule.policy.apply_text(&text),
+            _ => None,
+        },
+        None => rule.fill.map(str::to_owned),
+    };
+    if own.is_none() && ip.is_none() {
+        return Ok(None);
     }
     let mut built = Vec::new();
     let mut out = ObjectWriter::new(&mut built);
     for member in members.members.iter().filter(|member| member.key != "ip") {
         out.member(member);
     }
-    out.string("ip", ip);
+    if let Some(ip) = &ip {
+        out.string("ip", ip);
+    }
     out.finish();
     Ok(Some(Merged::Built(built)))
 }

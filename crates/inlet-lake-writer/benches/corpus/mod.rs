@@ -53,6 +53,7 @@ pub fn encode(records: &[Vec<u8>], codec: Codec, builders: usize) -> Vec<u8> {
         min_time: DateTime::<Utc>::MIN_UTC,
         metrics: LakeMetrics::register(&prometheus::Registry::new()),
         builders,
+        suppressions: Default::default(),
     };
     let chunks = records.chunks(WRITE_BATCH_ROWS).enumerate().map(|(n, payloads)| {
         let mut chunk = RecordChunk::with_capacity(payloads.len(), payloads.iter().map(Vec::len).sum());

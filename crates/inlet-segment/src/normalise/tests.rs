@@ -6,6 +6,7 @@ fn meta() -> RequestMeta {
     RequestMeta {
         received_at: parse_timestamp("2024-05-01T10:00:00Z").expect("valid"),
         client_ip: Some("203.0.113.7".parse().expect("ip")),
+        ip_policy: IpPolicy::Full,
     }
 }
 
@@ -195,6 +196,32 @@ proptest! {
             prop_assert!(again.is_ok());
         }
     }
+}
+
+#[test]
+fn the_ip_policy_applies_to_the_client_address_and_to_any_context_ip() {
+    let context = |policy: IpPolicy, message: Value, defaults: &BatchDefaults| {
+        let raw = serde_json::value::to_raw_value(&message).expect("raw");
+        let meta = RequestMeta { ip_policy: policy, ..meta() };
+        let event = Normaliser::default().normalise(&raw, Some(MessageType::Page), defaults, &meta).expect("valid");
+        event.fields().get("context").cloned()
+    };
+    let none = BatchDefaults::default();
+    let batch = BatchDefaults { context: Some(json!({"locale": "ko"}).as_object().expect("o").clone()), ..none.clone() };
+    let t = IpPolicy::Truncate;
+    assert_eq!(context(t, json!({"anonymousId": "a"}), &none), Some(json!({"ip": "203.0.113.0"})));
+    assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &none), Some(json!({"ip": "198.51.100.0"})));
+    assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": "not an address"}}), &none), Some(json!({})));
+    assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": 7}}), &batch), Some(json!({"locale": "ko"})));
+    assert_eq!(
+        context(t, json!({"anonymousId": "a", "context": {"ip": "2001:db8:1:2::9"}}), &batch),
+        Some(json!({"ip": "2001:db8:1::", "locale": "ko"}))
+    );
+    let d = IpPolicy::Drop;
+    assert_eq!(context(d, json!({"anonymousId": "a"}), &none), None);
+    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23", "locale": "ko"}}), &none), Some(json!({"locale": "ko"})));
+    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"locale": "ko"}}), &none), Some(json!({"locale": "ko"})));
+    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &batch), Some(json!({"locale": "ko"})));
 }
 
 #[test]
