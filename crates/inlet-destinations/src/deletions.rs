@@ -67,8 +67,33 @@ pub enum DeletionOutcome {
     Refused { detail: String },
 }
 
-/// Asks Amplitude to delete `user_ids` (at most [`AMPLITUDE_IDS_PER_REQUEST`]).
-pub async fn amplitude_delete(
+/// The HTTP client deletion requests go through.
+#[derive(Debug, Clone)]
+pub struct DeletionClient {
+    http: reqwest::Client,
+}
+
+impl Default for DeletionClient {
+    fn default() -> DeletionClient {
+        DeletionClient { http: http_client(REQUEST_TIMEOUT) }
+    }
+}
+
+impl DeletionClient {
+    /// Asks Amplitude to delete `user_ids` (at most [`AMPLITUDE_IDS_PER_REQUEST`]).
+    pub async fn amplitude(
+        &self,
+        endpoint: &str,
+        api_key: &str,
+        secret_key: &str,
+        user_ids: &[String],
+        requester: &str,
+    ) -> DeletionOutcome {
+        amplitude_delete(&self.http, endpoint, api_key, secret_key, user_ids, requester).await
+    }
+}
+
+async fn amplitude_delete(
     http: &reqwest::Client,
     endpoint: &str,
     api_key: &str,
@@ -96,9 +121,4 @@ pub async fn amplitude_delete(
     } else {
         DeletionOutcome::Refused { detail: format!("HTTP {status}: {text}") }
     }
-}
-
-/// The client deletion requests go through.
-pub fn deletion_client() -> reqwest::Client {
-    http_client(REQUEST_TIMEOUT)
 }

@@ -3,7 +3,7 @@
 //! Speaks Segment's HTTP Tracking API in front of the write-ahead log. Entry points:
 //! [`AppState::open`] (configuration → open WAL and shared state), [`router`] (for `oneshot`
 //! tests), and [`serve`] (a listener and a shutdown future; tests bind port 0); the binary wires
-//! them with the background tasks ([`start_lake`], [`start_destinations`]). Everything else is
+//! them with the background tasks ([`start_privacy`], [`start_lake`], [`start_destinations`]). Everything else is
 //! private to the crate; [`config`] is public because the configuration is the interface.
 
 mod auth;
@@ -19,6 +19,7 @@ mod ingest;
 mod lake;
 mod metrics;
 mod per_client;
+mod privacy;
 mod routes;
 mod server;
 mod settings;
@@ -31,6 +32,7 @@ pub use destinations::{DestinationTasks, start as start_destinations};
 pub use dev::{DEV_SOURCE, ensure_dev_source};
 pub use error::StartupError;
 pub use lake::{LakeTask, lake_settings, start as start_lake};
+pub use privacy::{DeletionWorker, PrivacyTask, regulations_with_status, start as start_privacy};
 pub use routes::{admin_router, router};
 pub use server::{serve, serve_admin};
 pub use settings::api_host;

@@ -60,6 +60,48 @@ enum Command {
         #[command(subcommand)]
         command: LakeCommand,
     },
+    /// Regulations: suppress or delete a user's data, lift a suppression, follow deletions.
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Stop storing and forwarding these ids' events (they are still answered 200).
+    Suppress(RegulationArgs),
+    /// Suppress these ids and erase every stored copy of their events: lake, dead letters,
+    /// warehouse (next `inlet-batch run`), vendors.
+    Delete(RegulationArgs),
+    /// Lift the suppression of these ids (erased data stays erased).
+    Unsuppress(RegulationArgs),
+    /// Print regulations and the status of each step, as JSON.
+    Status {
+        /// One regulation (default: all).
+        id: Option<String>,
+    },
+    /// Carry out the deletions that are due now, as a gateway's privacy worker does, and print
+    /// the steps recorded.
+    Run {
+        /// Stop the process abruptly after rewriting this many lake files (crash tests).
+        #[arg(long, hide = true)]
+        abort_after_rewrites: Option<usize>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RegulationArgs {
+    #[arg(long = "user-id")]
+    user_ids: Vec<String>,
+    #[arg(long = "anonymous-id")]
+    anonymous_ids: Vec<String>,
+    /// A file of ids, one per line: `user_id:ID` or `anonymous_id:ID` (`#` starts a comment).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Who asked (a ticket, an operator), kept with the regulation.
+    #[arg(long)]
+    requested_by: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +215,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Wal { command: WalCommand::Dump { from } } => dump_wal(&config, from),
+        Command::Privacy { command } => {
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let printed = runtime.block_on(privacy(config, command))?;
+            writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&printed)?)?;
+            Ok(())
+        }
         Command::Replay { destination, from, to, sources, dead_letters } => {
             init_logging(&config);
             let origin = if dead_letters { ReplayFrom::DeadLetters } else { ReplayFrom::Lake };
@@ -243,6 +292,8 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
         }
         false => None,
     };
+    // First, so the lake writer and the destinations start with the regulations read.
+    let privacy = inlet_gateway::start_privacy(&state).await?;
     let lake = inlet_gateway::start_lake(&state).await?;
     let destinations = inlet_gateway::start_destinations(&state).await?;
     let (stopping, stop) = tokio::sync::watch::channel(false);
@@ -266,6 +317,7 @@ async fn run_gateway(config: Config, dev_key: Option<String>) -> anyhow::Result<
     if let Some(admin) = admin {
         let _ = admin.await;
     }
+    privacy.stop().await;
     tracing::info!("connections drained; stopping destinations");
     destinations.stop().await;
     tracing::info!("flushing the lake");
@@ -291,6 +343,51 @@ async fn replay(
     let store = inlet_lake::LakeStore::open(lake.location.clone(), &lake.s3)?;
     let destination = inlet_destinations::Destination::new(destination.clone());
     Ok(inlet_destinations::replay(&destination, store, &format!("{}-replay", lake.instance_id), request).await?)
+}
+
+async fn privacy(config: Config, command: PrivacyCommand) -> anyhow::Result<serde_json::Value> {
+    let worker = inlet_gateway::DeletionWorker::new(&config)?;
+    let privacy = worker.privacy.clone();
+    let (kind, args) = match command {
+        PrivacyCommand::Suppress(args) => (inlet_privacy::RegulationKind::Suppress, args),
+        PrivacyCommand::Delete(args) => (inlet_privacy::RegulationKind::Delete, args),
+        PrivacyCommand::Unsuppress(args) => (inlet_privacy::RegulationKind::Unsuppress, args),
+        PrivacyCommand::Status { id } => {
+            let listed = inlet_gateway::regulations_with_status(&privacy, id.as_deref()).await?;
+            if let Some(id) = id.filter(|_| listed.is_empty()) {
+                anyhow::bail!("no regulation {id:?}");
+            }
+            return Ok(serde_json::Value::Array(listed));
+        }
+        PrivacyCommand::Run { abort_after_rewrites } => {
+            let rewrites = std::sync::atomic::AtomicUsize::new(0);
+            let after_rewrite = |_: &str| {
+                let done = rewrites.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if abort_after_rewrites.is_some_and(|limit| done >= limit) {
+                    std::process::abort();
+                }
+            };
+            return Ok(serde_json::to_value(worker.run(&after_rewrite).await?)?);
+        }
+    };
+    let mut targets = inlet_privacy::Targets {
+        user_ids: args.user_ids.into_iter().collect(),
+        anonymous_ids: args.anonymous_ids.into_iter().collect(),
+    };
+    if let Some(path) = &args.file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            match line.split_once(':') {
+                _ if line.is_empty() => {}
+                Some(("user_id", id)) => drop(targets.user_ids.insert(id.trim().to_owned())),
+                Some(("anonymous_id", id)) => drop(targets.anonymous_ids.insert(id.trim().to_owned())),
+                _ => anyhow::bail!("{}:{}: expected user_id:ID or anonymous_id:ID", path.display(), number + 1),
+            }
+        }
+    }
+    let regulation = privacy.submit(kind, targets, args.requested_by).await?;
+    Ok(serde_json::to_value(regulation)?)
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {

@@ -19,6 +19,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use subtle::ConstantTimeEq;
 
+use crate::privacy;
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::ingest::ingest;
@@ -84,6 +85,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let operator = Router::new()
         .route("/admin/status", get(admin_status))
+        .route("/admin/privacy/regulations", get(privacy::list_regulations).post(privacy::create_regulation))
+        .route("/admin/privacy/regulations/{id}", get(privacy::get_regulation))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), require_operator_token));
     Router::new()
         .merge(operator)

@@ -53,6 +53,9 @@ pub struct AppState {
     pub suppressions: Arc<Suppressions>,
     /// The lake's regulations.
     pub privacy: PrivacyStore,
+    /// Set while the privacy task has not yet read the regulations: the gateway is not ready,
+    /// as it could store a suppressed id's events.
+    pub regulations_unread: AtomicBool,
     pub shutting_down: AtomicBool,
     /// Rate-limits warnings about refused requests.
     pub refusal_log: LogLimiter,
@@ -169,6 +172,7 @@ impl AppState {
         Ok(AppState {
             suppressions: Arc::new(Suppressions::new()),
             privacy: PrivacyStore::new(lake),
+            regulations_unread: AtomicBool::new(false),
             destinations,
             public_url: config.public_url(),
             normaliser: Normaliser::new(Limits {
@@ -202,6 +206,9 @@ impl AppState {
         }
         if self.wal.disk_bytes() >= self.config.wal.max_disk_bytes {
             return Some("write-ahead log is over its disk budget".into());
+        }
+        if self.regulations_unread.load(Ordering::Acquire) {
+            return Some("the privacy regulations have not been read from the lake yet".into());
         }
         if let Some(error) = self.lake_failed.get() {
             return Some(format!("lake writer stopped: {error}"));

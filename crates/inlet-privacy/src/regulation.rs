@@ -139,9 +139,12 @@ pub struct StepStatus {
     /// `lake` step: the anonymous ids the lake links to the regulation's user ids.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stitched_anonymous_ids: BTreeSet<String>,
-    /// Vendor steps: requests tried so far, and when the next try is due.
+    /// Vendor steps: failed tries of the current request, the first of them, and when the next
+    /// try is due.
     #[serde(default)]
     pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_attempt_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +161,7 @@ impl StepStatus {
             counts: BTreeMap::new(),
             stitched_anonymous_ids: BTreeSet::new(),
             attempts: 0,
+            first_attempt_at: None,
             next_attempt_at: None,
             detail: None,
             updated_at: Utc::now(),

@@ -40,8 +40,15 @@ pub const BLOCKED_IDS: [&str; 14] = [
 pub struct AmplitudeReceiver {
     api_key: String,
     pub faults: FaultQueue,
+    /// Faults for the next User Privacy API requests.
+    pub deletion_faults: FaultQueue,
     inner: Mutex<Inner>,
 }
+
+/// The project's secret key the User Privacy API expects (with the API key, in Basic auth).
+pub const SECRET_KEY: &str = "amp-secret-key";
+/// Ids one deletion request may carry (`user_ids` and `amplitude_ids` together).
+pub const MAX_DELETION_IDS: usize = 100;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -54,6 +61,9 @@ struct Inner {
     refused_requests: usize,
     /// The largest number of events seen in one request.
     max_batch: usize,
+    /// User ids of each accepted deletion request, in order.
+    deletions: Vec<Vec<String>>,
+    refused_deletions: usize,
 }
 
 impl AmplitudeReceiver {
@@ -82,6 +92,15 @@ impl AmplitudeReceiver {
         lock(&self.inner).max_batch
     }
 
+    /// The user ids of each accepted deletion request.
+    pub fn deletions(&self) -> Vec<Vec<String>> {
+        lock(&self.inner).deletions.clone()
+    }
+
+    pub fn refused_deletions(&self) -> usize {
+        lock(&self.inner).refused_deletions
+    }
+
     fn ingest(&self, events: &[Value]) {
         let mut inner = lock(&self.inner);
         for event in events {
@@ -105,7 +124,60 @@ pub fn router(state: Arc<AmplitudeReceiver>) -> Router {
     Router::new()
         .route("/2/httpapi", post(|s, h, b| upload(s, h, b, 1_000_000)))
         .route("/batch", post(|s, h, b| upload(s, h, b, 20_000_000)))
+        .route("/api/2/deletions/users", post(delete_users))
         .with_state(state)
+}
+
+/// The User Privacy API: `POST /api/2/deletions/users`, Basic auth `api_key:secret_key`, a JSON
+/// body with `user_ids` and/or `amplitude_ids` (at most 100 together), `requester`,
+/// `ignore_invalid_id`, `delete_from_org`. Answers the deletion jobs scheduled, as Amplitude does.
+async fn delete_users(State(state): State<Arc<AmplitudeReceiver>>, headers: HeaderMap, body: Bytes) -> Response {
+    let response = deletion(&state, &headers, &body);
+    if response.status() != StatusCode::OK {
+        lock(&state.inner).refused_deletions += 1;
+    }
+    response
+}
+
+fn deletion(state: &AmplitudeReceiver, headers: &HeaderMap, body: &[u8]) -> Response {
+    use base64::Engine;
+    if let Some(Fault::Status(code)) = state.deletion_faults.next() {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error(status, json!({"error": "injected fault"}));
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{SECRET_KEY}", state.api_key))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, json!({"error": "Invalid API key or secret key"}));
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, json!({"error": "Invalid JSON request body"}));
+    };
+    let ids = |field: &str| -> Option<Vec<String>> {
+        match request.get(field) {
+            None => Some(Vec::new()),
+            Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(_) => None,
+        }
+    };
+    let (Some(user_ids), Some(amplitude_ids)) = (ids("user_ids"), ids("amplitude_ids")) else {
+        return error(StatusCode::BAD_REQUEST, json!({"error": "user_ids and amplitude_ids must be arrays of strings"}));
+    };
+    let total = user_ids.len() + amplitude_ids.len();
+    if total == 0 || total > MAX_DELETION_IDS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("between 1 and {MAX_DELETION_IDS} ids per request; got {total}")}),
+        );
+    }
+    if request.get("requester").is_some_and(|r| !r.is_string()) {
+        return error(StatusCode::BAD_REQUEST, json!({"error": "requester must be a string"}));
+    }
+    lock(&state.inner).deletions.push(user_ids.clone());
+    let job = json!({"day": "2026-12-16", "status": "staging", "amplitude_ids": [], "user_ids": user_ids});
+    (StatusCode::OK, axum::Json(json!([job]))).into_response()
 }
 
 fn error(status: StatusCode, body: Value) -> Response {

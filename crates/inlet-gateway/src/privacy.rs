@@ -1,0 +1,357 @@
+//! Regulations in the gateway: the suppression set kept current from the lake, the operator
+//! API that makes and lists regulations, and the worker that carries out deletions.
+//!
+//! A deletion runs in steps, each recorded in the lake (`inlet-privacy`): `lake` (find the
+//! anonymous ids linked to the user ids, record them so every gateway suppresses them too,
+//! then rewrite the event files that hold any id), `dead-letters` (after `lake`), and one
+//! `destination-{name}` per destination (the vendor's deletion API, 100 ids a request, retried
+//! with the destination's retry policy). The `warehouse` step is `inlet-batch`'s. A step is
+//! started only `privacy.settle_secs` after the regulation, once every gateway has read it and
+//! ranges encoded before that are in the lake; it is repeated until done, so a crash anywhere
+//! only repeats work.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use inlet_destinations::DestinationConfig;
+use inlet_destinations::dead_letters::erase_dead_letters;
+use inlet_destinations::deletions::{
+    AMPLITUDE_IDS_PER_REQUEST, DeletionClient, DeletionOutcome, VendorDeletion,
+};
+use inlet_lake::Codec;
+use inlet_privacy::{
+    PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets, erase_events,
+    stitched_anonymous_ids,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Who the vendors are told asked for a deletion.
+const REQUESTER: &str = "inlet";
+
+/// Everything a deletion needs; built from the gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct DeletionWorker {
+    pub privacy: PrivacyStore,
+    pub codec: Codec,
+    pub destinations: Vec<DestinationConfig>,
+    pub settle: Duration,
+    pub http: DeletionClient,
+}
+
+impl DeletionWorker {
+    /// The worker of a gateway with this configuration (no WAL: `inlet privacy run` uses it
+    /// beside a running gateway).
+    pub fn new(config: &Config) -> Result<DeletionWorker, crate::StartupError> {
+        Ok(DeletionWorker {
+            privacy: PrivacyStore::new(crate::lake::lake_store(config)?),
+            codec: crate::lake::lake_codec(config)?,
+            destinations: config.destinations.clone(),
+            settle: Duration::from_secs(config.privacy.settle_secs),
+            http: DeletionClient::default(),
+        })
+    }
+
+    /// Runs every step that is due, of every deletion old enough. Returns the statuses it
+    /// recorded. `after_rewrite` sees each lake file replaced (crash tests stop there).
+    pub async fn run(&self, after_rewrite: &(dyn Fn(&str) + Sync)) -> Result<Vec<StepStatus>, PrivacyError> {
+        let mut recorded = Vec::new();
+        let now = Utc::now();
+        for regulation in self.privacy.regulations().await? {
+            let settled = regulation.created_at + chrono::Duration::from_std(self.settle).unwrap_or_default();
+            if regulation.kind != RegulationKind::Delete || settled > now {
+                continue;
+            }
+            let statuses = self.privacy.statuses(&regulation.id).await?;
+            let lake = match statuses.get("lake") {
+                Some(done) if done.state == StepState::Done => done.clone(),
+                previous => {
+                    let done = self.erase_lake(&regulation, previous, after_rewrite).await?;
+                    recorded.push(done.clone());
+                    done
+                }
+            };
+            // Every id whose stored copies go: the regulation's and those the lake links to them.
+            let targets = regulation.targets.with_anonymous_ids(&lake.stitched_anonymous_ids);
+            if statuses.get("dead-letters").is_none_or(|s| s.state != StepState::Done) {
+                let erased = erase_dead_letters(self.privacy.lake(), &targets).await?;
+                let mut status = StepStatus::new(&regulation.id, "dead-letters", StepState::Done);
+                status.counts = erased.counts();
+                self.privacy.record(&regulation, &status).await?;
+                recorded.push(status);
+            }
+            for destination in &self.destinations {
+                let step = format!("destination-{}", destination.name);
+                let previous = statuses.get(&step);
+                if previous.is_some_and(|s| s.state != StepState::Pending) {
+                    continue;
+                }
+                if previous.and_then(|s| s.next_attempt_at).is_some_and(|due| due > now) {
+                    continue;
+                }
+                if let Some(status) = self.delete_at_vendor(&regulation, destination, &step, previous).await? {
+                    recorded.push(status);
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn erase_lake(
+        &self,
+        regulation: &Regulation,
+        previous: Option<&StepStatus>,
+        after_rewrite: &(dyn Fn(&str) + Sync),
+    ) -> Result<StepStatus, PrivacyError> {
+        let lake = self.privacy.lake();
+        let mut status = match previous {
+            Some(started) => started.clone(),
+            None => {
+                // Recorded before any file changes, so every gateway suppresses these ids too.
+                let (stitched, _) = stitched_anonymous_ids(lake, &regulation.targets.user_ids).await?;
+                let mut started = StepStatus::new(&regulation.id, "lake", StepState::Pending);
+                started.stitched_anonymous_ids = stitched;
+                self.privacy.record(regulation, &started).await?;
+                started
+            }
+        };
+        let targets = regulation.targets.with_anonymous_ids(&status.stitched_anonymous_ids);
+        let erased = erase_events(lake, &targets, self.codec, after_rewrite).await?;
+        tracing::info!(
+            regulation = %regulation.id,
+            files = erased.files,
+            files_read = erased.files_read,
+            files_rewritten = erased.files_rewritten + erased.files_deleted,
+            rows_deleted = erased.rows_deleted,
+            "lake erasure done"
+        );
+        status.state = StepState::Done;
+        status.counts = erased.counts();
+        status.counts.insert("stitched_anonymous_ids".into(), status.stitched_anonymous_ids.len() as u64);
+        status.updated_at = Utc::now();
+        self.privacy.record(regulation, &status).await?;
+        Ok(status)
+    }
+
+    /// Sends the regulation's user ids to one destination's deletion API, 100 a request,
+    /// resuming after the ids already sent. Returns the status recorded, if any.
+    async fn delete_at_vendor(
+        &self,
+        regulation: &Regulation,
+        destination: &DestinationConfig,
+        step: &str,
+        previous: Option<&StepStatus>,
+    ) -> Result<Option<StepStatus>, PrivacyError> {
+        let mut status = previous.cloned().unwrap_or_else(|| StepStatus::new(&regulation.id, step, StepState::Pending));
+        let (endpoint, api_key, secret_key) = match VendorDeletion::of(destination) {
+            VendorDeletion::Amplitude { endpoint, api_key, secret_key } => (endpoint, api_key, secret_key),
+            VendorDeletion::Unavailable(why) => {
+                if status.detail.as_deref() == Some(why) {
+                    return Ok(None);
+                }
+                // Left pending: configuring the destination's deletion later resumes it.
+                status.detail = Some(why.to_owned());
+                status.updated_at = Utc::now();
+                self.privacy.record(regulation, &status).await?;
+                return Ok(Some(status));
+            }
+        };
+        let user_ids: Vec<String> = regulation.targets.user_ids.iter().cloned().collect();
+        let policy = destination.delivery.retry_policy();
+        let mut sent = status.counts.get("ids_sent").copied().unwrap_or(0) as usize;
+        while sent < user_ids.len() {
+            let chunk = &user_ids[sent..(sent + AMPLITUDE_IDS_PER_REQUEST).min(user_ids.len())];
+            let now = Utc::now();
+            match self.http.amplitude(&endpoint, &api_key, &secret_key, chunk, REQUESTER).await {
+                DeletionOutcome::Accepted => {
+                    sent += chunk.len();
+                    status.counts.insert("ids_sent".into(), sent as u64);
+                    status.counts.insert("requests".into(), status.counts.get("requests").copied().unwrap_or(0) + 1);
+                    status.detail = None;
+                    status.next_attempt_at = None;
+                    status.first_attempt_at = None;
+                    status.attempts = 0;
+                }
+                DeletionOutcome::Retry { detail, after } => {
+                    status.attempts += 1;
+                    let started = *status.first_attempt_at.get_or_insert(now);
+                    if policy.expired(started, now) {
+                        status.state = StepState::Failed;
+                        status.detail = Some(format!("gave up after the retry deadline: {detail}"));
+                    } else {
+                        let delay = policy.backoff(status.attempts, after);
+                        status.next_attempt_at = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                        status.detail = Some(detail);
+                    }
+                    status.updated_at = now;
+                    self.privacy.record(regulation, &status).await?;
+                    return Ok(Some(status));
+                }
+                DeletionOutcome::Refused { detail } => {
+                    status.state = StepState::Failed;
+                    status.detail = Some(detail);
+                    status.updated_at = now;
+                    self.privacy.record(regulation, &status).await?;
+                    return Ok(Some(status));
+                }
+            }
+            // Progress survives a crash: the next run resumes after the ids sent.
+            status.updated_at = Utc::now();
+            if sent < user_ids.len() {
+                self.privacy.record(regulation, &status).await?;
+            }
+        }
+        status.state = StepState::Done;
+        status.counts.insert("ids_sent".into(), sent as u64);
+        status.counts.insert("anonymous_ids_not_sent".into(), regulation.targets.anonymous_ids.len() as u64);
+        status.updated_at = Utc::now();
+        self.privacy.record(regulation, &status).await?;
+        Ok(Some(status))
+    }
+}
+
+/// The running poller (and worker).
+#[derive(Debug)]
+pub struct PrivacyTask {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl PrivacyTask {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Reads the regulations once (so the lake writer and destinations start with them), then keeps
+/// reading them every `privacy.poll_secs` and, with `privacy.worker`, carries out deletions.
+pub async fn start(state: &Arc<AppState>) -> Result<PrivacyTask, crate::StartupError> {
+    state.regulations_unread.store(true, Ordering::Release);
+    refresh(state).await;
+    let worker = state.config.privacy.worker.then(|| DeletionWorker::new(&state.config)).transpose()?;
+    let (shutdown, mut stopped) = watch::channel(false);
+    let state = Arc::clone(state);
+    let poll = Duration::from_secs(state.config.privacy.poll_secs);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+            refresh(&state).await;
+            if let Some(worker) = &worker {
+                // A deletion in progress is finished before a stop is noticed; its steps are
+                // recorded as they complete, so a harder stop only repeats work.
+                match worker.run(&|_| {}).await {
+                    Ok(recorded) if !recorded.is_empty() => refresh(&state).await,
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "privacy worker: a deletion step failed; retrying next round"),
+                }
+            }
+        }
+    });
+    Ok(PrivacyTask { shutdown, task })
+}
+
+async fn refresh(state: &AppState) {
+    match state.suppressions.refresh(&state.privacy).await {
+        Ok(size) => {
+            state.metrics.privacy_suppressed_ids.set(size as i64);
+            state.regulations_unread.store(false, Ordering::Release);
+        }
+        Err(error) => tracing::warn!(%error, "reading the regulations failed; the last ones read still apply"),
+    }
+}
+
+/// `POST /admin/privacy/regulations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegulation {
+    pub kind: RegulationKind,
+    #[serde(default)]
+    pub user_ids: Vec<String>,
+    #[serde(default)]
+    pub anonymous_ids: Vec<String>,
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+pub async fn create_regulation(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let request: NewRegulation = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_regulation", &error.to_string()),
+    };
+    let targets = Targets {
+        user_ids: request.user_ids.into_iter().collect(),
+        anonymous_ids: request.anonymous_ids.into_iter().collect(),
+    };
+    match state.privacy.submit(request.kind, targets, request.requested_by).await {
+        Ok(regulation) => {
+            state.suppressions.apply(&regulation);
+            tracing::info!(regulation = %regulation.id, kind = regulation.kind.as_str(), ids = regulation.targets.len(), "regulation stored");
+            (StatusCode::CREATED, Json(json!({"regulation": regulation}))).into_response()
+        }
+        Err(error) => privacy_refusal(&error),
+    }
+}
+
+pub async fn list_regulations(State(state): State<Arc<AppState>>) -> Response {
+    match regulations_with_status(&state.privacy, None).await {
+        Ok(listed) => Json(json!({"regulations": listed})).into_response(),
+        Err(error) => privacy_refusal(&error),
+    }
+}
+
+pub async fn get_regulation(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match regulations_with_status(&state.privacy, Some(&id)).await {
+        Ok(mut listed) if !listed.is_empty() => Json(listed.remove(0)).into_response(),
+        Ok(_) => refusal(StatusCode::NOT_FOUND, "unknown_regulation", &format!("no regulation {id:?}")),
+        Err(error) => privacy_refusal(&error),
+    }
+}
+
+/// Regulations (one, or all) with their steps' statuses, as `inlet privacy status` prints them.
+pub async fn regulations_with_status(
+    privacy: &PrivacyStore,
+    only: Option<&str>,
+) -> Result<Vec<serde_json::Value>, PrivacyError> {
+    let regulations = match only {
+        Some(id) => privacy.regulation(id).await?.into_iter().collect(),
+        None => privacy.regulations().await?,
+    };
+    let mut listed = Vec::with_capacity(regulations.len());
+    for regulation in regulations {
+        let steps: BTreeMap<String, StepStatus> = privacy.statuses(&regulation.id).await?;
+        let mut entry = serde_json::to_value(&regulation).expect("a regulation serialises");
+        entry["steps"] = serde_json::to_value(steps).expect("statuses serialise");
+        listed.push(entry);
+    }
+    Ok(listed)
+}
+
+fn privacy_refusal(error: &PrivacyError) -> Response {
+    match error {
+        PrivacyError::Invalid(message) => refusal(StatusCode::BAD_REQUEST, "invalid_regulation", message),
+        other => {
+            tracing::error!(error = %other, "privacy API: the lake failed");
+            refusal(StatusCode::SERVICE_UNAVAILABLE, "lake_unavailable", "the lake could not be read or written; retry")
+        }
+    }
+}
+
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
+}
