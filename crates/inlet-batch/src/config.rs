@@ -47,6 +47,8 @@ pub struct BatchConfig {
     /// The copied table that describes the members (users) of the apps: `tables run` keeps the
     /// view `{warehouse.schema}.members` over it, which the `Inlet members` dashboard joins.
     pub members: Option<MembersConfig>,
+    /// How long lake events and dead letters are kept (`inlet-batch retention`).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for BatchConfig {
             warehouse: WarehouseConfig::default(),
             databases: std::collections::BTreeMap::new(),
             members: None,
+            retention: Default::default(),
         }
     }
 }

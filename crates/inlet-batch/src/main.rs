@@ -76,6 +76,13 @@ enum Command {
         #[command(subcommand)]
         command: TablesCommand,
     },
+    /// Deletes lake events and dead letters older than `[retention]` keeps them; prints what
+    /// went as JSON.
+    Retention {
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Prints the warehouse DDL of the metrics tables.
     Ddl {
         #[arg(long, value_enum, default_value = "redshift")]
@@ -165,6 +172,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
             return Ok(if status.complete { ExitCode::SUCCESS } else { ExitCode::from(NOT_YET) });
         }
+        Command::Retention { dry_run } => {
+            let store = inlet_batch::run::open_store(&config).await?;
+            let today = chrono::Utc::now().date_naive();
+            let report = inlet_batch::retention::expire(&store, &config.retention, today, dry_run).await?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
         Command::Steps => {
             writeln!(out, "{STATE_STEP:<22} after: -")?;
             for table in Table::ALL {
@@ -226,7 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map(|s| Table::parse(s).with_context(|| format!("unknown step {s:?} (see `inlet-batch steps`)")))
                     .collect::<anyhow::Result<Vec<_>>>()?
             };
-            let request = RunRequest {
+            let mut request = RunRequest {
                 from: from.unwrap_or(to),
                 to,
                 steps,
@@ -239,12 +252,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.warehouse.kind = WarehouseKind::None;
             }
             let mut batch = Batch::open(config).await?;
+            // Deletions whose lake files are erased: their warehouse rows go now, and the state is
+            // rebuilt from the erased lake (see `inlet_batch::privacy`).
+            let erasures = match update_state && !dry_run {
+                true => inlet_batch::privacy::pending_erasures(batch.store()).await?,
+                false => Default::default(),
+            };
+            let mut erased_rows = 0;
+            if !erasures.is_empty() {
+                let ids: Vec<String> = erasures.ids.iter().cloned().collect();
+                erased_rows = batch.erase_from_warehouse(&ids).await?;
+                tracing::info!(
+                    regulations = erasures.regulations.len(),
+                    rows = erased_rows,
+                    "deletions applied to the warehouse; rebuilding the state from the lake"
+                );
+                request.full = true;
+            }
             let plan = batch.plan(&request).await?;
             if dry_run {
                 write!(out, "{plan}")?;
                 return Ok(ExitCode::SUCCESS);
             }
             let reports = batch.run(&plan, request.sources.as_deref(), !quiet).await?;
+            if !erasures.is_empty() {
+                inlet_batch::privacy::record_erased(batch.store(), &erasures, erased_rows).await?;
+            }
             write!(out, "{}", inlet_batch::run::summary(&reports))?;
         }
     }

@@ -149,6 +149,24 @@ impl Batch {
         Ok(Batch { config, files: MetricsFiles::new(store.clone()), store, view, warehouse })
     }
 
+    /// Deletes the rows of `ids` from the warehouse's user-keyed tables; returns how many (0 on
+    /// Redshift, which does not say).
+    pub async fn erase_from_warehouse(&mut self, ids: &[String]) -> Result<u64, BatchError> {
+        Ok(match &mut self.warehouse {
+            Warehouse::None => 0,
+            Warehouse::Postgres(postgres) => postgres.erase(ids).await?,
+            Warehouse::Redshift(redshift) => {
+                redshift.erase(ids).await?;
+                0
+            }
+        })
+    }
+
+    /// The lake this batch reads.
+    pub fn store(&self) -> &LakeStore {
+        &self.store
+    }
+
     /// Plans without writing anything: `--dry-run` prints this.
     pub async fn plan(&self, request: &RunRequest) -> Result<Plan, BatchError> {
         validate(request)?;

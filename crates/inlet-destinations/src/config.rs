@@ -211,7 +211,9 @@ mod tests {
     fn reads_both_vendors_and_refuses_unknown_keys() {
         let amplitude =
             parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]").expect("amplitude");
-        assert_eq!(amplitude.vendor, VendorConfig::Amplitude {
+        assert_eq!(
+            amplitude.vendor,
+            VendorConfig::Amplitude {
                 api_key: "k".into(),
                 min_id_length: 5,
                 secret_key: None,

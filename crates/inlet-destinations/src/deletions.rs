@@ -32,7 +32,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a destination can do with a deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VendorDeletion {
-    Amplitude { endpoint: String, api_key: String, secret_key: String },
+    Amplitude {
+        endpoint: String,
+        api_key: String,
+        secret_key: String,
+    },
     /// Not possible with this configuration, and why (shown in the regulation's status).
     Unavailable(&'static str),
 }
@@ -63,8 +67,13 @@ impl VendorDeletion {
 pub enum DeletionOutcome {
     Accepted,
     /// Worth another attempt, not before `after` (the server's `Retry-After`), if given.
-    Retry { detail: String, after: Option<Duration> },
-    Refused { detail: String },
+    Retry {
+        detail: String,
+        after: Option<Duration>,
+    },
+    Refused {
+        detail: String,
+    },
 }
 
 /// The HTTP client deletion requests go through.

@@ -29,7 +29,11 @@ fn normalise_batch(normaliser: &Normaliser, body: &[u8], meta: &RequestMeta) -> 
 fn benches(c: &mut Criterion) {
     let body = batch_body();
     let normaliser = Normaliser::new(Limits::default());
-    let meta = RequestMeta { received_at: Utc::now(), client_ip: Some("203.0.113.7".parse().expect("ip")), ip_policy: IpPolicy::Truncate };
+    let meta = RequestMeta {
+        received_at: Utc::now(),
+        client_ip: Some("203.0.113.7".parse().expect("ip")),
+        ip_policy: IpPolicy::Truncate,
+    };
     let records = normalise_batch(&normaliser, &body, &meta);
     let record_bytes: usize = records.iter().map(Vec::len).sum();
     eprintln!("batch body {} bytes, {} records of {} bytes in all", body.len(), records.len(), record_bytes);

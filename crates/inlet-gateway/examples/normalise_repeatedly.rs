@@ -23,7 +23,11 @@ fn main() {
     let body = corpus::single_body();
     let normaliser = Normaliser::new(Limits::default());
     let received_at = parse_timestamp("2024-05-01T10:00:00Z").expect("a timestamp");
-    let meta = RequestMeta { received_at, client_ip: Some("203.0.113.7".parse().expect("an address")), ip_policy: IpPolicy::Truncate };
+    let meta = RequestMeta {
+        received_at,
+        client_ip: Some("203.0.113.7".parse().expect("an address")),
+        ip_policy: IpPolicy::Truncate,
+    };
     let stored_bytes: usize =
         (0..repeats).map(|_| corpus::normalise_single(&normaliser, black_box(&body), &meta).len()).sum();
     let summary = format!("{repeats} bodies of {} bytes, {stored_bytes} bytes stored\n", body.len());

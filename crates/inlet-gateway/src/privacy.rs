@@ -22,9 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use inlet_destinations::DestinationConfig;
 use inlet_destinations::dead_letters::erase_dead_letters;
-use inlet_destinations::deletions::{
-    AMPLITUDE_IDS_PER_REQUEST, DeletionClient, DeletionOutcome, VendorDeletion,
-};
+use inlet_destinations::deletions::{AMPLITUDE_IDS_PER_REQUEST, DeletionClient, DeletionOutcome, VendorDeletion};
 use inlet_lake::Codec;
 use inlet_privacy::{
     PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets, erase_events,

@@ -19,10 +19,10 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use subtle::ConstantTimeEq;
 
-use crate::privacy;
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::ingest::ingest;
+use crate::privacy;
 use crate::settings::settings_json;
 use crate::state::AppState;
 

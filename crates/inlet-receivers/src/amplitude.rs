@@ -163,7 +163,10 @@ fn deletion(state: &AmplitudeReceiver, headers: &HeaderMap, body: &[u8]) -> Resp
         }
     };
     let (Some(user_ids), Some(amplitude_ids)) = (ids("user_ids"), ids("amplitude_ids")) else {
-        return error(StatusCode::BAD_REQUEST, json!({"error": "user_ids and amplitude_ids must be arrays of strings"}));
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "user_ids and amplitude_ids must be arrays of strings"}),
+        );
     };
     let total = user_ids.len() + amplitude_ids.len();
     if total == 0 || total > MAX_DELETION_IDS {

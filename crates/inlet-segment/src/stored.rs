@@ -137,7 +137,11 @@ mod tests {
     fn round_trips() {
         let raw = serde_json::value::RawValue::from_string(r#"{"event":"E","userId":"u","messageId":"m-1"}"#.into())
             .expect("raw");
-        let meta = RequestMeta { received_at: parse_timestamp("2024-01-01T00:00:00Z").expect("ts"), client_ip: None, ip_policy: crate::IpPolicy::Full };
+        let meta = RequestMeta {
+            received_at: parse_timestamp("2024-01-01T00:00:00Z").expect("ts"),
+            client_ip: None,
+            ip_policy: crate::IpPolicy::Full,
+        };
         let event = Normaliser::default()
             .normalise(&raw, Some(MessageType::Track), &BatchDefaults::default(), &meta)
             .expect("valid");

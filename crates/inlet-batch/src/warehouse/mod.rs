@@ -51,6 +51,30 @@ pub struct Publication<'a> {
     pub files: &'a [WrittenFile],
 }
 
+/// The tables with a row per user, and their id columns: what an erasure deletes rows from.
+/// The aggregates (counts of users) are recomputed by the run that applies the erasure.
+pub const USER_KEYED_TABLES: [(Table, &[&str]); 3] = [
+    (Table::Users, &["user_id"]),
+    (Table::IdentityMap, &["user_id", "anonymous_id"]),
+    (Table::DailyUserActivity, &["user_key"]),
+];
+
+/// `DELETE`s of every row of [`USER_KEYED_TABLES`] with one of `ids`, the ids written as
+/// literals (Redshift's Data API batches take no parameters): quotes doubled, and backslashes,
+/// which Redshift reads as escapes.
+pub fn erase_sql(schema: &str, ids: &[String]) -> Vec<String> {
+    let list: Vec<String> =
+        ids.iter().map(|id| format!("'{}'", id.replace('\\', "\\\\").replace('\'', "''"))).collect();
+    let list = list.join(", ");
+    USER_KEYED_TABLES
+        .iter()
+        .map(|(table, columns)| {
+            let matches: Vec<String> = columns.iter().map(|c| format!("{c} IN ({list})")).collect();
+            format!("DELETE FROM {schema}.{} WHERE {}", table.name(), matches.join(" OR "))
+        })
+        .collect()
+}
+
 /// `CREATE SCHEMA` and one `CREATE TABLE IF NOT EXISTS` per table.
 pub fn create_tables_sql(dialect: Dialect, schema: &str, trait_columns: &[String]) -> Vec<String> {
     let mut statements = vec![format!("CREATE SCHEMA IF NOT EXISTS {schema}")];

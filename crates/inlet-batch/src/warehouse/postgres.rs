@@ -47,6 +47,19 @@ impl Postgres {
         Ok(Postgres { client, schema: schema.to_owned() })
     }
 
+    /// Deletes the rows of `ids` from the user-keyed tables in one transaction; returns how many.
+    pub async fn erase(&mut self, ids: &[String]) -> Result<u64, WarehouseError> {
+        let transaction = self.client.transaction().await?;
+        let mut deleted = 0;
+        for (table, columns) in super::USER_KEYED_TABLES {
+            let matches: Vec<String> = columns.iter().map(|c| format!("{c} = ANY($1)")).collect();
+            let statement = format!("DELETE FROM {}.{} WHERE {}", self.schema, table.name(), matches.join(" OR "));
+            deleted += transaction.execute(&statement, &[&ids]).await?;
+        }
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+
     /// Replaces the publication's slice in one transaction; returns the rows loaded.
     pub async fn publish(&mut self, publication: &Publication<'_>) -> Result<u64, WarehouseError> {
         let rows = publication.rows;

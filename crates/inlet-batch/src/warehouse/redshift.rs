@@ -98,6 +98,12 @@ impl Redshift {
         Ok(publication.rows.num_rows() as u64)
     }
 
+    /// Deletes the rows of `ids` from the user-keyed tables in one transaction (the Data API
+    /// does not say how many).
+    pub async fn erase(&self, ids: &[String]) -> Result<(), WarehouseError> {
+        self.execute(super::erase_sql(&self.schema, ids)).await
+    }
+
     /// Runs `statements` as one transaction and waits for the outcome.
     pub async fn execute(&self, statements: Vec<String>) -> Result<(), WarehouseError> {
         let failed = |e: String| WarehouseError::Redshift(e);

@@ -207,10 +207,14 @@ fn the_ip_policy_applies_to_the_client_address_and_to_any_context_ip() {
         event.fields().get("context").cloned()
     };
     let none = BatchDefaults::default();
-    let batch = BatchDefaults { context: Some(json!({"locale": "ko"}).as_object().expect("o").clone()), ..none.clone() };
+    let batch =
+        BatchDefaults { context: Some(json!({"locale": "ko"}).as_object().expect("o").clone()), ..none.clone() };
     let t = IpPolicy::Truncate;
     assert_eq!(context(t, json!({"anonymousId": "a"}), &none), Some(json!({"ip": "203.0.113.0"})));
-    assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &none), Some(json!({"ip": "198.51.100.0"})));
+    assert_eq!(
+        context(t, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &none),
+        Some(json!({"ip": "198.51.100.0"}))
+    );
     assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": "not an address"}}), &none), Some(json!({})));
     assert_eq!(context(t, json!({"anonymousId": "a", "context": {"ip": 7}}), &batch), Some(json!({"locale": "ko"})));
     assert_eq!(
@@ -219,9 +223,18 @@ fn the_ip_policy_applies_to_the_client_address_and_to_any_context_ip() {
     );
     let d = IpPolicy::Drop;
     assert_eq!(context(d, json!({"anonymousId": "a"}), &none), None);
-    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23", "locale": "ko"}}), &none), Some(json!({"locale": "ko"})));
-    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"locale": "ko"}}), &none), Some(json!({"locale": "ko"})));
-    assert_eq!(context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &batch), Some(json!({"locale": "ko"})));
+    assert_eq!(
+        context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23", "locale": "ko"}}), &none),
+        Some(json!({"locale": "ko"}))
+    );
+    assert_eq!(
+        context(d, json!({"anonymousId": "a", "context": {"locale": "ko"}}), &none),
+        Some(json!({"locale": "ko"}))
+    );
+    assert_eq!(
+        context(d, json!({"anonymousId": "a", "context": {"ip": "198.51.100.23"}}), &batch),
+        Some(json!({"locale": "ko"}))
+    );
 }
 
 #[test]
