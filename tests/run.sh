@@ -134,6 +134,9 @@ GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
 step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
 cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
 
+step "privacy: a member on two devices deleted everywhere (lake on Garage, dead letters, PostgreSQL, Amplitude), the deletion killed midway and rerun, new events suppressed"
+ignored_test privacy '^(test |test result)'
+
 step "product tables: PostgreSQL and MariaDB → lake (every type read back with pyarrow), one snapshot under concurrent writes, incremental days, a run that dies before its commit, a lake on Garage"
 PYARROW_PYTHON="$venv/bin/python" ignored_test databases '^(test |test result)'
 

@@ -14,6 +14,11 @@ One run per reporting day (midnight to midnight in the reporting time zone):
    `latest_only`; they are independent of the lake and of the metric steps (no metric reads them:
    dashboards join them in the warehouse), so they run beside those.
 
+4. `retention` deletes lake events and dead letters past the ages in `[retention]`
+   (`inlet-batch retention`), once the day's steps are done, for the latest interval only.
+   Deletions asked for by privacy regulations need no task: the `state` task applies those whose
+   lake files are erased (docs/privacy.md).
+
 Steps are idempotent (each replaces its slice of the day and the lookback days before it), so
 retries, catch-up and `airflow backfill create` are safe. Runs go one at a time
 (`max_active_runs=1`): each run's `state` task commits the state the next run starts from.
@@ -131,8 +136,16 @@ with DAG(
         lake_complete >> tasks[step]
         for upstream in inputs:
             tasks[upstream] >> tasks[step]
+    latest_only = LatestOnlyOperator(task_id="latest_only")
+    retention = BashOperator(
+        task_id="retention",
+        bash_command=f"{INLET_BATCH} retention",
+        execution_timeout=timedelta(hours=1),
+    )
+    latest_only >> retention
+    for task in tasks.values():
+        task >> retention
     if TABLE_TASKS:
-        latest_only = LatestOnlyOperator(task_id="latest_only")
         for task_id, selection in TABLE_TASKS.items():
             latest_only >> BashOperator(
                 task_id=task_id,

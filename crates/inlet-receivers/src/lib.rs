@@ -53,6 +53,10 @@ impl FaultQueue {
     pub fn pending(&self) -> usize {
         lock(&self.0).len()
     }
+
+    pub fn clear(&self) {
+        lock(&self.0).clear();
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,8 +74,8 @@ pub(crate) fn cut_response() -> Response {
 /// Both receivers on one loopback port.
 #[derive(Debug, Clone)]
 pub struct Receivers {
-    /// `http://127.0.0.1:{port}`; Amplitude at `/2/httpapi` and `/batch`, GA4 at
-    /// `/mp/collect` and `/debug/mp/collect`.
+    /// `http://127.0.0.1:{port}`; Amplitude at `/2/httpapi` and `/batch` (its User Privacy API
+    /// at `/api/2/deletions/users`), GA4 at `/mp/collect` and `/debug/mp/collect`.
     pub url: String,
     pub amplitude: Arc<amplitude::AmplitudeReceiver>,
     pub ga4: Arc<ga4::Ga4Receiver>,
