@@ -30,9 +30,12 @@ ignored_test() {
   rm -f "$log"
 }
 
-step "build tools (make, for jemalloc, the gateway's allocator, built from C sources)"
+step "build tools (make, for jemalloc, the gateway's allocator, built from C sources; openssl, for the privacy test's service account key)"
 if ! command -v make > /dev/null; then
   apt-get update -qq && apt-get install -y -qq make
+fi
+if ! command -v openssl > /dev/null; then
+  apt-get update -qq && apt-get install -y -qq openssl
 fi
 
 step "node dependencies (official @segment/analytics-node and @segment/analytics-next, playwright-core, sdk-js's build tools)"

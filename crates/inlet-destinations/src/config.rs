@@ -50,6 +50,19 @@ pub enum VendorConfig {
         /// Which Segment id becomes GA4's `client_id` (the other is the fallback).
         #[serde(default)]
         client_id: ClientIdFrom,
+        /// The GA4 property's numeric id: with `service_account_file`, deletions go to GA4's
+        /// User Deletion API.
+        #[serde(default)]
+        property_id: Option<String>,
+        /// A Google service account's JSON key, with the property's "Edit" permission.
+        #[serde(default)]
+        service_account_file: Option<std::path::PathBuf>,
+        /// The User Deletion API's upsert URL (tests). Default: Google's.
+        #[serde(default)]
+        deletion_endpoint: Option<String>,
+        /// Deletion requests a day (GA4 allows 500 per property and per Cloud project).
+        #[serde(default = "default_deletions_per_day")]
+        deletion_requests_per_day: u32,
     },
 }
 
@@ -65,11 +78,23 @@ impl std::fmt::Debug for VendorConfig {
                 .field("secret_key", &secret_key.as_ref().map(|_| REDACTED))
                 .field("deletion_endpoint", deletion_endpoint)
                 .finish(),
-            VendorConfig::Ga4 { measurement_id, client_id, .. } => f
+            VendorConfig::Ga4 {
+                measurement_id,
+                client_id,
+                property_id,
+                service_account_file,
+                deletion_endpoint,
+                deletion_requests_per_day,
+                ..
+            } => f
                 .debug_struct("Ga4")
                 .field("measurement_id", measurement_id)
                 .field("api_secret", &REDACTED)
                 .field("client_id", client_id)
+                .field("property_id", property_id)
+                .field("service_account_file", service_account_file)
+                .field("deletion_endpoint", deletion_endpoint)
+                .field("deletion_requests_per_day", deletion_requests_per_day)
                 .finish(),
         }
     }
@@ -81,6 +106,10 @@ pub enum ClientIdFrom {
     #[default]
     AnonymousId,
     UserId,
+}
+
+fn default_deletions_per_day() -> u32 {
+    500
 }
 
 fn default_min_id_length() -> usize {
@@ -182,9 +211,27 @@ impl DestinationConfig {
                     return Err(format!("{}: must be at least 1", at("min_id_length")));
                 }
             }
-            VendorConfig::Ga4 { measurement_id, api_secret, .. } => {
+            VendorConfig::Ga4 {
+                measurement_id,
+                api_secret,
+                property_id,
+                service_account_file,
+                deletion_endpoint,
+                ..
+            } => {
                 if measurement_id.is_empty() || api_secret.is_empty() {
                     return Err(format!("{}: measurement_id and api_secret are required", at("kind")));
+                }
+                if property_id.is_some() != service_account_file.is_some() {
+                    return Err(format!("{}: set both or neither (GA4 deletions need both)", at("property_id")));
+                }
+                if property_id.as_deref().is_some_and(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(format!("{}: the numeric GA4 property id", at("property_id")));
+                }
+                if let Some(endpoint) = deletion_endpoint
+                    && reqwest::Url::parse(endpoint).is_err()
+                {
+                    return Err(format!("{}: {endpoint:?} is not a URL", at("deletion_endpoint")));
                 }
             }
         }

@@ -51,7 +51,7 @@ impl Destination {
                 min_id_length: *min_id_length,
                 types,
             }),
-            VendorConfig::Ga4 { measurement_id, api_secret, client_id } => Vendor::Ga4(ga4::Ga4 {
+            VendorConfig::Ga4 { measurement_id, api_secret, client_id, .. } => Vendor::Ga4(ga4::Ga4 {
                 measurement_id: measurement_id.clone(),
                 api_secret: api_secret.clone(),
                 endpoint: config.endpoint.clone().unwrap_or_else(|| ga4::DEFAULT_ENDPOINT.into()),

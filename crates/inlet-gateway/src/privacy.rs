@@ -4,8 +4,8 @@
 //! A deletion runs in steps, each recorded in the lake (`inlet-privacy`): `lake` (find the
 //! anonymous ids linked to the user ids, record them so every gateway suppresses them too,
 //! then rewrite the event files that hold any id), `dead-letters` (after `lake`), and one
-//! `destination-{name}` per destination (the vendor's deletion API, 100 ids a request, retried
-//! with the destination's retry policy). The `warehouse` step is `inlet-batch`'s. A step is
+//! `destination-{name}` per destination (the vendor's deletion API, within its request size,
+//! pace and daily quota, retried with the destination's retry policy). The `warehouse` step is `inlet-batch`'s. A step is
 //! started only `privacy.settle_secs` after the regulation, once every gateway has read it and
 //! ranges encoded before that are in the lake; it is repeated until done, so a crash anywhere
 //! only repeats work.
@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use inlet_destinations::DestinationConfig;
 use inlet_destinations::dead_letters::erase_dead_letters;
-use inlet_destinations::deletions::{AMPLITUDE_IDS_PER_REQUEST, DeletionClient, DeletionOutcome, VendorDeletion};
+use inlet_destinations::deletions::{DeletionClient, DeletionOutcome, VendorDeletion};
 use inlet_lake::Codec;
 use inlet_privacy::{
     PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets, erase_events,
@@ -38,9 +38,11 @@ use crate::state::AppState;
 
 /// Who the vendors are told asked for a deletion.
 const REQUESTER: &str = "inlet";
+/// Google's quotas reset at midnight Pacific time.
+const QUOTA_TIME_ZONE: chrono_tz::Tz = chrono_tz::America::Los_Angeles;
 
 /// Everything a deletion needs; built from the gateway's configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DeletionWorker {
     pub privacy: PrivacyStore,
     pub codec: Codec,
@@ -99,7 +101,8 @@ impl DeletionWorker {
                 if previous.and_then(|s| s.next_attempt_at).is_some_and(|due| due > now) {
                     continue;
                 }
-                if let Some(status) = self.delete_at_vendor(&regulation, destination, &step, previous).await? {
+                if let Some(status) = self.delete_at_vendor(&regulation, &targets, destination, &step, previous).await?
+                {
                     recorded.push(status);
                 }
             }
@@ -143,40 +146,61 @@ impl DeletionWorker {
         Ok(status)
     }
 
-    /// Sends the regulation's user ids to one destination's deletion API, 100 a request,
-    /// resuming after the ids already sent. Returns the status recorded, if any.
+    /// Sends the regulation's ids to one destination's deletion API, request by request,
+    /// resuming after the requests already answered, within the vendor's pace and daily quota.
+    /// Returns the status recorded, if any.
     async fn delete_at_vendor(
         &self,
         regulation: &Regulation,
+        targets: &Targets,
         destination: &DestinationConfig,
         step: &str,
         previous: Option<&StepStatus>,
     ) -> Result<Option<StepStatus>, PrivacyError> {
         let mut status = previous.cloned().unwrap_or_else(|| StepStatus::new(&regulation.id, step, StepState::Pending));
-        let (endpoint, api_key, secret_key) = match VendorDeletion::of(destination) {
-            VendorDeletion::Amplitude { endpoint, api_key, secret_key } => (endpoint, api_key, secret_key),
-            VendorDeletion::Unavailable(why) => {
-                if status.detail.as_deref() == Some(why) {
-                    return Ok(None);
-                }
-                // Left pending: configuring the destination's deletion later resumes it.
-                status.detail = Some(why.to_owned());
-                status.updated_at = Utc::now();
-                self.privacy.record(regulation, &status).await?;
-                return Ok(Some(status));
+        let deletion = VendorDeletion::of(destination);
+        if let VendorDeletion::Unavailable(why) = &deletion {
+            if status.detail.as_deref() == Some(why.as_str()) {
+                return Ok(None);
             }
-        };
-        let user_ids: Vec<String> = regulation.targets.user_ids.iter().cloned().collect();
+            // Left pending: configuring the destination's deletion later resumes it.
+            status.detail = Some(why.clone());
+            status.updated_at = Utc::now();
+            self.privacy.record(regulation, &status).await?;
+            return Ok(Some(status));
+        }
+        let requests = deletion.requests(targets);
         let policy = destination.delivery.retry_policy();
-        let mut sent = status.counts.get("ids_sent").copied().unwrap_or(0) as usize;
-        while sent < user_ids.len() {
-            let chunk = &user_ids[sent..(sent + AMPLITUDE_IDS_PER_REQUEST).min(user_ids.len())];
+        let mut done = status.counts.get("requests").copied().unwrap_or(0) as usize;
+        let mut last_sent: Option<tokio::time::Instant> = None;
+        while done < requests.len() {
             let now = Utc::now();
-            match self.http.amplitude(&endpoint, &api_key, &secret_key, chunk, REQUESTER).await {
+            let quota_day = now.with_timezone(&QUOTA_TIME_ZONE).date_naive();
+            if let Some(per_day) = deletion.requests_per_day() {
+                let used = self.privacy.requests_on(&destination.name, quota_day).await?;
+                if used >= per_day {
+                    // The rest waits for the vendor's next quota day; the status keeps the place.
+                    let next_day = quota_day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).expect("a next day");
+                    let resumes = next_day.and_local_timezone(QUOTA_TIME_ZONE).earliest().map(|t| t.to_utc());
+                    status.next_attempt_at = resumes;
+                    status.detail =
+                        Some(format!("the daily quota of {per_day} requests is used; resuming the next day"));
+                    status.updated_at = now;
+                    self.privacy.record(regulation, &status).await?;
+                    return Ok(Some(status));
+                }
+                self.privacy.record_requests_on(&destination.name, quota_day, used + 1).await?;
+            }
+            if let (Some(pace), Some(last)) = (deletion.pace(), last_sent) {
+                tokio::time::sleep_until(last + pace).await;
+            }
+            last_sent = Some(tokio::time::Instant::now());
+            match self.http.send(&deletion, &requests[done], REQUESTER).await {
                 DeletionOutcome::Accepted => {
-                    sent += chunk.len();
-                    status.counts.insert("ids_sent".into(), sent as u64);
-                    status.counts.insert("requests".into(), status.counts.get("requests").copied().unwrap_or(0) + 1);
+                    done += 1;
+                    let ids = status.counts.get("ids_sent").copied().unwrap_or(0) + requests[done - 1].len() as u64;
+                    status.counts.insert("ids_sent".into(), ids);
+                    status.counts.insert("requests".into(), done as u64);
                     status.detail = None;
                     status.next_attempt_at = None;
                     status.first_attempt_at = None;
@@ -205,15 +229,14 @@ impl DeletionWorker {
                     return Ok(Some(status));
                 }
             }
-            // Progress survives a crash: the next run resumes after the ids sent.
+            // Progress survives a crash: the next run resumes after the requests answered.
             status.updated_at = Utc::now();
-            if sent < user_ids.len() {
+            if done < requests.len() {
                 self.privacy.record(regulation, &status).await?;
             }
         }
         status.state = StepState::Done;
-        status.counts.insert("ids_sent".into(), sent as u64);
-        status.counts.insert("anonymous_ids_not_sent".into(), regulation.targets.anonymous_ids.len() as u64);
+        status.counts.insert("requests".into(), done as u64);
         status.updated_at = Utc::now();
         self.privacy.record(regulation, &status).await?;
         Ok(Some(status))

@@ -11,6 +11,7 @@
 //! _inlet/privacy/regulations/{id}.json          one Regulation, written once, never changed
 //! _inlet/privacy/status/{id}/{step}.json        one StepStatus per step of a deletion, replaced as it progresses
 //! _inlet/privacy/audit/dt={YYYY-MM-DD}/{unix µs}-{id}-{step}.json   one AuditEntry per completed step
+//! _inlet/privacy/quota/{destination}/{YYYY-MM-DD}.json     deletion requests sent on a quota day
 //! ```
 //! A regulation's id starts with its creation time (`20261205T101500123456Z-1a2b3c4d`), so
 //! listing order is creation order, the order in which suppressions and unsuppressions apply.

@@ -13,6 +13,7 @@ pub const PRIVACY_PREFIX: &str = "_inlet/privacy";
 const REGULATIONS_PREFIX: &str = "_inlet/privacy/regulations/";
 const STATUS_PREFIX: &str = "_inlet/privacy/status/";
 const AUDIT_PREFIX: &str = "_inlet/privacy/audit/";
+const QUOTA_PREFIX: &str = "_inlet/privacy/quota/";
 
 /// Ids per regulation, as Segment's regulations API allows: a larger erasure is several
 /// regulations, each one bounded in what one worker pass must do.
@@ -278,6 +279,20 @@ impl PrivacyStore {
             self.put_json(&key, &entry).await?;
         }
         self.put_json(&status_key(&regulation.id, &status.step), status).await
+    }
+
+    /// Deletion requests sent to `destination` on `day` (the vendor's quota day).
+    pub async fn requests_on(&self, destination: &str, day: chrono::NaiveDate) -> Result<u32, PrivacyError> {
+        Ok(self.get_json::<u32>(&format!("{QUOTA_PREFIX}{destination}/{day}.json")).await?.unwrap_or(0))
+    }
+
+    pub async fn record_requests_on(
+        &self,
+        destination: &str,
+        day: chrono::NaiveDate,
+        requests: u32,
+    ) -> Result<(), PrivacyError> {
+        self.put_json(&format!("{QUOTA_PREFIX}{destination}/{day}.json"), &requests).await
     }
 
     /// The audit log's entries, oldest first.

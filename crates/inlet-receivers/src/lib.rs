@@ -10,6 +10,7 @@
 
 pub mod amplitude;
 pub mod ga4;
+pub mod ga4_deletion;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ pub struct Receivers {
     pub url: String,
     pub amplitude: Arc<amplitude::AmplitudeReceiver>,
     pub ga4: Arc<ga4::Ga4Receiver>,
+    /// GA4's User Deletion API and its OAuth2 token endpoint (`{url}/token`).
+    pub ga4_deletion: Arc<ga4_deletion::Ga4DeletionReceiver>,
 }
 
 impl Receivers {
@@ -94,13 +97,17 @@ impl Receivers {
     ) -> std::io::Result<Receivers> {
         let amplitude = Arc::new(amplitude::AmplitudeReceiver::new(api_key));
         let ga4 = Arc::new(ga4::Ga4Receiver::new(measurement_id, api_secret));
-        let app = Router::new().merge(amplitude::router(Arc::clone(&amplitude))).merge(ga4::router(Arc::clone(&ga4)));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
+        let ga4_deletion = Arc::new(ga4_deletion::Ga4DeletionReceiver::new(format!("{url}/token")));
+        let app = Router::new()
+            .merge(amplitude::router(Arc::clone(&amplitude)))
+            .merge(ga4::router(Arc::clone(&ga4)))
+            .merge(ga4_deletion::router(Arc::clone(&ga4_deletion)));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Receivers { url, amplitude, ga4 })
+        Ok(Receivers { url, amplitude, ga4, ga4_deletion })
     }
 
     pub fn amplitude_endpoint(&self) -> String {
