@@ -212,3 +212,60 @@ async fn a_client_guessing_write_keys_is_throttled_and_others_are_not() {
     assert_eq!(ingest.status(), 429, "ingestion routes share the block");
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn suppressed_ids_are_acknowledged_but_not_stored_until_unsuppressed() {
+    const TOKEN: &str = "operator-token-of-some-length";
+    let gateway = TestGateway::start_with(Arc::new(SystemClock), |c| c.admin.token = Some(TOKEN.into())).await;
+    let regulations = format!("{}/admin/privacy/regulations", gateway.admin_url);
+    let regulate = |body: Value| gateway.client.post(&regulations).bearer_auth(TOKEN).json(&body).send();
+    let created = regulate(json!({"kind": "suppress", "user_ids": ["gone"], "anonymous_ids": ["gone-device"]}));
+    let created = created.await.unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["regulation"]["id"].as_str().unwrap().to_owned();
+    for (body, code) in [
+        (json!({"kind": "suppress"}), "invalid_regulation"),
+        (json!({"kind": "forget", "user_ids": ["x"]}), "invalid_regulation"),
+        (json!({"kind": "delete", "user_ids": [""]}), "invalid_regulation"),
+    ] {
+        let refused = regulate(body).await.unwrap();
+        assert_eq!(refused.status(), 400);
+        assert_eq!(refused.json::<Value>().await.unwrap()["code"], code);
+    }
+    let unauthorised = gateway.client.get(&regulations).send().await.unwrap();
+    assert_eq!(unauthorised.status(), 401);
+
+    let batch = |n: u32| {
+        json!({"writeKey": WEB_KEY, "batch": [
+            {"type": "track", "event": "e", "userId": "gone", "messageId": format!("a{n}")},
+            {"type": "track", "event": "e", "anonymousId": "gone-device", "messageId": format!("b{n}")},
+            {"type": "track", "event": "e", "userId": "stays", "messageId": format!("c{n}")},
+        ]})
+        .to_string()
+    };
+    let answer: Value = gateway.post("/v1/batch").body(batch(1)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["accepted"], 3, "suppressed events are answered as stored: {answer}");
+    let stored: Vec<String> = gateway.stored().iter().map(|e| e.message_id().unwrap().to_owned()).collect();
+    assert_eq!(stored, ["c1"]);
+    assert_eq!(gateway.metric("inlet_ingest_events_suppressed_total{source=\"web\"}"), 2.0);
+    // Only suppressed messages: still a success, nothing stored.
+    let only = json!({"writeKey": WEB_KEY, "userId": "gone", "event": "e"}).to_string();
+    assert_eq!(gateway.post("/v1/track").body(only).send().await.unwrap().status(), 200);
+    assert_eq!(gateway.stored().len(), 1);
+
+    let listed: Value = gateway.client.get(&regulations).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["regulations"][0]["id"], id.as_str());
+    let one = gateway.client.get(format!("{regulations}/{id}")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(one.json::<Value>().await.unwrap()["user_ids"], json!(["gone"]));
+    let missing = gateway.client.get(format!("{regulations}/nope")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let lifted = regulate(json!({"kind": "unsuppress", "user_ids": ["gone"], "anonymous_ids": ["gone-device"]}));
+    assert_eq!(lifted.await.unwrap().status(), 201);
+    gateway.post("/v1/batch").body(batch(2)).send().await.unwrap();
+    let stored: Vec<String> = gateway.stored().iter().map(|e| e.message_id().unwrap().to_owned()).collect();
+    assert_eq!(stored, ["c1", "a2", "b2", "c2"]);
+    // The source's default IP policy: the client's address cut to its network.
+    assert_eq!(gateway.stored()[0].event["context"]["ip"], "127.0.0.0");
+    gateway.stop().await;
+}
