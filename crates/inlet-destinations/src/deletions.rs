@@ -326,3 +326,46 @@ async fn classify(sent: Result<reqwest::Response, reqwest::Error>, renewable_tok
         DeletionOutcome::Refused { detail: format!("HTTP {status}: {text}") }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(users: usize, anonymous: &[&str]) -> Targets {
+        Targets {
+            user_ids: (0..users).map(|n| format!("u{n:03}")).collect(),
+            anonymous_ids: anonymous.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn requests_follow_each_vendors_size_and_id_kinds() {
+        let amplitude = VendorDeletion::Amplitude { endpoint: "e".into(), api_key: "k".into(), secret_key: "s".into() };
+        let sizes: Vec<usize> = amplitude.requests(&targets(250, &["a"])).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50], "user ids only, 100 a request");
+        assert_eq!(amplitude.requests_per_day(), None);
+        let account = ServiceAccount { client_email: "e".into(), private_key: String::new(), token_uri: "t".into() };
+        let ga4 = |client_id_from| VendorDeletion::Ga4 {
+            endpoint: "e".into(),
+            property_id: "1".into(),
+            account: account.clone(),
+            per_day: 500,
+            client_id_from,
+        };
+        let by_anonymous = ga4(ClientIdFrom::AnonymousId).requests(&targets(1, &["a1", "a2"]));
+        assert_eq!(
+            by_anonymous,
+            vec![
+                vec![(IdKind::UserId, "u000".to_owned())],
+                vec![(IdKind::ClientId, "a1".to_owned())],
+                vec![(IdKind::ClientId, "a2".to_owned())],
+            ]
+        );
+        let by_user = ga4(ClientIdFrom::UserId).requests(&targets(1, &[]));
+        assert_eq!(
+            by_user,
+            vec![vec![(IdKind::UserId, "u000".to_owned())], vec![(IdKind::ClientId, "u000".to_owned())]]
+        );
+        assert_eq!(ga4(ClientIdFrom::UserId).pace(), Some(GA4_PACE));
+    }
+}

@@ -10,9 +10,9 @@
 //! ranges encoded before that are in the lake; it is repeated until done, so a crash anywhere
 //! only repeats work.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
@@ -49,6 +49,9 @@ pub struct DeletionWorker {
     pub destinations: Vec<DestinationConfig>,
     pub settle: Duration,
     pub http: DeletionClient,
+    /// Regulations read so far, by key, and the deletions whose every step is settled (done or
+    /// failed): a pass reads only what is new or unfinished.
+    seen: Mutex<(BTreeMap<String, Regulation>, HashSet<String>)>,
 }
 
 impl DeletionWorker {
@@ -61,6 +64,7 @@ impl DeletionWorker {
             destinations: config.destinations.clone(),
             settle: Duration::from_secs(config.privacy.settle_secs),
             http: DeletionClient::default(),
+            seen: Mutex::default(),
         })
     }
 
@@ -69,9 +73,9 @@ impl DeletionWorker {
     pub async fn run(&self, after_rewrite: &(dyn Fn(&str) + Sync)) -> Result<Vec<StepStatus>, PrivacyError> {
         let mut recorded = Vec::new();
         let now = Utc::now();
-        for regulation in self.privacy.regulations().await? {
+        for regulation in self.unfinished_deletions().await? {
             let settled = regulation.created_at + chrono::Duration::from_std(self.settle).unwrap_or_default();
-            if regulation.kind != RegulationKind::Delete || settled > now {
+            if settled > now {
                 continue;
             }
             let statuses = self.privacy.statuses(&regulation.id).await?;
@@ -106,8 +110,36 @@ impl DeletionWorker {
                     recorded.push(status);
                 }
             }
+            let statuses = self.privacy.statuses(&regulation.id).await?;
+            let steps = ["lake".to_owned(), "dead-letters".to_owned()]
+                .into_iter()
+                .chain(self.destinations.iter().map(|d| format!("destination-{}", d.name)));
+            if steps.into_iter().all(|step| statuses.get(&step).is_some_and(|s| s.state != StepState::Pending)) {
+                self.seen.lock().expect("never poisoned").1.insert(regulation.id.clone());
+            }
         }
         Ok(recorded)
+    }
+
+    /// The deletions not yet settled, oldest first; regulation files are read once.
+    async fn unfinished_deletions(&self) -> Result<Vec<Regulation>, PrivacyError> {
+        let keys = self.privacy.regulation_keys().await?;
+        let unread: Vec<String> = {
+            let seen = self.seen.lock().expect("never poisoned");
+            keys.into_iter().filter(|key| !seen.0.contains_key(key)).collect()
+        };
+        let mut read = Vec::new();
+        for key in unread {
+            read.extend(self.privacy.regulation_at(&key).await?.map(|regulation| (key, regulation)));
+        }
+        let mut seen = self.seen.lock().expect("never poisoned");
+        seen.0.extend(read);
+        let (regulations, finished) = &*seen;
+        Ok(regulations
+            .values()
+            .filter(|r| r.kind == RegulationKind::Delete && !finished.contains(&r.id))
+            .cloned()
+            .collect())
     }
 
     async fn erase_lake(

@@ -58,7 +58,7 @@ impl IdSet {
 
 /// The shared, replaceable set. Checking it costs one uncontended read lock, and nothing more
 /// while it is empty.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Suppressions {
     current: RwLock<Arc<IdSet>>,
     empty: AtomicBool,
@@ -72,9 +72,15 @@ struct ReadCache {
     stitched: BTreeMap<String, Vec<String>>,
 }
 
+impl Default for Suppressions {
+    fn default() -> Suppressions {
+        Suppressions::new()
+    }
+}
+
 impl Suppressions {
     pub fn new() -> Suppressions {
-        Suppressions { empty: AtomicBool::new(true), ..Suppressions::default() }
+        Suppressions { current: RwLock::default(), empty: AtomicBool::new(true), read: Mutex::default() }
     }
 
     /// Whether any id is suppressed: callers skip looking up an event's ids otherwise.
