@@ -25,7 +25,7 @@ use inlet_destinations::dead_letters::erase_dead_letters;
 use inlet_destinations::deletions::{DeletionClient, DeletionOutcome, VendorDeletion};
 use inlet_lake::Codec;
 use inlet_privacy::{
-    PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets, erase_events,
+    BloomIndex, PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets, erase_events,
     stitched_anonymous_ids,
 };
 use serde::Deserialize;
@@ -149,11 +149,12 @@ impl DeletionWorker {
         after_rewrite: &(dyn Fn(&str) + Sync),
     ) -> Result<StepStatus, PrivacyError> {
         let lake = self.privacy.lake();
+        let index = BloomIndex::load(lake).await?;
         let mut status = match previous {
             Some(started) => started.clone(),
             None => {
                 // Recorded before any file changes, so every gateway suppresses these ids too.
-                let (stitched, _) = stitched_anonymous_ids(lake, &regulation.targets.user_ids).await?;
+                let (stitched, _) = stitched_anonymous_ids(lake, &index, &regulation.targets.user_ids).await?;
                 let mut started = StepStatus::new(&regulation.id, "lake", StepState::Pending);
                 started.stitched_anonymous_ids = stitched;
                 self.privacy.record(regulation, &started).await?;
@@ -161,7 +162,7 @@ impl DeletionWorker {
             }
         };
         let targets = regulation.targets.with_anonymous_ids(&status.stitched_anonymous_ids);
-        let erased = erase_events(lake, &targets, self.codec, after_rewrite).await?;
+        let erased = erase_events(lake, &index, &targets, self.codec, after_rewrite).await?;
         tracing::info!(
             regulation = %regulation.id,
             files = erased.files,

@@ -27,8 +27,9 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use crate::regulation::{PrivacyError, Targets};
 
 /// Bytes read from the end of a file to find its footer and bloom filters: enough for the
-/// footer of an hourly file and its two filters, so most files cost one request.
-const TAIL_BYTES: u64 = 256 * 1024;
+/// footer of an hourly file and its two filters (folded to the ids the hour had), so most
+/// files cost one request; larger ones cost one or two more.
+const TAIL_BYTES: u64 = 64 * 1024;
 /// Files whose tails are read at once (requests to S3 in flight).
 const CONCURRENT_CHECKS: usize = 16;
 
@@ -60,19 +61,76 @@ impl LakeErasure {
     }
 }
 
+/// The bloom filters of every event file, read once per deletion (each file's tail, in one
+/// ranged request): which files may hold an id is then decided without further reads.
+#[derive(Debug, Default)]
+pub struct BloomIndex {
+    files: Vec<IndexedFile>,
+    /// Bytes fetched to build it.
+    bytes_read: u64,
+}
+
+#[derive(Debug)]
+struct IndexedFile {
+    object: ListedObject,
+    /// Per row group, the filters of `user_id` and `anonymous_id`; `None`: the file has no
+    /// filters (written before them) and may hold anything.
+    row_groups: Option<Vec<[Option<Sbbf>; 2]>>,
+}
+
+impl BloomIndex {
+    pub async fn load(store: &LakeStore) -> Result<BloomIndex, PrivacyError> {
+        let objects: Vec<ListedObject> = store
+            .list_objects(&format!("{EVENTS_PREFIX}/"))
+            .await?
+            .into_iter()
+            .filter(|object| object.key.ends_with(".parquet"))
+            .collect();
+        let files: Vec<(IndexedFile, u64)> = futures_util::stream::iter(objects)
+            .map(|object| async move {
+                let (row_groups, bytes) = bloom_filters(store, &object).await?;
+                Ok::<_, PrivacyError>((IndexedFile { object, row_groups }, bytes))
+            })
+            .buffered(CONCURRENT_CHECKS)
+            .try_collect()
+            .await?;
+        let bytes_read = files.iter().map(|(_, bytes)| bytes).sum();
+        Ok(BloomIndex { files: files.into_iter().map(|(file, _)| file).collect(), bytes_read })
+    }
+
+    /// The files whose filters do not rule out every id of `targets`.
+    fn candidates(&self, targets: &Targets) -> Vec<&ListedObject> {
+        let may_hold = |filter: &Option<Sbbf>, ids: &BTreeSet<String>| match filter {
+            None => !ids.is_empty(),
+            Some(filter) => ids.iter().any(|id| filter.check(id.as_str())),
+        };
+        self.files
+            .iter()
+            .filter(|file| match &file.row_groups {
+                None => true,
+                Some(groups) => groups.iter().any(|[users, anonymous]| {
+                    may_hold(users, &targets.user_ids) || may_hold(anonymous, &targets.anonymous_ids)
+                }),
+            })
+            .map(|file| &file.object)
+            .collect()
+    }
+}
+
 /// The anonymous ids (and `previousId`s) that appear on events of `user_ids`: the devices a
 /// deleted user logged in on, whose events before the login carry no user id.
 pub async fn stitched_anonymous_ids(
     store: &LakeStore,
+    index: &BloomIndex,
     user_ids: &BTreeSet<String>,
 ) -> Result<(BTreeSet<String>, LakeErasure), PrivacyError> {
     let targets = Targets { user_ids: user_ids.clone(), anonymous_ids: BTreeSet::new() };
-    let mut scan = LakeErasure::default();
+    let mut scan = LakeErasure { files: index.files.len() as u64, ..LakeErasure::default() };
     let mut stitched = BTreeSet::new();
     if user_ids.is_empty() {
         return Ok((stitched, scan));
     }
-    for object in candidates(store, &targets, &mut scan).await? {
+    for object in index.candidates(&targets) {
         let Some(file) = store.get(&object.key).await? else { continue };
         scan.files_read += 1;
         scan.bytes_read += file.len() as u64;
@@ -91,12 +149,14 @@ pub async fn stitched_anonymous_ids(
 /// with each key replaced or deleted (progress; crash tests stop the process there).
 pub async fn erase_events(
     store: &LakeStore,
+    index: &BloomIndex,
     targets: &Targets,
     codec: Codec,
     after_rewrite: &(dyn Fn(&str) + Sync),
 ) -> Result<LakeErasure, PrivacyError> {
-    let mut erasure = LakeErasure::default();
-    for object in candidates(store, targets, &mut erasure).await? {
+    let mut erasure =
+        LakeErasure { files: index.files.len() as u64, bytes_read: index.bytes_read, ..LakeErasure::default() };
+    for object in index.candidates(targets) {
         let Some(file) = store.get(&object.key).await? else { continue };
         erasure.files_read += 1;
         erasure.bytes_read += file.len() as u64;
@@ -125,34 +185,12 @@ pub async fn erase_events(
     Ok(erasure)
 }
 
-/// The event files whose bloom filters do not rule out every id of `targets`.
-async fn candidates(
+/// A file's bloom filters on `user_id` and `anonymous_id` per row group (`None` if it has
+/// none), and the bytes read to get them.
+async fn bloom_filters(
     store: &LakeStore,
-    targets: &Targets,
-    scan: &mut LakeErasure,
-) -> Result<Vec<ListedObject>, PrivacyError> {
-    let files: Vec<ListedObject> = store
-        .list_objects(&format!("{EVENTS_PREFIX}/"))
-        .await?
-        .into_iter()
-        .filter(|object| object.key.ends_with(".parquet"))
-        .collect();
-    scan.files = files.len() as u64;
-    let checked: Vec<(ListedObject, bool, u64)> = futures_util::stream::iter(files)
-        .map(|object| async move {
-            let (may_hold, bytes) = may_hold(store, &object, targets).await?;
-            Ok::<_, PrivacyError>((object, may_hold, bytes))
-        })
-        .buffered(CONCURRENT_CHECKS)
-        .try_collect()
-        .await?;
-    scan.bytes_read += checked.iter().map(|(_, _, bytes)| bytes).sum::<u64>();
-    Ok(checked.into_iter().filter(|(_, may_hold, _)| *may_hold).map(|(object, _, _)| object).collect())
-}
-
-/// Whether the file's bloom filters leave any id of `targets` possible, and the bytes read to
-/// tell. A file without filters may hold anything.
-async fn may_hold(store: &LakeStore, object: &ListedObject, targets: &Targets) -> Result<(bool, u64), PrivacyError> {
+    object: &ListedObject,
+) -> Result<(Option<Vec<[Option<Sbbf>; 2]>>, u64), PrivacyError> {
     let key = &object.key;
     let size = object.bytes;
     let corrupt = |message: &str| PrivacyError::Corrupt { key: key.clone(), message: message.to_owned() };
@@ -179,16 +217,15 @@ async fn may_hold(store: &LakeStore, object: &ListedObject, targets: &Targets) -
     };
     let metadata: ParquetMetaData = ParquetMetaDataReader::decode_metadata(&read(metadata_start..size - 8).await?)
         .map_err(|source| PrivacyError::Parquet { key: key.clone(), source })?;
+    let mut row_groups = Vec::with_capacity(metadata.num_row_groups());
     for row_group in metadata.row_groups() {
-        for (column, ids) in [("user_id", &targets.user_ids), ("anonymous_id", &targets.anonymous_ids)] {
-            if ids.is_empty() {
-                continue;
-            }
+        let mut filters = [None, None];
+        for (slot, column) in ["user_id", "anonymous_id"].into_iter().enumerate() {
             let Some(chunk) = row_group.columns().iter().find(|chunk| chunk.column_path().string() == column) else {
                 continue;
             };
             let (Some(offset), Some(length)) = (chunk.bloom_filter_offset(), chunk.bloom_filter_length()) else {
-                return Ok((true, bytes_read));
+                return Ok((None, bytes_read));
             };
             let (offset, length) = (offset as u64, length as u64);
             if offset + length > size {
@@ -196,12 +233,11 @@ async fn may_hold(store: &LakeStore, object: &ListedObject, targets: &Targets) -
             }
             let filter = Sbbf::from_bytes(&read(offset..offset + length).await?)
                 .map_err(|source| PrivacyError::Parquet { key: key.clone(), source })?;
-            if ids.iter().any(|id| filter.check(id.as_str())) {
-                return Ok((true, bytes_read));
-            }
+            filters[slot] = Some(filter);
         }
+        row_groups.push(filters);
     }
-    Ok((false, bytes_read))
+    Ok((Some(row_groups), bytes_read))
 }
 
 enum Filtered {
@@ -326,16 +362,18 @@ mod tests {
         store.put(device, file(&[(None, "a1")])).await.expect("put");
 
         let user = BTreeSet::from(["u1".to_owned()]);
-        let (stitched, scan) = stitched_anonymous_ids(&store, &user).await.expect("stitch");
+        let index = BloomIndex::load(&store).await.expect("index");
+        let (stitched, scan) = stitched_anonymous_ids(&store, &index, &user).await.expect("stitch");
         assert_eq!(stitched, BTreeSet::from(["a1".to_owned(), "a9".to_owned()]));
         assert_eq!((scan.files, scan.files_read), (3, 1), "only the file with u1 is read");
 
         let targets = Targets { user_ids: user, anonymous_ids: BTreeSet::new() }.with_anonymous_ids(&stitched);
         let rewritten = std::sync::Mutex::new(Vec::new());
-        let erasure =
-            erase_events(&store, &targets, Codec::Gzip, &|key| rewritten.lock().expect("lock").push(key.to_owned()))
-                .await
-                .expect("erase");
+        let erasure = erase_events(&store, &index, &targets, Codec::Gzip, &|key: &str| {
+            rewritten.lock().expect("lock").push(key.to_owned())
+        })
+        .await
+        .expect("erase");
         assert_eq!(
             (erasure.files_read, erasure.files_rewritten, erasure.files_deleted, erasure.rows_deleted),
             (2, 1, 1, 4)
@@ -345,7 +383,8 @@ mod tests {
         assert_eq!(store.get(others).await.expect("get"), Some(other_bytes), "untouched");
         assert_eq!(store.get(device).await.expect("get"), None, "nothing else in it: deleted");
 
-        let again = erase_events(&store, &targets, Codec::Gzip, &|_| {}).await.expect("again");
+        let index = BloomIndex::load(&store).await.expect("index");
+        let again = erase_events(&store, &index, &targets, Codec::Gzip, &|_| {}).await.expect("again");
         assert_eq!((again.files_rewritten, again.rows_deleted), (0, 0), "a rerun finds nothing left");
     }
 }

@@ -31,7 +31,7 @@ pub mod erase;
 pub mod regulation;
 pub mod suppressions;
 
-pub use erase::{LakeErasure, erase_events, stitched_anonymous_ids};
+pub use erase::{BloomIndex, LakeErasure, erase_events, stitched_anonymous_ids};
 pub use regulation::{
     AuditEntry, MAX_TARGETS, PrivacyError, PrivacyStore, Regulation, RegulationKind, StepState, StepStatus, Targets,
 };

@@ -135,6 +135,16 @@ mod tests {
     use chrono::NaiveDate;
 
     #[test]
+    fn erasure_statements_quote_ids_for_redshift() {
+        let statements = erase_sql("inlet", &["o'neil".to_owned(), r"back\slash".to_owned()]);
+        assert_eq!(statements.len(), USER_KEYED_TABLES.len());
+        assert_eq!(
+            statements[1],
+            r"DELETE FROM inlet.identity_map WHERE user_id IN ('o''neil', 'back\\slash') OR anonymous_id IN ('o''neil', 'back\\slash')"
+        );
+    }
+
+    #[test]
     fn deletes_only_the_replaced_slice() {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
         let keys = Keys::Dates(Dates::from_iter([d("2026-11-01"), d("2026-11-02"), d("2026-11-09")]));
