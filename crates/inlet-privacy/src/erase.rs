@@ -26,10 +26,10 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::regulation::{PrivacyError, Targets};
 
-/// Bytes read from the end of a file to find its footer and bloom filters: enough for the
-/// footer of an hourly file and its two filters (folded to the ids the hour had), so most
+/// Bytes read from the end of a file to find its footer and bloom filters: an hourly file's
+/// footer is about 10 KB and its two filters (folded to the ids the hour had) a few KB, so most
 /// files cost one request; larger ones cost one or two more.
-const TAIL_BYTES: u64 = 64 * 1024;
+const TAIL_BYTES: u64 = 32 * 1024;
 /// Files whose tails are read at once (requests to S3 in flight).
 const CONCURRENT_CHECKS: usize = 16;
 
