@@ -14,7 +14,7 @@ One run per reporting day (midnight to midnight in the reporting time zone):
    `latest_only`; they are independent of the lake and of the metric steps (no metric reads them:
    dashboards join them in the warehouse), so they run beside those.
 
-4. `retention` deletes lake events and dead letters past the ages in `[retention]`
+4. `lake_retention` deletes lake events and dead letters past the ages in `[retention]`
    (`inlet-batch retention`), once the day's steps are done, for the latest interval only.
    Deletions asked for by privacy regulations need no task: the `state` task applies those whose
    lake files are erased (docs/privacy.md).
@@ -137,14 +137,14 @@ with DAG(
         for upstream in inputs:
             tasks[upstream] >> tasks[step]
     latest_only = LatestOnlyOperator(task_id="latest_only")
-    retention = BashOperator(
-        task_id="retention",
+    lake_retention = BashOperator(
+        task_id="lake_retention",
         bash_command=f"{INLET_BATCH} retention",
         execution_timeout=timedelta(hours=1),
     )
-    latest_only >> retention
+    latest_only >> lake_retention
     for task in tasks.values():
-        task >> retention
+        task >> lake_retention
     if TABLE_TASKS:
         for task_id, selection in TABLE_TASKS.items():
             latest_only >> BashOperator(

@@ -25,8 +25,8 @@ table_tasks = {"tables__" + line.split()[0].replace(".", "__") for line in liste
 assert table_tasks, "the test configuration has product tables"
 for task_id in table_tasks:
     assert tasks[task_id].upstream_task_ids == {"latest_only"}, f"{task_id} after {tasks[task_id].upstream_task_ids}"
-assert tasks["retention"].upstream_task_ids == set(expected) | {"latest_only"}, "retention after every step"
-tasks = {k: v for k, v in tasks.items() if k not in table_tasks | {"latest_only", "retention"}}
+assert tasks["lake_retention"].upstream_task_ids == set(expected) | {"latest_only"}, "lake_retention after every step"
+tasks = {k: v for k, v in tasks.items() if k not in table_tasks | {"latest_only", "lake_retention"}}
 assert set(tasks) == set(expected) | {"lake_complete"}, f"tasks {sorted(tasks)} vs steps {sorted(expected)}"
 for step, inputs in expected.items():
     upstream = set(tasks[step].upstream_task_ids)
