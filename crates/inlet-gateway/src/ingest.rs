@@ -11,7 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use inlet_segment::{IpPolicy, RequestMeta, RouteKind, encode_stored_event_into, parse_body};
+use chrono::{DateTime, Utc};
+use inlet_segment::{RequestMeta, RouteKind, encode_stored_event_into, parse_body};
 use inlet_wal::FramedRecords;
 use serde::Serialize;
 
@@ -129,9 +130,7 @@ async fn ingest_inner(
         // Until decoded, the compressed and the decompressed body (at most the limit) coexist.
         reservation.grow_to(raw.len() + limits.max_request_bytes)?;
     }
-    // The source's IP policy is set once the source is known (`prepare`).
-    let meta = RequestMeta { received_at: state.clock.now(), client_ip: Some(client), ip_policy: IpPolicy::Drop };
-    let request = Request { raw, encoding, kind, header_source, client, meta };
+    let request = Request { raw, encoding, kind, header_source, client, received_at: state.clock.now() };
     let prepared = if request.raw.len() >= BLOCKING_DECODE_BYTES || encoding != Encoding::Identity {
         let state = Arc::clone(state);
         let (prepared, returned) = tokio::task::spawn_blocking(move || {
@@ -233,14 +232,15 @@ struct Request {
     /// The source of the `Authorization` header's key, authenticated already.
     header_source: Option<Arc<str>>,
     client: IpAddr,
-    meta: RequestMeta,
+    /// Becomes each event's `receivedAt`.
+    received_at: DateTime<Utc>,
 }
 
 /// The CPU part: decompress, parse, authenticate by body key, normalise, encode. What it builds
 /// is reserved as it grows: the events as stored are bounded by
 /// `limits.max_stored_request_bytes` whatever the batch's context.
 fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) -> Result<PreparedRequest, ApiError> {
-    let Request { raw, encoding, kind, header_source, client, mut meta } = request;
+    let Request { raw, encoding, kind, header_source, client, received_at } = request;
     let limits = &state.config.limits;
     let body = decode(raw, encoding, limits.max_request_bytes)?;
     reservation.grow_to(body.len())?;
@@ -254,7 +254,7 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             source
         }
     };
-    meta.ip_policy = state.sources.ip_policy(&source);
+    let meta = RequestMeta { received_at, client_ip: Some(client), ip_policy: state.sources.ip_policy(&source) };
     let stored_limit = limits.max_stored_request_bytes;
     let mut suppressed = 0;
     let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::routes::admin_refusal;
 use crate::state::AppState;
 
 /// Who the vendors are told asked for a deletion.
@@ -46,7 +47,8 @@ const QUOTA_TIME_ZONE: chrono_tz::Tz = chrono_tz::America::Los_Angeles;
 pub struct DeletionWorker {
     pub privacy: PrivacyStore,
     pub codec: Codec,
-    pub destinations: Vec<DestinationConfig>,
+    /// Each destination and what it can delete, decided once (its key file read at start).
+    pub destinations: Vec<(DestinationConfig, VendorDeletion)>,
     pub settle: Duration,
     pub http: DeletionClient,
     /// Regulations read so far, by key, and the deletions whose every step is settled (done or
@@ -61,7 +63,7 @@ impl DeletionWorker {
         Ok(DeletionWorker {
             privacy: PrivacyStore::new(crate::lake::lake_store(config)?),
             codec: crate::lake::lake_codec(config)?,
-            destinations: config.destinations.clone(),
+            destinations: config.destinations.iter().map(|d| (d.clone(), VendorDeletion::of(d))).collect(),
             settle: Duration::from_secs(config.privacy.settle_secs),
             http: DeletionClient::default(),
             seen: Mutex::default(),
@@ -78,11 +80,13 @@ impl DeletionWorker {
             if settled > now {
                 continue;
             }
-            let statuses = self.privacy.statuses(&regulation.id).await?;
+            // Kept current as steps are recorded, so settling is decided without reading again.
+            let mut statuses = self.privacy.statuses(&regulation.id).await?;
             let lake = match statuses.get("lake") {
                 Some(done) if done.state == StepState::Done => done.clone(),
                 previous => {
                     let done = self.erase_lake(&regulation, previous, after_rewrite).await?;
+                    statuses.insert(done.step.clone(), done.clone());
                     recorded.push(done.clone());
                     done
                 }
@@ -94,9 +98,10 @@ impl DeletionWorker {
                 let mut status = StepStatus::new(&regulation.id, "dead-letters", StepState::Done);
                 status.counts = erased.counts();
                 self.privacy.record(&regulation, &status).await?;
+                statuses.insert(status.step.clone(), status.clone());
                 recorded.push(status);
             }
-            for destination in &self.destinations {
+            for (destination, deletion) in &self.destinations {
                 let step = format!("destination-{}", destination.name);
                 let previous = statuses.get(&step);
                 if previous.is_some_and(|s| s.state != StepState::Pending) {
@@ -105,15 +110,16 @@ impl DeletionWorker {
                 if previous.and_then(|s| s.next_attempt_at).is_some_and(|due| due > now) {
                     continue;
                 }
-                if let Some(status) = self.delete_at_vendor(&regulation, &targets, destination, &step, previous).await?
+                if let Some(status) =
+                    self.delete_at_vendor(&regulation, &targets, destination, deletion, &step, previous).await?
                 {
+                    statuses.insert(step, status.clone());
                     recorded.push(status);
                 }
             }
-            let statuses = self.privacy.statuses(&regulation.id).await?;
             let steps = ["lake".to_owned(), "dead-letters".to_owned()]
                 .into_iter()
-                .chain(self.destinations.iter().map(|d| format!("destination-{}", d.name)));
+                .chain(self.destinations.iter().map(|(d, _)| format!("destination-{}", d.name)));
             if steps.into_iter().all(|step| statuses.get(&step).is_some_and(|s| s.state != StepState::Pending)) {
                 self.seen.lock().expect("never poisoned").1.insert(regulation.id.clone());
             }
@@ -187,12 +193,12 @@ impl DeletionWorker {
         regulation: &Regulation,
         targets: &Targets,
         destination: &DestinationConfig,
+        deletion: &VendorDeletion,
         step: &str,
         previous: Option<&StepStatus>,
     ) -> Result<Option<StepStatus>, PrivacyError> {
         let mut status = previous.cloned().unwrap_or_else(|| StepStatus::new(&regulation.id, step, StepState::Pending));
-        let deletion = VendorDeletion::of(destination);
-        if let VendorDeletion::Unavailable(why) = &deletion {
+        if let VendorDeletion::Unavailable(why) = deletion {
             if status.detail.as_deref() == Some(why.as_str()) {
                 return Ok(None);
             }
@@ -206,11 +212,16 @@ impl DeletionWorker {
         let policy = destination.delivery.retry_policy();
         let mut done = status.counts.get("requests").copied().unwrap_or(0) as usize;
         let mut last_sent: Option<tokio::time::Instant> = None;
+        // Requests counted on the vendor's current quota day: read once a day, then counted here.
+        let mut quota: Option<(chrono::NaiveDate, u32)> = None;
         while done < requests.len() {
             let now = Utc::now();
             let quota_day = now.with_timezone(&QUOTA_TIME_ZONE).date_naive();
             if let Some(per_day) = deletion.requests_per_day() {
-                let used = self.privacy.requests_on(&destination.name, quota_day).await?;
+                let used = match quota {
+                    Some((day, used)) if day == quota_day => used,
+                    _ => self.privacy.requests_on(&destination.name, quota_day).await?,
+                };
                 if used >= per_day {
                     // The rest waits for the vendor's next quota day; the status keeps the place.
                     let next_day = quota_day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)).expect("a next day");
@@ -223,12 +234,13 @@ impl DeletionWorker {
                     return Ok(Some(status));
                 }
                 self.privacy.record_requests_on(&destination.name, quota_day, used + 1).await?;
+                quota = Some((quota_day, used + 1));
             }
             if let (Some(pace), Some(last)) = (deletion.pace(), last_sent) {
                 tokio::time::sleep_until(last + pace).await;
             }
             last_sent = Some(tokio::time::Instant::now());
-            match self.http.send(&deletion, &requests[done], REQUESTER).await {
+            match self.http.send(deletion, &requests[done], REQUESTER).await {
                 DeletionOutcome::Accepted => {
                     done += 1;
                     let ids = status.counts.get("ids_sent").copied().unwrap_or(0) + requests[done - 1].len() as u64;
@@ -346,7 +358,7 @@ pub struct NewRegulation {
 pub async fn create_regulation(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let request: NewRegulation = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return refusal(StatusCode::BAD_REQUEST, "invalid_regulation", &error.to_string()),
+        Err(error) => return admin_refusal(StatusCode::BAD_REQUEST, "invalid_regulation", &error.to_string()),
     };
     let targets = Targets {
         user_ids: request.user_ids.into_iter().collect(),
@@ -372,7 +384,7 @@ pub async fn list_regulations(State(state): State<Arc<AppState>>) -> Response {
 pub async fn get_regulation(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match regulations_with_status(&state.privacy, Some(&id)).await {
         Ok(mut listed) if !listed.is_empty() => Json(listed.remove(0)).into_response(),
-        Ok(_) => refusal(StatusCode::NOT_FOUND, "unknown_regulation", &format!("no regulation {id:?}")),
+        Ok(_) => admin_refusal(StatusCode::NOT_FOUND, "unknown_regulation", &format!("no regulation {id:?}")),
         Err(error) => privacy_refusal(&error),
     }
 }
@@ -398,14 +410,14 @@ pub async fn regulations_with_status(
 
 fn privacy_refusal(error: &PrivacyError) -> Response {
     match error {
-        PrivacyError::Invalid(message) => refusal(StatusCode::BAD_REQUEST, "invalid_regulation", message),
+        PrivacyError::Invalid(message) => admin_refusal(StatusCode::BAD_REQUEST, "invalid_regulation", message),
         other => {
             tracing::error!(error = %other, "privacy API: the lake failed");
-            refusal(StatusCode::SERVICE_UNAVAILABLE, "lake_unavailable", "the lake could not be read or written; retry")
+            admin_refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "lake_unavailable",
+                "the lake could not be read or written; retry",
+            )
         }
     }
-}
-
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"code": code, "message": message}))).into_response()
 }

@@ -121,7 +121,8 @@ async fn require_operator_token(State(state): State<Arc<AppState>>, request: Req
     }
 }
 
-fn admin_refusal(status: StatusCode, code: &str, message: &str) -> Response {
+/// An operator API refusal: `{"code", "message"}`, with the `Bearer` challenge on a `401`.
+pub(crate) fn admin_refusal(status: StatusCode, code: &str, message: &str) -> Response {
     let mut response = (status, Json(json!({"code": code, "message": message}))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -138,7 +138,7 @@ pub async fn stitched_anonymous_ids(
         let user_ids = user_ids.clone();
         let found = tokio::task::spawn_blocking(move || linked_ids(file, &user_ids))
             .await
-            .map_err(|e| PrivacyError::Invalid(format!("reading {key}: {e}")))?
+            .map_err(|e| PrivacyError::Task(format!("reading {key}: {e}")))?
             .map_err(|source| PrivacyError::Parquet { key: object.key.clone(), source })?;
         stitched.extend(found);
     }
@@ -164,7 +164,7 @@ pub async fn erase_events(
         let key = object.key.clone();
         let filtered = tokio::task::spawn_blocking(move || without_targets(file, &owned_targets, codec))
             .await
-            .map_err(|e| PrivacyError::Invalid(format!("rewriting {key}: {e}")))?
+            .map_err(|e| PrivacyError::Task(format!("rewriting {key}: {e}")))?
             .map_err(|source| PrivacyError::Parquet { key: object.key.clone(), source })?;
         match filtered {
             Filtered::Unchanged => continue,

@@ -31,6 +31,8 @@ pub enum PrivacyError {
     Corrupt { key: String, message: String },
     #[error("{key}: {source}")]
     Parquet { key: String, source: parquet::errors::ParquetError },
+    #[error("a task failed: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

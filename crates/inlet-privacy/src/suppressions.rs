@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use crate::regulation::{PrivacyError, PrivacyStore, Regulation, RegulationKind};
 
@@ -63,7 +63,7 @@ pub struct Suppressions {
     current: RwLock<Arc<IdSet>>,
     empty: AtomicBool,
     /// What the last refresh read: regulations by key, stitched ids by regulation.
-    read: Mutex<ReadCache>,
+    read: tokio::sync::Mutex<ReadCache>,
 }
 
 #[derive(Debug, Default)]
@@ -80,7 +80,7 @@ impl Default for Suppressions {
 
 impl Suppressions {
     pub fn new() -> Suppressions {
-        Suppressions { current: RwLock::default(), empty: AtomicBool::new(true), read: Mutex::default() }
+        Suppressions { current: RwLock::default(), empty: AtomicBool::new(true), read: tokio::sync::Mutex::default() }
     }
 
     /// Whether any id is suppressed: callers skip looking up an event's ids otherwise.
@@ -115,25 +115,23 @@ impl Suppressions {
     /// Reads the regulations added since the last refresh, and every deletion's stitched ids
     /// not yet known, and replaces the set. Returns its size.
     pub async fn refresh(&self, privacy: &PrivacyStore) -> Result<usize, PrivacyError> {
-        let keys = privacy.regulation_keys().await?;
-        let (known, stitched_known): (Vec<String>, Vec<String>) = {
-            let cache = self.read.lock().expect("never poisoned");
-            (cache.regulations.keys().cloned().collect(), cache.stitched.keys().cloned().collect())
-        };
-        let mut new_regulations = Vec::new();
-        for key in keys.iter().filter(|key| known.binary_search(key).is_err()) {
-            new_regulations.extend(privacy.regulation_at(key).await?.map(|regulation| (key.clone(), regulation)));
+        // Held throughout: refreshes run one at a time, and a failed one keeps what was read.
+        let mut cache = self.read.lock().await;
+        for key in privacy.regulation_keys().await? {
+            if !cache.regulations.contains_key(&key)
+                && let Some(regulation) = privacy.regulation_at(&key).await?
+            {
+                cache.regulations.insert(key, regulation);
+            }
         }
-        let mut cache = std::mem::take(&mut *self.read.lock().expect("never poisoned"));
-        cache.regulations.extend(new_regulations);
         // A deletion's stitched ids are written once, before its lake files are rewritten.
-        let deletions: Vec<String> = cache
+        let unknown: Vec<String> = cache
             .regulations
             .values()
-            .filter(|r| r.kind == RegulationKind::Delete && stitched_known.binary_search(&r.id).is_err())
+            .filter(|r| r.kind == RegulationKind::Delete && !cache.stitched.contains_key(&r.id))
             .map(|r| r.id.clone())
             .collect();
-        for id in deletions {
+        for id in unknown {
             if let Some(status) = privacy.status(&id, "lake").await? {
                 cache.stitched.insert(id, status.stitched_anonymous_ids.into_iter().collect());
             }
@@ -143,7 +141,6 @@ impl Suppressions {
         );
         let size = set.len();
         self.replace(set);
-        *self.read.lock().expect("never poisoned") = cache;
         Ok(size)
     }
 }
