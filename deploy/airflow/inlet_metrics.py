@@ -27,6 +27,8 @@ Settings come from the workers' environment, as `inlet-batch` reads them:
     INLET_BATCH_BIN         path of the `inlet-batch` binary (default: on the PATH)
     INLET_BATCH_CONFIG      its TOML configuration (lake, warehouse; docs/config.md)
     INLET_BATCH_TIME_ZONE   the reporting time zone (default UTC); also this DAG's schedule
+    INLET_BATCH_ENGINE      `datafusion` (in the worker) or `warehouse` (SQL inside the warehouse,
+                            docs/scaling.md); default: the configuration's `engine`
     INLET_METRICS_START     first reporting day to compute (default 2026-11-01)
 Any other INLET_BATCH_* variable (INLET_BATCH_LAKE_URL, INLET_BATCH_POSTGRES_URL) reaches the
 tasks unchanged.

@@ -69,3 +69,20 @@ if ! "$AIRFLOW_VENV/bin/python" "$here/check_published.py" "$PG_TEST_URL" "$sche
   cat "$work/dags-test.log"
   exit 1
 fi
+
+# 4. The same day with the warehouse engine (every step as SQL inside PostgreSQL), into another
+#    schema, from a fresh Airflow metadata database: the same numbers.
+export AIRFLOW_HOME="$work/airflow-warehouse" INLET_BATCH_ENGINE=warehouse
+sed "s/^schema = .*/schema = \"${schema}_wh\"/" "$work/batch.toml" > "$work/batch-warehouse.toml"
+export INLET_BATCH_CONFIG="$work/batch-warehouse.toml"
+"$AIRFLOW_VENV/bin/airflow" db migrate > "$work/migrate-warehouse.log" 2>&1 || { cat "$work/migrate-warehouse.log"; exit 1; }
+if ! "$AIRFLOW_VENV/bin/airflow" dags test inlet_metrics 2026-11-21T00:00:00+09:00 > "$work/dags-test-warehouse.log" 2>&1; then
+  cat "$work/dags-test-warehouse.log"
+  exit 1
+fi
+if ! "$AIRFLOW_VENV/bin/python" "$here/check_published.py" "$PG_TEST_URL" "${schema}_wh"; then
+  cat "$work/dags-test-warehouse.log"
+  exit 1
+fi
+# The state schema exists only if the warehouse engine ran.
+PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=postgres psql -XAtq -d postgres -c "DROP SCHEMA ${schema}_wh_state CASCADE"

@@ -40,6 +40,9 @@ pub struct BatchConfig {
     /// Memory DataFusion's operators may use before sorts, aggregations and windows spill to
     /// temporary files (joins cannot spill and fail beyond it).
     pub memory_limit_mb: u64,
+    /// Where the metrics are computed: `datafusion` (in this process, from the lake) or
+    /// `warehouse` (as SQL inside the warehouse, docs/scaling.md).
+    pub engine: Engine,
     pub warehouse: WarehouseConfig,
     /// Product databases whose tables `inlet-batch tables run` copies into the lake
     /// (docs/tables.md).
@@ -76,6 +79,7 @@ impl Default for BatchConfig {
                 .map(String::from)
                 .to_vec(),
             memory_limit_mb: 1024,
+            engine: Engine::DataFusion,
             warehouse: WarehouseConfig::default(),
             databases: std::collections::BTreeMap::new(),
             members: None,
@@ -92,6 +96,18 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub force_path_style: bool,
+}
+
+/// Where a run computes the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// DataFusion in the batch process; the tables are written to the lake and published.
+    #[default]
+    #[value(name = "datafusion")]
+    DataFusion,
+    /// SQL run by the warehouse itself (PostgreSQL, or Redshift over the lake through Spectrum).
+    Warehouse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -126,7 +142,7 @@ impl Default for WarehouseConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedshiftConfig {
     /// Redshift Serverless workgroup (Data API `WorkgroupName`).
@@ -139,6 +155,25 @@ pub struct RedshiftConfig {
     /// External schema (over the Glue catalog) of the copied product tables: `tables run`
     /// adds each committed day's partition there.
     pub tables_schema: Option<String>,
+    /// The lake's events as a Spectrum external table (`inlet lake ddl --dialect spectrum`),
+    /// which the warehouse engine reads and adds the partitions of the days it reads to.
+    pub events_table: String,
+    /// The Data API endpoint, when not the region's (a VPC endpoint; a test double).
+    pub endpoint: Option<String>,
+}
+
+impl Default for RedshiftConfig {
+    fn default() -> RedshiftConfig {
+        RedshiftConfig {
+            workgroup: String::new(),
+            database: String::new(),
+            iam_role: String::new(),
+            region: None,
+            tables_schema: None,
+            events_table: "inlet_lake.events".into(),
+            endpoint: None,
+        }
+    }
 }
 
 impl BatchConfig {
@@ -209,7 +244,17 @@ impl BatchConfig {
                 if !self.lake_url.starts_with("s3://") {
                     return invalid("Redshift loads the metrics files with COPY, so lake_url must be s3://".into());
                 }
+                let parts: Vec<&str> = redshift.events_table.split('.').collect();
+                if parts.len() != 2 || !parts.iter().all(|p| is_identifier(p)) {
+                    return invalid(format!(
+                        "warehouse.redshift.events_table {:?} must be schema.table",
+                        redshift.events_table
+                    ));
+                }
             }
+        }
+        if self.engine == Engine::Warehouse && warehouse.kind == WarehouseKind::None {
+            return invalid("engine = \"warehouse\" needs a warehouse (warehouse.kind postgres or redshift)".into());
         }
         Ok(())
     }

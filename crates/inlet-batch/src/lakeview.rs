@@ -39,6 +39,8 @@ pub enum LakeViewError {
     ObjectStore(#[from] object_store::Error),
     #[error(transparent)]
     Query(#[from] DataFusionError),
+    #[error(transparent)]
+    Sql(#[from] crate::sql::SqlError),
 }
 
 /// A DataFusion session over one lake.
@@ -138,7 +140,8 @@ impl LakeView {
     /// Runs one of the job's queries with its parameters bound.
     pub async fn run(&self, query: &Query, params: Params) -> Result<Vec<RecordBatch>, LakeViewError> {
         let started = std::time::Instant::now();
-        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        let text = query.text(crate::sql::Dialect::DataFusion)?;
+        let frame = self.ctx.sql(&text).await.map_err(|e| in_query(query, e))?;
         let frame = frame.with_param_values(params.into_values()).map_err(|e| in_query(query, e))?;
         let rows = frame.collect().await.map_err(|e| in_query(query, e))?;
         tracing::debug!(query = query.name, seconds = started.elapsed().as_secs_f64(), "query done");
@@ -151,7 +154,8 @@ impl LakeView {
         query: &Query,
         params: Params,
     ) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, LakeViewError> {
-        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        let text = query.text(crate::sql::Dialect::DataFusion)?;
+        let frame = self.ctx.sql(&text).await.map_err(|e| in_query(query, e))?;
         let frame = frame.with_param_values(params.into_values()).map_err(|e| in_query(query, e))?;
         let query = *query;
         Ok(tokio::spawn(async move { frame.collect().await.map_err(|e| in_query(&query, e)) }))
@@ -159,7 +163,8 @@ impl LakeView {
 
     /// The columns a query returns, without running it.
     pub async fn plan_schema(&self, query: &Query) -> Result<SchemaRef, LakeViewError> {
-        let frame = self.ctx.sql(query.text).await.map_err(|e| in_query(query, e))?;
+        let text = query.text(crate::sql::Dialect::DataFusion)?;
+        let frame = self.ctx.sql(&text).await.map_err(|e| in_query(query, e))?;
         Ok(frame.schema().inner().clone())
     }
 

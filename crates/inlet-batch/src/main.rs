@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
-use inlet_batch::config::{BatchConfig, WarehouseKind};
+use inlet_batch::config::{BatchConfig, Engine, WarehouseKind};
 use inlet_batch::run::STATE_STEP;
+use inlet_batch::warehouse::engine::WarehouseEngine;
 use inlet_batch::warehouse::{Dialect, create_tables_sql};
 use inlet_batch::{Batch, RunRequest, Table};
 
@@ -55,6 +56,10 @@ enum Command {
         /// removed from the lake, or to check the state).
         #[arg(long)]
         full: bool,
+        /// Where to compute: `datafusion` (here) or `warehouse` (SQL inside the warehouse);
+        /// default: the configuration's `engine`.
+        #[arg(long, value_enum, env = "INLET_BATCH_ENGINE")]
+        engine: Option<Engine>,
         /// Prints the plan and exits.
         #[arg(long)]
         dry_run: bool,
@@ -223,9 +228,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{statement};\n")?;
             }
         }
-        Command::Run { from, to, steps, source, lookback, full, dry_run, quiet } => {
+        Command::Run { from, to, steps, source, lookback, full, engine, dry_run, quiet } => {
             if let Some(days) = lookback {
                 config.lookback_days = days;
+            }
+            if let Some(engine) = engine {
+                config.engine = engine;
             }
             let yesterday = chrono::Utc::now().with_timezone(&config.tz()).date_naive().pred_opt();
             let to = to.or(yesterday).context("no --to")?;
@@ -247,6 +255,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 full,
                 update_state,
             };
+            if config.engine == Engine::Warehouse {
+                config.validate()?;
+                let store = inlet_batch::run::open_store(&config).await?;
+                let mut engine = WarehouseEngine::open(config).await?;
+                let erasures = match update_state && !dry_run {
+                    true => inlet_batch::privacy::pending_erasures(&store).await?,
+                    false => Default::default(),
+                };
+                if !erasures.is_empty() {
+                    let ids: Vec<String> = erasures.ids.iter().cloned().collect();
+                    engine.erase(&ids).await?;
+                    request.full = true;
+                }
+                let plan = engine.plan(&request).await?;
+                if dry_run {
+                    write!(out, "{plan}")?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let reports = engine.run(&plan, request.sources.as_deref()).await?;
+                if !erasures.is_empty() {
+                    inlet_batch::privacy::record_erased(&store, &erasures, 0).await?;
+                }
+                write!(out, "{}", inlet_batch::run::summary(&reports))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if dry_run {
                 // Planning reads the state's manifest and lists the lake; nothing is written.
                 config.warehouse.kind = WarehouseKind::None;

@@ -103,7 +103,7 @@ pub async fn open_store(config: &BatchConfig) -> Result<LakeStore, BatchError> {
 }
 
 /// Key dates computed by one query at most: bounds the rows a step holds at once.
-const CHUNK_KEYS: usize = 31;
+pub(crate) const CHUNK_KEYS: usize = 31;
 
 /// The batch job over one lake and warehouse.
 #[derive(Debug)]
@@ -171,38 +171,7 @@ impl Batch {
     pub async fn plan(&self, request: &RunRequest) -> Result<Plan, BatchError> {
         validate(request)?;
         let manifest = Manifest::load(&self.store).await?;
-        let settings = StateSettings::of(&self.config);
-        let previous = manifest.filter(|m| !request.full && m.settings == settings);
-        let range = Dates::range(add_days(request.from, -i64::from(self.config.lookback_days)), request.to);
-        // With a state, late events are looked for in the last `late_window_days` (and the
-        // days asked for); without one, the whole lake is read.
-        let since = previous.as_ref().map(|_| {
-            let window_start = add_days(request.to, 1 - i64::from(self.config.late_window_days));
-            range.first().map_or(window_start, |first| first.min(window_start))
-        });
-        let lake = lake_days(&self.store, self.config.tz(), since.map(|first| (first, request.to))).await?;
-        if !request.update_state && previous.is_none() {
-            return Err(BatchError::Request(format!(
-                "the lake has no usable state yet: run the `{STATE_STEP}` step first (a full run includes it)"
-            )));
-        }
-        let read = if request.update_state {
-            days_to_read(previous.as_ref(), &lake, &range, since, request.to)
-        } else {
-            Dates::default()
-        };
-        let (first, last) = bounds(previous.as_ref(), &read, request.to);
-        let steps = plan::steps(&request.steps, &read.union(&range), first, last, previous.as_ref());
-        Ok(Plan {
-            range,
-            read,
-            lake,
-            last: request.to,
-            full: request.full,
-            update_state: request.update_state,
-            previous,
-            steps,
-        })
+        plan_from(&self.config, &self.store, request, manifest).await
     }
 
     pub async fn run(
@@ -376,62 +345,127 @@ impl Batch {
         last_active_day: Option<NaiveDate>,
     ) -> Result<Vec<RecordBatch>, BatchError> {
         let (Some(&from), Some(&to)) = (chunk.first(), chunk.last()) else { return Ok(Vec::new()) };
-        let mut params = Params::new().date("from", from).date("to", to);
+        let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
+        let Some((query, params)) = dated_query(table, from, to, last_active_day, false, timeout) else {
+            return Ok(Vec::new());
+        };
         if let Some((read_from, read_to)) = activity_read(table, from, to) {
             // Only the files of the days read: a query over the whole folder would open every
             // day's file, which grows with the lake.
             let keys = self.files.keys_between(Table::DailyUserActivity, read_from, read_to).await?;
             self.view.register_metrics(Table::DailyUserActivity, &keys).await?;
-            params = params.date("read_from", read_from).date("read_to", read_to);
         }
-        let last_day = last_active_day.unwrap_or(NaiveDate::MIN);
-        let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
-        let query = match table {
-            Table::DailyUserActivity => sql::DAILY_USER_ACTIVITY,
-            Table::PageViews => sql::PAGE_VIEWS,
-            Table::EventCounts => sql::EVENT_COUNTS,
-            Table::NewUsers => sql::NEW_USERS,
-            Table::Sessions => {
-                let ordered = self.view.run(&sql::SESSIONS, params).await?;
-                let schema = table.schema(&self.config.trait_columns);
-                return Ok(vec![session_totals(&schema, &ordered, timeout)?]);
-            }
-            Table::ActiveUsers => {
-                let calendar: Vec<i32> = Dates::range(from, to).iter().map(days_since_epoch).collect();
-                let calendar = RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![Field::new("day", DataType::Date32, false)])),
-                    vec![Arc::new(Date32Array::from(calendar))],
-                )?;
-                self.view.register_batches("calendar", calendar.schema(), vec![calendar])?;
-                if from == to {
-                    params = params.date("wau_from", add_days(to, -6));
-                    sql::ACTIVE_USERS_DAY
-                } else {
-                    sql::ACTIVE_USERS
-                }
-            }
-            Table::MonthlyActiveUsers => sql::MONTHLY_ACTIVE_USERS,
-            Table::Retention => {
-                params = params.date("last_day", last_day);
-                sql::RETENTION
-            }
-            Table::RetentionWeekly => {
-                params = params.date("last_day", last_day);
-                sql::RETENTION_WEEKLY
-            }
-            Table::LifecycleDaily => sql::LIFECYCLE_DAILY,
-            Table::LifecycleWeekly => sql::LIFECYCLE_WEEKLY,
-            Table::StickinessWeekly => sql::STICKINESS_WEEKLY,
-            Table::StickinessMonthly => sql::STICKINESS_MONTHLY,
-            Table::IdentityMap | Table::Users => return Ok(Vec::new()),
-        };
-        Ok(self.view.run(&query, params).await?)
+        if table == Table::ActiveUsers {
+            let calendar: Vec<i32> = Dates::range(from, to).iter().map(days_since_epoch).collect();
+            let calendar = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("day", DataType::Date32, false)])),
+                vec![Arc::new(Date32Array::from(calendar))],
+            )?;
+            self.view.register_batches("calendar", calendar.schema(), vec![calendar])?;
+        }
+        let rows = self.view.run(&query, params).await?;
+        if table == Table::Sessions {
+            let schema = table.schema(&self.config.trait_columns);
+            return Ok(vec![session_totals(&schema, &rows, timeout)?]);
+        }
+        Ok(rows)
     }
+}
+
+/// The plan of `request` from the committed state `manifest` (either engine's).
+pub(crate) async fn plan_from(
+    config: &BatchConfig,
+    store: &LakeStore,
+    request: &RunRequest,
+    manifest: Option<Manifest>,
+) -> Result<Plan, BatchError> {
+    validate(request)?;
+    let settings = StateSettings::of(config);
+    let previous = manifest.filter(|m| !request.full && m.settings == settings);
+    let range = Dates::range(add_days(request.from, -i64::from(config.lookback_days)), request.to);
+    // With a state, late events are looked for in the last `late_window_days` (and the
+    // days asked for); without one, the whole lake is read.
+    let since = previous.as_ref().map(|_| {
+        let window_start = add_days(request.to, 1 - i64::from(config.late_window_days));
+        range.first().map_or(window_start, |first| first.min(window_start))
+    });
+    let lake = lake_days(store, config.tz(), since.map(|first| (first, request.to))).await?;
+    if !request.update_state && previous.is_none() {
+        return Err(BatchError::Request(format!(
+            "the lake has no usable state yet: run the `{STATE_STEP}` step first (a full run includes it)"
+        )));
+    }
+    let read = if request.update_state {
+        days_to_read(previous.as_ref(), &lake, &range, since, request.to)
+    } else {
+        Dates::default()
+    };
+    let (first, last) = bounds(previous.as_ref(), &read, request.to);
+    let steps = plan::steps(&request.steps, &read.union(&range), first, last, previous.as_ref());
+    Ok(Plan {
+        range,
+        read,
+        lake,
+        last: request.to,
+        full: request.full,
+        update_state: request.update_state,
+        previous,
+        steps,
+    })
+}
+
+/// The query and values computing a dated table's rows of the key dates `from ..= to`, the
+/// same for both engines except `sessions` (the DataFusion engine's rows for its sweep, the
+/// warehouse's totals). `active_users` also reads a `calendar` of the dates.
+pub(crate) fn dated_query(
+    table: Table,
+    from: NaiveDate,
+    to: NaiveDate,
+    last_active_day: Option<NaiveDate>,
+    in_warehouse: bool,
+    session_timeout_micros: i64,
+) -> Option<(sql::Query, Params)> {
+    let mut params = Params::new().date("from", from).date("to", to);
+    if let Some((read_from, read_to)) = activity_read(table, from, to) {
+        params = params.date("read_from", read_from).date("read_to", read_to);
+    }
+    let last_day = last_active_day.unwrap_or(NaiveDate::MIN);
+    let query = match table {
+        Table::DailyUserActivity => sql::DAILY_USER_ACTIVITY,
+        Table::PageViews => sql::PAGE_VIEWS,
+        Table::EventCounts => sql::EVENT_COUNTS,
+        Table::NewUsers => sql::NEW_USERS,
+        Table::Sessions if in_warehouse => {
+            params = params.int("timeout", session_timeout_micros);
+            sql::SESSION_TOTALS
+        }
+        Table::Sessions => sql::SESSIONS,
+        Table::ActiveUsers if from == to => {
+            params = params.date("wau_from", add_days(to, -6));
+            sql::ACTIVE_USERS_DAY
+        }
+        Table::ActiveUsers => sql::ACTIVE_USERS,
+        Table::MonthlyActiveUsers => sql::MONTHLY_ACTIVE_USERS,
+        Table::Retention => {
+            params = params.date("last_day", last_day);
+            sql::RETENTION
+        }
+        Table::RetentionWeekly => {
+            params = params.date("last_day", last_day);
+            sql::RETENTION_WEEKLY
+        }
+        Table::LifecycleDaily => sql::LIFECYCLE_DAILY,
+        Table::LifecycleWeekly => sql::LIFECYCLE_WEEKLY,
+        Table::StickinessWeekly => sql::STICKINESS_WEEKLY,
+        Table::StickinessMonthly => sql::STICKINESS_MONTHLY,
+        Table::IdentityMap | Table::Users => return None,
+    };
+    Some((query, params))
 }
 
 /// The days of `daily_user_activity` a step reads to compute the key dates `from ..= to`
 /// (bound as `$read_from` and `$read_to`), for the steps that read it.
-fn activity_read(table: Table, from: NaiveDate, to: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+pub(crate) fn activity_read(table: Table, from: NaiveDate, to: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
     let end_of_month = add_days(next_month(to), -1);
     match table {
         Table::ActiveUsers => Some((add_days(from, 1 - MAU_DAYS), to)),
@@ -453,7 +487,7 @@ fn activity_read(table: Table, from: NaiveDate, to: NaiveDate) -> Option<(NaiveD
 
 /// The key dates of a dated table in chunks of consecutive keys (by the table's period: day,
 /// week or month), at most [`CHUNK_KEYS`] each.
-fn key_chunks(table: Table, dates: &Dates) -> Vec<Vec<NaiveDate>> {
+pub(crate) fn key_chunks(table: Table, dates: &Dates) -> Vec<Vec<NaiveDate>> {
     let next = |date: NaiveDate| match table {
         Table::MonthlyActiveUsers | Table::StickinessMonthly => next_month(date),
         Table::RetentionWeekly | Table::LifecycleWeekly | Table::StickinessWeekly => add_days(date, 7),
@@ -482,20 +516,20 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
 
 /// The days the state covers after a run: from its first day (or the first read) to the run's
 /// last day or the state's, whichever is later.
-fn bounds(manifest: Option<&Manifest>, read: &Dates, to: NaiveDate) -> (NaiveDate, NaiveDate) {
+pub(crate) fn bounds(manifest: Option<&Manifest>, read: &Dates, to: NaiveDate) -> (NaiveDate, NaiveDate) {
     let known = manifest.map(|m| Dates::from_iter(m.days.keys().copied())).unwrap_or_default().union(read);
     (known.first().unwrap_or(to).min(to), known.last().unwrap_or(to).max(to))
 }
 
 /// Only the rows of `sources` (all when `None`).
-fn keep_sources(rows: &RecordBatch, sources: Option<&[String]>) -> Result<RecordBatch, BatchError> {
+pub(crate) fn keep_sources(rows: &RecordBatch, sources: Option<&[String]>) -> Result<RecordBatch, BatchError> {
     let (Some(sources), Ok(column)) = (sources, rows.schema().index_of("source")) else { return Ok(rows.clone()) };
     let values = rows.column(column).as_string::<i32>();
     let keep: BooleanArray = (0..rows.num_rows()).map(|i| Some(sources.iter().any(|s| s == values.value(i)))).collect();
     Ok(filter_record_batch(rows, &keep)?)
 }
 
-fn validate(request: &RunRequest) -> Result<(), BatchError> {
+pub(crate) fn validate(request: &RunRequest) -> Result<(), BatchError> {
     if request.from > request.to {
         return Err(BatchError::Request(format!("--from {} is after --to {}", request.from, request.to)));
     }
@@ -514,11 +548,11 @@ fn validate(request: &RunRequest) -> Result<(), BatchError> {
 }
 
 /// Resets the kernel's peak-RSS counter, so each step's peak is its own (Linux only).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

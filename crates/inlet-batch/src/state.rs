@@ -294,6 +294,25 @@ pub fn day_bounds(date: NaiveDate, zone: Tz) -> Result<(DateTime<Utc>, DateTime<
     Ok((start, end))
 }
 
+/// The values of `day_read.sql` (and `load_events.sql`) for one reporting day: its bounds in
+/// UTC and the hours of the lake it overlaps.
+pub fn day_read_params(config: &BatchConfig, day: NaiveDate) -> Result<Params, StateError> {
+    let (start, end) = day_bounds(day, config.tz())?;
+    let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
+    let last_hour = (end - Duration::microseconds(1)).with_minute(0).unwrap_or(end);
+    let min_time = NaiveDate::parse_from_str(&config.min_event_date, "%Y-%m-%d")
+        .unwrap_or_default()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    Ok(Params::new()
+        .time("min_time", min_time)
+        .text("first_hour", &hour_text(start))
+        .text("last_hour", &hour_text(last_hour))
+        .time("day_start", start)
+        .time("day_end", end))
+}
+
 /// Per reporting day of `window` (first and last day; every day when `None`), a fingerprint of
 /// the lake's event files that can hold its events. With a window only its `dt` folders (and one
 /// either side) are listed, so the cost follows the window, not the lake's age.
@@ -549,21 +568,7 @@ impl State<'_> {
         &self,
         day: NaiveDate,
     ) -> Result<tokio::task::JoinHandle<Result<Vec<RecordBatch>, LakeViewError>>, StateError> {
-        let zone = self.config.tz();
-        let (start, end) = day_bounds(day, zone)?;
-        let hour_text = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
-        let last_hour = (end - Duration::microseconds(1)).with_minute(0).unwrap_or(end);
-        let min_time = NaiveDate::parse_from_str(&self.config.min_event_date, "%Y-%m-%d")
-            .unwrap_or_default()
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc();
-        let params = Params::new()
-            .time("min_time", min_time)
-            .text("first_hour", &hour_text(start))
-            .text("last_hour", &hour_text(last_hour))
-            .time("day_start", start)
-            .time("day_end", end);
+        let params = day_read_params(self.config, day)?;
         Ok(self.view.start(&sql::DAY_READ, params).await?)
     }
 

@@ -15,13 +15,13 @@ spans AS (
 changes AS (
   SELECT source, activity_date AS day, 1 AS dau, 1 AS wau, 1 AS mau FROM spans
   UNION ALL
-  SELECT source, activity_date + INTERVAL '1 day', -1, 0, 0 FROM spans
+  SELECT source, activity_date + 1, -1, 0, 0 FROM spans
   UNION ALL
-  SELECT source, LEAST(COALESCE(next_date, activity_date + INTERVAL '7 days'), activity_date + INTERVAL '7 days'),
+  SELECT source, LEAST(COALESCE(next_date, activity_date + 7), activity_date + 7),
     0, -1, 0
   FROM spans
   UNION ALL
-  SELECT source, LEAST(COALESCE(next_date, activity_date + INTERVAL '30 days'), activity_date + INTERVAL '30 days'),
+  SELECT source, LEAST(COALESCE(next_date, activity_date + 30), activity_date + 30),
     0, 0, -1
   FROM spans
   UNION ALL
@@ -36,11 +36,12 @@ daily AS (
 ),
 running AS (
   SELECT source, day,
-    SUM(dau) OVER w AS dau, SUM(wau) OVER w AS wau, SUM(mau) OVER w AS mau
+    SUM(dau) OVER (PARTITION BY source ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS dau,
+    SUM(wau) OVER (PARTITION BY source ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS wau,
+    SUM(mau) OVER (PARTITION BY source ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS mau
   FROM daily
-  WINDOW w AS (PARTITION BY source ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT day AS activity_date, source, dau, wau, mau,
-  CAST(dau AS DOUBLE) / CAST(mau AS DOUBLE) AS stickiness
+  CAST(dau AS DOUBLE PRECISION) / CAST(mau AS DOUBLE PRECISION) AS stickiness
 FROM running
 WHERE day BETWEEN $from AND $to AND mau > 0

@@ -2,7 +2,7 @@
 -- ending on it, counted directly, which for a single date is cheaper than active_users.sql's
 -- running sums. $wau_from is $to - 6, $read_from $to - 29; `calendar` holds $to.
 SELECT c.day AS activity_date, a.source, a.dau, a.wau, a.mau,
-  CAST(a.dau AS DOUBLE) / CAST(a.mau AS DOUBLE) AS stickiness
+  CAST(a.dau AS DOUBLE PRECISION) / CAST(a.mau AS DOUBLE PRECISION) AS stickiness
 FROM calendar c
 CROSS JOIN (
   SELECT source,

@@ -5,13 +5,13 @@ WITH changed_links AS (
   SELECT COALESCE(n.anonymous_id, o.anonymous_id) AS raw_key
   FROM identity_map n
   FULL OUTER JOIN previous_identity_map o ON n.anonymous_id = o.anonymous_id
-  WHERE n.user_id IS DISTINCT FROM o.user_id
+  WHERE NOT (COALESCE(n.user_id = o.user_id, FALSE) OR (n.user_id IS NULL AND o.user_id IS NULL))
 ),
 changed_first_seen AS (
   SELECT COALESCE(n.source, o.source) AS source, COALESCE(n.user_key, o.user_key) AS user_key
   FROM first_seen n
   FULL OUTER JOIN previous_first_seen o ON n.source = o.source AND n.user_key = o.user_key
-  WHERE n.first_seen_date IS DISTINCT FROM o.first_seen_date
+  WHERE NOT (COALESCE(n.first_seen_date = o.first_seen_date, FALSE) OR (n.first_seen_date IS NULL AND o.first_seen_date IS NULL))
 ),
 stitched AS (
   SELECT k.source, k.raw_key, COALESCE(m.user_id, k.raw_key) AS user_key, k.first_date, k.last_date

@@ -6,5 +6,5 @@ FROM (
   UNION ALL
   SELECT previous_id, user_id, event_time FROM day_events
   WHERE type = 'alias' AND user_id IS NOT NULL AND previous_id IS NOT NULL AND previous_id <> user_id
-)
+) AS pairs
 GROUP BY anonymous_id, user_id

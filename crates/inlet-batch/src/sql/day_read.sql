@@ -14,6 +14,6 @@ FROM (
     CASE WHEN "timestamp" > received_at + INTERVAL '1 day' OR "timestamp" < $min_time
       THEN received_at ELSE "timestamp" END AS event_time
   FROM events
-  WHERE dt || 'T' || hour BETWEEN $first_hour AND $last_hour
-)
+  WHERE lake_hours_between(dt, hour, $first_hour, $last_hour)
+) AS stored
 WHERE event_time >= $day_start AND event_time < $day_end

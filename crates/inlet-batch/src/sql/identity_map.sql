@@ -3,8 +3,8 @@
 SELECT anonymous_id, user_id, first_time AS first_seen
 FROM (
   SELECT anonymous_id, user_id, first_time,
-    ROW_NUMBER() OVER (PARTITION BY anonymous_id ORDER BY last_time DESC, user_id) AS rank
+    ROW_NUMBER() OVER (PARTITION BY anonymous_id ORDER BY last_time DESC, user_id) AS recency
   FROM links
-)
-WHERE rank = 1
+) AS ranked
+WHERE recency = 1
 ORDER BY anonymous_id

@@ -3,7 +3,7 @@
 -- the day before, first seen earlier); dormant users were active the day before and not on the
 -- day. $read_from is $from - 1.
 WITH dua AS (
-  SELECT source, user_key, activity_date AS day, activity_date + INTERVAL '1 day' AS next_day,
+  SELECT source, user_key, activity_date AS day, activity_date + 1 AS next_day,
     first_seen_date
   FROM daily_user_activity
   WHERE activity_date BETWEEN $read_from AND $to

@@ -9,7 +9,7 @@ WITH weeks AS (
   WHERE activity_date BETWEEN $read_from AND $read_to
 ),
 shifted AS (
-  SELECT source, user_key, week, week + INTERVAL '7 days' AS next_week, first_week FROM weeks
+  SELECT source, user_key, week, week + 7 AS next_week, first_week FROM weeks
 ),
 pairs AS (
   SELECT COALESCE(c.source, p.source) AS source, COALESCE(c.week, p.next_week) AS week,

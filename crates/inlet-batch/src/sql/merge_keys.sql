@@ -14,5 +14,5 @@ FROM (
     CASE WHEN activity_calls > 0 THEN day END AS first_active_date,
     CASE WHEN activity_calls > 0 THEN day END AS last_active_date
   FROM new_keys
-)
+) AS folded
 GROUP BY source, raw_key, is_user

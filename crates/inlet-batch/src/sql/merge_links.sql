@@ -5,5 +5,5 @@ FROM (
   SELECT anonymous_id, user_id, first_time, last_time FROM links
   UNION ALL
   SELECT anonymous_id, user_id, first_time, last_time FROM new_links
-)
+) AS folded
 GROUP BY anonymous_id, user_id

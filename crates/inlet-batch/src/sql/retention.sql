@@ -38,9 +38,9 @@ cells AS (
 )
 SELECT s.cohort_date, s.source, o.n AS day_number, s.cohort_size,
   COALESCE(cells.retained, 0) AS retained_users,
-  CAST(COALESCE(cells.retained, 0) AS DOUBLE) / CAST(s.cohort_size AS DOUBLE) AS retention_rate,
+  CAST(COALESCE(cells.retained, 0) AS DOUBLE PRECISION) / CAST(s.cohort_size AS DOUBLE PRECISION) AS retention_rate,
   COALESCE(u.retained, 0) AS retained_on_or_after,
-  CAST(COALESCE(u.retained, 0) AS DOUBLE) / CAST(s.cohort_size AS DOUBLE) AS unbounded_retention_rate
+  CAST(COALESCE(u.retained, 0) AS DOUBLE PRECISION) / CAST(s.cohort_size AS DOUBLE PRECISION) AS unbounded_retention_rate
 FROM sizes s
 CROSS JOIN offsets o
 LEFT JOIN cells ON cells.source = s.source AND cells.cohort_date = s.cohort_date AND cells.day_number = o.n

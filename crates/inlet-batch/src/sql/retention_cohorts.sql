@@ -4,5 +4,5 @@
 SELECT DISTINCT o.first_seen_date
 FROM first_seen n
 JOIN previous_first_seen o ON n.source = o.source AND n.user_key = o.user_key
-WHERE (n.last_active_date IS DISTINCT FROM o.last_active_date)
-  AND o.last_active_date < o.first_seen_date + INTERVAL '30 days'
+WHERE NOT (COALESCE(n.last_active_date = o.last_active_date, FALSE) OR (n.last_active_date IS NULL AND o.last_active_date IS NULL))
+  AND o.last_active_date < o.first_seen_date + 30

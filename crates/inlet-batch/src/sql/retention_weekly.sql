@@ -22,7 +22,7 @@ cells AS (
 )
 SELECT s.cohort_week, s.source, o.n AS week_number, s.cohort_size,
   COALESCE(cells.retained, 0) AS retained_users,
-  CAST(COALESCE(cells.retained, 0) AS DOUBLE) / CAST(s.cohort_size AS DOUBLE) AS retention_rate
+  CAST(COALESCE(cells.retained, 0) AS DOUBLE PRECISION) / CAST(s.cohort_size AS DOUBLE PRECISION) AS retention_rate
 FROM sizes s
 CROSS JOIN offsets o
 LEFT JOIN cells ON cells.source = s.source AND cells.cohort_week = s.cohort_week AND cells.week_number = o.n

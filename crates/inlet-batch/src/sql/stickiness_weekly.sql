@@ -13,5 +13,5 @@ grouped AS (
   GROUP BY 1, 2, 3
 )
 SELECT week, source, active_days, users,
-  CAST(users AS DOUBLE) / CAST(SUM(users) OVER (PARTITION BY week, source) AS DOUBLE) AS share
+  CAST(users AS DOUBLE PRECISION) / CAST(SUM(users) OVER (PARTITION BY week, source) AS DOUBLE PRECISION) AS share
 FROM grouped

@@ -5,8 +5,10 @@
 //! The SQL here is the subset PostgreSQL and Redshift share (no `ON CONFLICT`, no
 //! `generate_series`, `DATE 'YYYY-MM-DD'` literals).
 
+pub mod engine;
 pub mod postgres;
 pub mod redshift;
+pub mod session;
 
 use datafusion::arrow::array::RecordBatch;
 

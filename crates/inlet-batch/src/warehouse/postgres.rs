@@ -64,8 +64,6 @@ impl Postgres {
     pub async fn publish(&mut self, publication: &Publication<'_>) -> Result<u64, WarehouseError> {
         let rows = publication.rows;
         let columns: Vec<String> = rows.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let types =
-            rows.schema().fields().iter().map(|f| postgres_type(f.data_type())).collect::<Result<Vec<_>, _>>()?;
         let transaction = self.client.transaction().await?;
         transaction
             .batch_execute(&delete_sql(&self.schema, publication.table, publication.keys, publication.sources))
@@ -77,17 +75,32 @@ impl Postgres {
             columns.join(", ")
         );
         let sink = transaction.copy_in(&copy).await?;
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        let loaded = write_binary(sink, std::slice::from_ref(rows)).await?;
+        transaction.commit().await?;
+        Ok(loaded)
+    }
+}
+
+/// Writes `batches` into a `COPY … FROM STDIN (FORMAT binary)` whose columns are theirs, in
+/// order; returns the rows copied.
+pub async fn write_binary(
+    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
+    batches: &[datafusion::arrow::array::RecordBatch],
+) -> Result<u64, WarehouseError> {
+    let Some(first) = batches.first() else {
+        return Ok(pin!(BinaryCopyInWriter::new(sink, &[])).finish().await?);
+    };
+    let types = first.schema().fields().iter().map(|f| postgres_type(f.data_type())).collect::<Result<Vec<_>, _>>()?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for rows in batches {
         let arrays: Vec<&ArrayRef> = rows.columns().iter().collect();
         for row in 0..rows.num_rows() {
             let values = arrays.iter().map(|a| cell(a, row)).collect::<Vec<_>>();
             let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
             writer.as_mut().write(&refs).await?;
         }
-        let loaded = writer.finish().await?;
-        transaction.commit().await?;
-        Ok(loaded)
     }
+    Ok(writer.finish().await?)
 }
 
 fn postgres_type(data_type: &DataType) -> Result<Type, WarehouseError> {

@@ -66,6 +66,19 @@ fn aws_http_client() -> aws_sdk_redshiftdata::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
+/// A Data API client for the configured region (or endpoint), credentials from the default
+/// AWS chain.
+pub async fn data_api_client(config: &RedshiftConfig) -> aws_sdk_redshiftdata::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client());
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    aws_sdk_redshiftdata::Client::new(&loader.load().await)
+}
+
 impl Redshift {
     pub async fn connect(
         config: &RedshiftConfig,
@@ -74,11 +87,7 @@ impl Redshift {
         store: LakeStore,
     ) -> Result<Redshift, WarehouseError> {
         let schema = checked_schema(schema)?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(aws_http_client());
-        if let Some(region) = &config.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let client = aws_sdk_redshiftdata::Client::new(&loader.load().await);
+        let client = data_api_client(config).await;
         let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
         let redshift = Redshift { client, config: config.clone(), schema: schema.to_owned(), store, run_id };
         redshift.execute(create_tables_sql(Dialect::Redshift, schema, trait_columns)).await?;
