@@ -134,8 +134,8 @@ ignored_test garage '^(lake verification|S3 outage|SIGKILL|cut multipart|test re
 step "chaos under load (small scale): SIGKILL loop, WAL disk budget exhausted, S3 outage; every acknowledged event in the lake"
 GARAGE_DIR="$garage_dir" bash loadtest/chaos.sh small
 
-step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage)"
-cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 -- --ignored
+step "batch: hand-computed metrics in PostgreSQL; a lake on S3 (Garage); the DataFusion and warehouse engines give the same tables"
+cargo test --workspace --locked --test warehouse_postgres --test invariants --test lake_on_s3 --test engines -- --ignored
 
 step "privacy: a member on two devices deleted everywhere (lake on Garage, dead letters, PostgreSQL, Amplitude), the deletion killed midway and rerun, new events suppressed"
 ignored_test privacy '^(test |test result)'

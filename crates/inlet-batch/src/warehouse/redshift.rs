@@ -61,7 +61,7 @@ pub struct Redshift {
 
 /// The HTTPS client of the Redshift Data API client: rustls with the `ring` provider, so no C
 /// toolchain (aws-lc) is needed.
-fn aws_http_client() -> aws_sdk_redshiftdata::config::SharedHttpClient {
+pub fn aws_http_client() -> aws_sdk_redshiftdata::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
