@@ -358,6 +358,7 @@ mod tests {
                         "FILTER (",
                         "WINDOW W",
                         "LATERAL",
+                        "AT TIME ZONE",
                     ] {
                         assert!(!upper.contains(refused), "{name}: Redshift refuses {refused}");
                     }
