@@ -29,7 +29,7 @@ if [[ -z "${PG_TEST_URL:-}" ]]; then
   trap 'bash tests/postgres/postgres.sh stop "$pg/pg" > /dev/null; rm -rf "$pg"' EXIT
   eval "$(bash tests/postgres/postgres.sh env "$pg/pg")"
 fi
-psql_url() { PGHOST=127.0.0.1 PGPORT="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")" PGUSER=postgres psql -XAtq -d postgres "$@"; }
+psql_url() { PGOPTIONS='-c client_min_messages=warning' PGHOST=127.0.0.1 PGPORT="$(sed 's/.*port=\([0-9]*\).*/\1/' <<< "$PG_TEST_URL")" PGUSER=postgres psql -XAtq -d postgres "$@"; }
 first=2026-10-01
 last="$(date -d "$first + $((days - 1)) days" +%F)"
 before="$(date -d "$last - 1 day" +%F)"
@@ -46,18 +46,21 @@ schema = "bench_$engine"
 postgres_url = "$PG_TEST_URL"
 TOML
 done
-batch() { "$CARGO_TARGET_DIR/release/inlet-batch" --config "$dir/$1.toml" run --quiet "${@:2}"; }
-timed() { /usr/bin/time -f "$1: %e s wall, %M KiB peak RSS (this process)" "${@:2}" > /dev/null; }
+batch=("$CARGO_TARGET_DIR/release/inlet-batch" run --quiet)
+# timed LABEL ENGINE ARGS…: one run, its wall time and the batch process's peak memory.
+timed() {
+  /usr/bin/time -f "$1: %e s wall, %M KiB peak RSS (inlet-batch)" "${batch[@]}" --config "$dir/$2.toml" "${@:3}" > /dev/null
+}
 reset() { rm -rf "$dir/metrics" "$dir/state"; psql_url -c "DROP SCHEMA IF EXISTS bench_$1 CASCADE; DROP SCHEMA IF EXISTS bench_$1_state CASCADE"; }
 
 for engine in datafusion warehouse; do
   reset "$engine"
-  timed "$engine rebuild ($first..$last)" batch "$engine" --from "$first" --to "$last" --full
+  timed "$engine rebuild ($first..$last)" "$engine" --from "$first" --to "$last" --full
 done
 psql_url -c "SELECT 'PostgreSQL copy of the events: ' || pg_size_pretty(pg_total_relation_size('bench_warehouse_state.events'))"
 for engine in datafusion warehouse; do
   reset "$engine"
-  batch "$engine" --from "$first" --to "$before" --full > /dev/null
-  timed "$engine daily run ($last)" batch "$engine" --from "$last" --to "$last"
+  "${batch[@]}" --config "$dir/$engine.toml" --from "$first" --to "$before" --full > /dev/null
+  timed "$engine daily run ($last)" "$engine" --from "$last" --to "$last"
 done
 "$venv/bin/python" crates/inlet-batch/scripts/scan_bytes.py "$dir"

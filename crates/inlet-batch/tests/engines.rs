@@ -228,5 +228,5 @@ async fn both_engines_compute_the_same_tables() {
     assert!(stitched[0].parse::<u64>().expect("count") >= 20, "{stitched:?}");
     let traits = rows(&client, "SELECT COUNT(*) FROM eq_warehouse.users WHERE traits IS NOT NULL").await;
     assert!(traits[0].parse::<u64>().expect("count") >= 10, "{traits:?}");
-    println!("{rows_day_by_day} rows equal day by day, {rebuilt} after the rebuild");
+    eprintln!("{rows_day_by_day} rows equal day by day, {rebuilt} after the rebuild");
 }

@@ -289,10 +289,21 @@ impl WarehouseEngine {
         match &self.config.warehouse.kind {
             WarehouseKind::Redshift => {
                 let events = &self.config.warehouse.redshift.events_table;
-                // Late binding: the external table is the catalog's, not the database's.
-                statements.push(format!(
-                    "CREATE OR REPLACE VIEW {state}.events AS SELECT * FROM {events} WITH NO SCHEMA BINDING"
-                ));
+                // Late binding: the external table is the catalog's, not the database's. Created
+                // once: the DAG's steps open the engine side by side, and concurrent DDL on one
+                // view fails in Redshift.
+                let exists = format!(
+                    "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = '{state}' AND c.relname = 'events'"
+                );
+                for statement in std::mem::take(&mut statements) {
+                    self.session.execute(&statement).await?;
+                }
+                if first_number(&self.session.query(&exists).await?) == Some(0) {
+                    statements.push(format!(
+                        "CREATE VIEW {state}.events AS SELECT * FROM {events} WITH NO SCHEMA BINDING"
+                    ));
+                }
             }
             _ => {
                 statements.push(create_table(&format!("{state}.events"), EVENTS, dialect));
