@@ -300,9 +300,8 @@ impl WarehouseEngine {
                     self.session.execute(&statement).await?;
                 }
                 if first_number(&self.session.query(&exists).await?) == Some(0) {
-                    statements.push(format!(
-                        "CREATE VIEW {state}.events AS SELECT * FROM {events} WITH NO SCHEMA BINDING"
-                    ));
+                    statements
+                        .push(format!("CREATE VIEW {state}.events AS SELECT * FROM {events} WITH NO SCHEMA BINDING"));
                 }
             }
             _ => {
