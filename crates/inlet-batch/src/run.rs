@@ -83,6 +83,22 @@ pub struct StepReport {
     pub peak_rss_mib: Option<f64>,
 }
 
+impl StepReport {
+    /// The report of the `state` step: `days` read, since `started`.
+    pub(crate) fn state(days: usize, started: Instant) -> StepReport {
+        StepReport {
+            step: STATE_STEP,
+            keys: days,
+            rows: 0,
+            files: 0,
+            bytes: 0,
+            published: None,
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_mib: peak_rss_mib(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Warehouse {
     None,
@@ -205,16 +221,7 @@ impl Batch {
                 changed = update.changed.len(),
                 "state updated"
             );
-            reports.push(StepReport {
-                step: STATE_STEP,
-                keys: update.read.len(),
-                rows: 0,
-                files: 0,
-                bytes: 0,
-                published: None,
-                seconds: started.elapsed().as_secs_f64(),
-                peak_rss_mib: peak_rss_mib(),
-            });
+            reports.push(StepReport::state(update.read.len(), started));
             manifest
         } else {
             let manifest = plan.previous.clone().ok_or_else(|| BatchError::Request("no state".into()))?;

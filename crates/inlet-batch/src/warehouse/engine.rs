@@ -376,20 +376,7 @@ impl WarehouseEngine {
     /// Deletes the rows of `ids` from the metrics tables keyed by user (the state is rebuilt by
     /// the run that follows, which is `--full`).
     pub async fn erase(&mut self, ids: &[String]) -> Result<(), BatchError> {
-        let statements = match self.dialect {
-            Dialect::Redshift => erase_sql(&self.schema, ids),
-            _ => {
-                let list: Vec<String> = ids.iter().map(|id| sql::quoted(id, self.dialect)).collect();
-                super::USER_KEYED_TABLES
-                    .iter()
-                    .map(|(table, columns)| {
-                        let matches: Vec<String> =
-                            columns.iter().map(|c| format!("{c} IN ({})", list.join(", "))).collect();
-                        format!("DELETE FROM {}.{} WHERE {}", self.schema, table.name(), matches.join(" OR "))
-                    })
-                    .collect()
-            }
-        };
+        let statements = erase_sql(&self.schema, ids, self.dialect);
         Ok(self.session.transaction(&statements).await?)
     }
 
@@ -399,16 +386,7 @@ impl WarehouseEngine {
             let started = Instant::now();
             reset_peak_rss();
             let manifest = self.update_state(plan).await.map_err(|e| step_error(STATE_STEP, e))?;
-            reports.push(StepReport {
-                step: STATE_STEP,
-                keys: plan.read.len(),
-                rows: 0,
-                files: 0,
-                bytes: 0,
-                published: None,
-                seconds: started.elapsed().as_secs_f64(),
-                peak_rss_mib: peak_rss_mib(),
-            });
+            reports.push(StepReport::state(plan.read.len(), started));
             manifest
         } else {
             plan.previous.clone().ok_or_else(|| BatchError::Request("no state".into()))?

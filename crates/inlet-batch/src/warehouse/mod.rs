@@ -62,11 +62,9 @@ pub const USER_KEYED_TABLES: [(Table, &[&str]); 3] = [
 ];
 
 /// `DELETE`s of every row of [`USER_KEYED_TABLES`] with one of `ids`, the ids written as
-/// literals (Redshift's Data API batches take no parameters): quotes doubled, and backslashes,
-/// which Redshift reads as escapes.
-pub fn erase_sql(schema: &str, ids: &[String]) -> Vec<String> {
-    let list: Vec<String> =
-        ids.iter().map(|id| format!("'{}'", id.replace('\\', "\\\\").replace('\'', "''"))).collect();
+/// literals of `dialect` (Redshift's Data API batches take no parameters).
+pub fn erase_sql(schema: &str, ids: &[String], dialect: crate::sql::Dialect) -> Vec<String> {
+    let list: Vec<String> = ids.iter().map(|id| crate::sql::quoted(id, dialect)).collect();
     let list = list.join(", ");
     USER_KEYED_TABLES
         .iter()
@@ -138,7 +136,8 @@ mod tests {
 
     #[test]
     fn erasure_statements_quote_ids_for_redshift() {
-        let statements = erase_sql("inlet", &["o'neil".to_owned(), r"back\slash".to_owned()]);
+        let ids = ["o'neil".to_owned(), r"back\slash".to_owned()];
+        let statements = erase_sql("inlet", &ids, crate::sql::Dialect::Redshift);
         assert_eq!(statements.len(), USER_KEYED_TABLES.len());
         assert_eq!(
             statements[1],
