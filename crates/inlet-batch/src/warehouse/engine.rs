@@ -244,13 +244,9 @@ impl WarehouseEngine {
         let (session, dialect, lake) = match config.warehouse.kind {
             WarehouseKind::Postgres => {
                 let url = config.warehouse.postgres_url.as_deref().unwrap_or_default();
-                let (client, connection) =
-                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(WarehouseError::from)?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::warn!(%error, "PostgreSQL connection closed");
-                    }
-                });
+                // Creates the metrics tables and the columns they gained, as publishing does.
+                let client =
+                    super::postgres::Postgres::connect(url, &schema, &config.trait_columns).await?.into_client();
                 let lake = LakeView::open(&config)?;
                 lake.register_events().await?;
                 (Session::Postgres(client), Dialect::Postgres, Some(lake))
@@ -272,16 +268,12 @@ impl WarehouseEngine {
         Ok(engine)
     }
 
-    fn warehouse_dialect(&self) -> super::Dialect {
-        match self.dialect {
-            Dialect::Redshift => super::Dialect::Redshift,
-            _ => super::Dialect::Postgres,
-        }
-    }
-
     async fn create_tables(&mut self) -> Result<(), BatchError> {
         let (schema, state, dialect) = (self.schema.clone(), self.state.clone(), self.dialect);
-        let mut statements = create_tables_sql(self.warehouse_dialect(), &schema, &self.config.trait_columns);
+        let mut statements = match dialect {
+            Dialect::Redshift => create_tables_sql(dialect, &schema, &self.config.trait_columns),
+            _ => Vec::new(),
+        };
         statements.push(format!("CREATE SCHEMA IF NOT EXISTS {state}"));
         for (name, columns) in STATE_TABLES {
             statements.push(create_table(&format!("{state}.{name}"), columns, dialect));
@@ -431,8 +423,13 @@ impl WarehouseEngine {
             }
             self.session.transaction(&statements).await?;
         }
+        // Redshift: the partitions to add are per source; the sources are listed once a run.
+        let sources = match self.dialect {
+            Dialect::Redshift => self.lake_sources().await?,
+            _ => Vec::new(),
+        };
         for date in plan.read.iter() {
-            self.summarise_day(date).await?;
+            self.summarise_day(date, &sources).await?;
         }
         tracing::debug!(days = plan.read.len(), seconds = started.elapsed().as_secs_f64(), "days summarised");
         let read_days = plan.read.sql_predicate("day");
@@ -536,10 +533,10 @@ impl WarehouseEngine {
     }
 
     /// Replaces one day's summaries (and on PostgreSQL first its events) in one transaction.
-    async fn summarise_day(&mut self, date: NaiveDate) -> Result<(), BatchError> {
+    async fn summarise_day(&mut self, date: NaiveDate, sources: &[String]) -> Result<(), BatchError> {
         let params = day_read_params(&self.config, date)?;
         if self.dialect == Dialect::Redshift {
-            self.add_partitions(date).await?;
+            self.add_partitions(date, sources).await?;
         }
         let timeout = i64::from(self.config.session_timeout_minutes) * 60_000_000;
         let mut statements = vec![
@@ -598,21 +595,22 @@ impl WarehouseEngine {
         Ok(())
     }
 
-    /// Redshift: the external table's partitions of the hours `date` spans, per source in the
-    /// lake (external DDL runs outside transactions).
-    async fn add_partitions(&mut self, date: NaiveDate) -> Result<(), BatchError> {
-        let (start, end) = day_bounds(date, self.config.tz())?;
-        let sources: Vec<String> = self
-            .store
-            .list_folders(&format!("{EVENTS_PREFIX}/"))
-            .await
-            .map_err(WarehouseError::from)?
+    /// The sources with events in the lake (its `source=` folders).
+    async fn lake_sources(&self) -> Result<Vec<String>, BatchError> {
+        let folders = self.store.list_folders(&format!("{EVENTS_PREFIX}/")).await.map_err(WarehouseError::from)?;
+        Ok(folders
             .iter()
             .filter_map(|folder| folder.trim_end_matches('/').rsplit_once("source=").map(|(_, s)| s.to_owned()))
-            .collect();
+            .collect())
+    }
+
+    /// Redshift: the external table's partitions of the hours `date` spans, per source (external
+    /// DDL runs outside transactions).
+    async fn add_partitions(&mut self, date: NaiveDate, sources: &[String]) -> Result<(), BatchError> {
+        let (start, end) = day_bounds(date, self.config.tz())?;
         let RedshiftConfig { events_table, .. } = &self.config.warehouse.redshift;
         let (schema, table) = events_table.split_once('.').unwrap_or(("inlet_lake", "events"));
-        let statements = inlet_lake::ddl::add_partitions(self.store.location(), schema, table, &sources, start, end);
+        let statements = inlet_lake::ddl::add_partitions(self.store.location(), schema, table, sources, start, end);
         for statement in statements.lines().filter(|l| !l.is_empty()) {
             self.session.execute(statement.trim_end_matches(';')).await?;
         }

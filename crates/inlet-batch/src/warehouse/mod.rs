@@ -36,12 +36,8 @@ pub fn checked_schema(schema: &str) -> Result<&str, WarehouseError> {
     if crate::config::is_identifier(schema) { Ok(schema) } else { Err(WarehouseError::Schema(schema.to_owned())) }
 }
 
-/// Which SQL types to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Redshift,
-}
+/// Which SQL types and literals to write (`DataFusion` writes PostgreSQL's types).
+pub use crate::sql::Dialect;
 
 /// One step's output, ready to publish.
 #[derive(Debug)]
@@ -63,7 +59,7 @@ pub const USER_KEYED_TABLES: [(Table, &[&str]); 3] = [
 
 /// `DELETE`s of every row of [`USER_KEYED_TABLES`] with one of `ids`, the ids written as
 /// literals of `dialect` (Redshift's Data API batches take no parameters).
-pub fn erase_sql(schema: &str, ids: &[String], dialect: crate::sql::Dialect) -> Vec<String> {
+pub fn erase_sql(schema: &str, ids: &[String], dialect: Dialect) -> Vec<String> {
     let list: Vec<String> = ids.iter().map(|id| crate::sql::quoted(id, dialect)).collect();
     let list = list.join(", ");
     USER_KEYED_TABLES
@@ -103,7 +99,7 @@ pub fn sql_type(dialect: Dialect, sql_type: SqlType, column: &str) -> &'static s
         (SqlType::Int, _) => "INTEGER",
         (SqlType::BigInt, _) => "BIGINT",
         (SqlType::Double, _) => "DOUBLE PRECISION",
-        (SqlType::Text, Dialect::Postgres) => "TEXT",
+        (SqlType::Text, Dialect::Postgres | Dialect::DataFusion) => "TEXT",
         // Redshift's VARCHAR is counted in bytes; COPY fails on longer values, so the columns
         // that carry free text get room.
         (SqlType::Text, Dialect::Redshift) => match column {
@@ -137,7 +133,7 @@ mod tests {
     #[test]
     fn erasure_statements_quote_ids_for_redshift() {
         let ids = ["o'neil".to_owned(), r"back\slash".to_owned()];
-        let statements = erase_sql("inlet", &ids, crate::sql::Dialect::Redshift);
+        let statements = erase_sql("inlet", &ids, Dialect::Redshift);
         assert_eq!(statements.len(), USER_KEYED_TABLES.len());
         assert_eq!(
             statements[1],

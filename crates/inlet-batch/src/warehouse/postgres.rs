@@ -47,6 +47,11 @@ impl Postgres {
         Ok(Postgres { client, schema: schema.to_owned() })
     }
 
+    /// The connection, for the warehouse engine (which runs its own statements on it).
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
     /// Deletes the rows of `ids` from the user-keyed tables in one transaction; returns how many.
     pub async fn erase(&mut self, ids: &[String]) -> Result<u64, WarehouseError> {
         let transaction = self.client.transaction().await?;

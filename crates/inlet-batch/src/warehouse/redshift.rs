@@ -110,7 +110,7 @@ impl Redshift {
     /// Deletes the rows of `ids` from the user-keyed tables in one transaction (the Data API
     /// does not say how many).
     pub async fn erase(&self, ids: &[String]) -> Result<(), WarehouseError> {
-        self.execute(super::erase_sql(&self.schema, ids, crate::sql::Dialect::Redshift)).await
+        self.execute(super::erase_sql(&self.schema, ids, Dialect::Redshift)).await
     }
 
     /// Runs `statements` as one transaction and waits for the outcome.
