@@ -88,7 +88,7 @@ pub(crate) fn write_day(dir: &Path, date: NaiveDate, seed: u64, events: u64, use
             object.insert("timestamp".into(), json!(stamp));
             object.insert("originalTimestamp".into(), json!(stamp));
             object.insert("receivedAt".into(), json!(stamp));
-            let bytes = StoredEvent { source: source.into(), event: object.clone() }.encode();
+            let bytes = StoredEvent::new(source, object.clone()).encode();
             let record = StoredRecord::decode(&bytes).expect("a record just encoded");
             partitions.entry(Partition::of(&record, min_time)).or_default().append(&record);
             time += Duration::seconds(rng.random_range(20..400));

@@ -217,7 +217,9 @@ impl Delivery {
                 continue;
             }
             let stored = match StoredEvent::decode(&payload) {
-                Ok(stored) => Arc::new(stored),
+                // Blocked by the source's tracking plan: kept in the lake's `blocked/`, never sent.
+                Ok(stored) if stored.is_blocked() => continue,
+                Ok(stored) => Arc::new(with_flagged_violations(stored)),
                 Err(error) => {
                     tracing::error!(destination = %self.name, lsn, %error, "skipping a WAL record that is not a stored event");
                     continue;
@@ -355,6 +357,35 @@ fn save_state(path: &Path, state: &SavedState) -> Result<(), DeliveryError> {
     std::fs::create_dir_all(dir)
         .and_then(|()| inlet_durable::durable_replace(path, &serde_json::to_vec(state).expect("state serialises")))
         .map_err(|source| DeliveryError::State { path: path.to_owned(), source })
+}
+
+/// The property a flagged event's violations are forwarded in, on `track`, `page` and `screen`
+/// calls (traits are left alone: the vendors would keep it on the user's profile).
+pub const VIOLATIONS_PROPERTY: &str = "tracking_plan_violations";
+/// GA4 keeps at most 100 characters of a parameter's value; Amplitude takes more, but one
+/// summary for both keeps them alike.
+const VIOLATIONS_SUMMARY_CHARS: usize = 100;
+
+/// An event whose source's plan is in `flag` mode and found violations gets a short summary of
+/// them (`kind property` pairs, `; `-separated) as a property.
+fn with_flagged_violations(mut stored: StoredEvent) -> StoredEvent {
+    if stored.tracking_plan.as_deref() != Some("flag") {
+        return stored;
+    }
+    let Some(serde_json::Value::Array(violations)) = &stored.violations else { return stored };
+    let is_properties_call = matches!(stored.event.get("type").and_then(|t| t.as_str()), Some("track" | "page" | "screen"));
+    if !is_properties_call {
+        return stored;
+    }
+    let text = |v: &serde_json::Value, key: &str| v.get(key).and_then(|t| t.as_str()).unwrap_or("").to_owned();
+    let summary: Vec<String> =
+        violations.iter().map(|v| format!("{} {}", text(v, "kind"), text(v, "property")).trim().to_owned()).collect();
+    let summary: String = summary.join("; ").chars().take(VIOLATIONS_SUMMARY_CHARS).collect();
+    let properties = stored.event.entry("properties").or_insert_with(|| serde_json::json!({}));
+    if let Some(properties) = properties.as_object_mut() {
+        properties.insert(VIOLATIONS_PROPERTY.to_owned(), serde_json::Value::String(summary));
+    }
+    stored
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub async fn replay(
             .read_since(request.from.date_naive())
             .await?
             .into_iter()
-            .map(|l| StoredEvent { source: l.source, event: l.event })
+            .map(|l| StoredEvent::new(l.source, l.event))
             .collect(),
     };
     let mut seen = HashSet::new();

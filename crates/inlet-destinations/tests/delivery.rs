@@ -47,7 +47,7 @@ fn events(n: usize, users: usize, name: &str) -> Vec<StoredEvent> {
                 "anonymousId": format!("anon-{}", i % users), "timestamp": at, "receivedAt": at,
                 "properties": {"i": i}
             });
-            StoredEvent { source: "web".into(), event: event.as_object().unwrap().clone() }
+            StoredEvent::new("web", event.as_object().unwrap().clone())
         })
         .collect()
 }

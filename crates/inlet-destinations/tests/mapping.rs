@@ -17,7 +17,7 @@ fn segment_events_map_to_the_exact_vendor_payloads() {
         let kind = case["destination"].as_str().unwrap();
         let config: DestinationConfig = serde_json::from_value(corpus["destinations"][kind].clone()).unwrap();
         let destination = Destination::new(config);
-        let stored = StoredEvent { source: "web".into(), event: case["event"].as_object().unwrap().clone() };
+        let stored = StoredEvent::new("web", case["event"].as_object().unwrap().clone());
         let mapped = destination.map(&stored, now);
         let ok = match (&mapped, case.get("invalid"), case.get("skip")) {
             (Mapped::Ready(payload), None, None) => payload.body == case["expect"],

@@ -284,6 +284,20 @@ pub struct SourceConfig {
     /// What is kept of the client's IP address: `full`, `truncate` (default) or `drop`.
     #[serde(default)]
     pub ip_policy: IpPolicy,
+    /// The source's tracking plan, if it has one (docs/tracking-plans.md).
+    #[serde(default)]
+    pub tracking_plan: Option<TrackingPlanConfig>,
+}
+
+/// `sources[].tracking_plan`: the plan file and what to do with events that break it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingPlanConfig {
+    /// YAML (or JSON, by extension) plan file; a relative path is from the working directory.
+    pub file: PathBuf,
+    /// `observe` (default), `flag` or `block`.
+    #[serde(default)]
+    pub mode: inlet_plans::Mode,
 }
 
 impl SourceConfig {
@@ -294,6 +308,7 @@ impl SourceConfig {
             events_per_sec: None,
             burst_events: None,
             ip_policy: IpPolicy::default(),
+            tracking_plan: None,
         }
     }
 }
@@ -306,6 +321,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("events_per_sec", &self.events_per_sec)
             .field("burst_events", &self.burst_events)
             .field("ip_policy", &self.ip_policy)
+            .field("tracking_plan", &self.tracking_plan)
             .finish()
     }
 }

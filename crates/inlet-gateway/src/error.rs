@@ -190,6 +190,8 @@ pub enum StartupError {
     Wal(#[from] inlet_wal::WalError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Plan(#[from] inlet_plans::PlanError),
     #[error("lake: {0}")]
     LakeStore(#[from] inlet_lake::store::StoreError),
     #[error("lake writer: {0}")]

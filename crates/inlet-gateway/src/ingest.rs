@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use inlet_segment::{RequestMeta, RouteKind, encode_stored_event_into, parse_body};
+use inlet_segment::{RequestMeta, RouteKind, encode_checked_event_into, parse_body};
 use inlet_wal::FramedRecords;
 use serde::Serialize;
 
@@ -22,6 +22,7 @@ use crate::client_ip::client_ip;
 use crate::dedupe::KeySet;
 use crate::error::{ApiError, ItemError};
 use crate::inflight::Reservation;
+use crate::plans::Verdict;
 use crate::state::AppState;
 
 /// Bodies at least this large (or compressed) are decoded on the blocking pool, so one big
@@ -50,6 +51,10 @@ struct PreparedRequest {
     keys: Vec<u128>,
     /// Valid messages of suppressed ids: acknowledged, not stored.
     suppressed: usize,
+    /// Whether the source has a tracking plan (every record was checked).
+    planned: bool,
+    /// The plan's verdict on each record that broke it, by record index.
+    verdicts: Vec<(usize, Verdict)>,
     errors: Vec<ItemError>,
 }
 
@@ -260,14 +265,22 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
     let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());
     let mut keys = Vec::with_capacity(parsed.items.len());
     let mut errors = Vec::new();
+    let planned = state.plans.get(&source).is_some();
+    let mut verdicts = Vec::new();
     for (index, item) in parsed.items.iter().enumerate() {
         match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, &meta) {
             Ok(event) if state.suppressions.matches(event.user_id.as_deref(), event.anonymous_id.as_deref()) => {
                 suppressed += 1;
             }
             Ok(event) => {
+                let verdict = state.plans.check(&source, &event).flatten();
                 keys.push(state.dedupe.key(&source, &event.message_id));
-                records.push_with(|out| encode_stored_event_into(out, &source, &event));
+                records.push_with(|out| {
+                    encode_checked_event_into(out, &source, &event, verdict.as_ref().map(Verdict::stored));
+                });
+                if let Some(verdict) = verdict {
+                    verdicts.push((records.len() - 1, verdict));
+                }
                 if records.framed_bytes() > stored_limit {
                     return Err(ApiError::StoredTooLarge { limit: stored_limit });
                 }
@@ -275,6 +288,7 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             }
             Err(rejection) => {
                 state.metrics.events_rejected.with_label_values(&[rejection.reason.code()]).inc();
+                state.debugger.record_rejection(&source, rejection.reason);
                 if parsed.forced_type.is_some() {
                     return Err(ApiError::Rejected(rejection));
                 }
@@ -282,12 +296,12 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             }
         }
     }
-    Ok(PreparedRequest { source, records, keys, suppressed, errors })
+    Ok(PreparedRequest { source, records, keys, suppressed, planned, verdicts, errors })
 }
 
 /// Drops duplicates, appends the rest durably, then remembers their ids.
 async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, ApiError> {
-    let PreparedRequest { source, records, keys, suppressed, errors } = request;
+    let PreparedRequest { source, records, keys, suppressed, planned, verdicts, errors } = request;
     let known = state.dedupe.known(&keys);
     let mut in_this_request = KeySet::with_capacity_and_hasher(keys.len(), Default::default());
     let fresh: Vec<bool> = keys.iter().zip(known).map(|(key, known)| in_this_request.insert(*key) && !known).collect();
@@ -297,6 +311,11 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
         return Err(ApiError::AllRejected(errors));
     }
     let accepted = records.len();
+    // Copied before the append takes the records; kept only if it succeeds.
+    let tapped = state.debugger.sample(&source, accepted);
+    let tapped: Vec<Box<str>> =
+        (0..tapped).map(|i| String::from_utf8_lossy(records.payload(i)).into_owned().into_boxed_str()).collect();
+    let mut first_lsn = 0;
     if !records.is_empty() {
         if let Err(error) = state.source_limits.charge_events(&source, accepted) {
             state.metrics.requests_limited.with_label_values(&[&source, error.code()]).inc();
@@ -309,6 +328,7 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
             ApiError::StorageUnavailable
         })?;
         state.source_limits.record_append(&source, lsns.end.saturating_sub(1), bytes as u64);
+        first_lsn = lsns.start;
         state.metrics.wal_append_duration.observe(appending.elapsed().as_secs_f64());
         state.metrics.wal_appended_records.inc_by(accepted as u64);
         state.metrics.wal_appended_bytes.inc_by(bytes as u64);
@@ -319,8 +339,28 @@ async fn store(state: &AppState, request: PreparedRequest) -> Result<Accepted, A
     metrics.events_accepted.with_label_values(&[&source]).inc_by(accepted as u64);
     metrics.events_deduplicated.with_label_values(&[&source]).inc_by(duplicates as u64);
     metrics.events_suppressed.with_label_values(&[&source]).inc_by(suppressed as u64);
+    if planned {
+        count_verdicts(metrics, &source, &verdicts, &fresh);
+    }
+    state.debugger.tap(&source, tapped.into_iter().enumerate().map(|(i, record)| (first_lsn + i as u64, record)));
     // A suppressed id's events are answered as stored, as Segment does: the client cannot tell.
     Ok(Accepted { success: true, accepted: accepted + suppressed, duplicates, rejected: errors.len(), errors })
+}
+
+/// Counts what the plan found in the records stored (`fresh`): events valid, violating and
+/// blocked, and each violation.
+fn count_verdicts(metrics: &crate::metrics::Metrics, source: &str, verdicts: &[(usize, Verdict)], fresh: &[bool]) {
+    let stored = fresh.iter().filter(|f| **f).count();
+    let mut broken = 0;
+    for (_, verdict) in verdicts.iter().filter(|(index, _)| fresh[*index]) {
+        broken += 1;
+        let outcome = if verdict.mode == inlet_plans::Mode::Block { "blocked" } else { "violating" };
+        metrics.plan_events.with_label_values(&[source, outcome]).inc();
+        for violation in &verdict.violations {
+            metrics.plan_violations.with_label_values(&[source, &verdict.checked, &violation.kind]).inc();
+        }
+    }
+    metrics.plan_events.with_label_values(&[source, "valid"]).inc_by((stored - broken) as u64);
 }
 
 /// The records (and their keys) marked fresh, framed again: the rare request with duplicates.

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     pub events_deduplicated: IntCounterVec,
     pub events_suppressed: IntCounterVec,
+    pub plan_events: IntCounterVec,
+    pub plan_violations: IntCounterVec,
     pub privacy_suppressed_ids: IntGauge,
     pub requests_rejected: IntCounterVec,
     pub inflight_bytes: IntGauge,
@@ -94,6 +96,20 @@ impl Metrics {
                 "inlet_ingest_events_suppressed_total",
                 "Events acknowledged but not stored (their user or anonymous id is suppressed), by source.",
                 &["source"],
+                r
+            )
+            .expect(DEFINED_ONCE),
+            plan_events: register_int_counter_vec_with_registry!(
+                "inlet_tracking_plan_events_total",
+                "Stored events checked against their source's tracking plan, by source and outcome (valid, violating, blocked).",
+                &["source", "outcome"],
+                r
+            )
+            .expect(DEFINED_ONCE),
+            plan_violations: register_int_counter_vec_with_registry!(
+                "inlet_tracking_plan_violations_total",
+                "Tracking plan violations in stored events, by source, event (a planned name, (unplanned), or the call type in parentheses) and kind (unplanned_event or the JSON Schema keyword).",
+                &["source", "event", "kind"],
                 r
             )
             .expect(DEFINED_ONCE),

@@ -20,6 +20,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use subtle::ConstantTimeEq;
 
 use crate::client_ip::client_ip;
+use crate::debugger;
 use crate::error::ApiError;
 use crate::ingest::ingest;
 use crate::privacy;
@@ -79,17 +80,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The admin listener: metrics and probes with their reasons (no token: keep the listener on
-/// loopback or a private network), and the operator API under `/admin/`, which requires the
-/// operator token (`Authorization: Bearer …`).
+/// The admin listener: metrics and probes with their reasons and the live debugger's page (no
+/// token: keep the listener on loopback or a private network), and the operator API under
+/// `/admin/` (the debugger's data included), which requires the operator token
+/// (`Authorization: Bearer …`).
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let operator = Router::new()
         .route("/admin/status", get(admin_status))
         .route("/admin/privacy/regulations", get(privacy::list_regulations).post(privacy::create_regulation))
         .route("/admin/privacy/regulations/{id}", get(privacy::get_regulation))
+        .merge(debugger::operator_routes())
         .layer(middleware::from_fn_with_state(Arc::clone(&state), require_operator_token));
     Router::new()
         .merge(operator)
+        .merge(debugger::page_routes())
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

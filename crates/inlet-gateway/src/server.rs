@@ -104,7 +104,18 @@ pub async fn serve_admin(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_router(&state, admin_router(Arc::clone(&state)), None, listener, shutdown).await
+    // The debugger's rates: counters read every few seconds, for as long as the listener runs.
+    let sampled = Arc::clone(&state);
+    let sampler = tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::debugger::RATE_INTERVAL);
+        loop {
+            every.tick().await;
+            sampled.debugger.snapshot(&sampled.metrics);
+        }
+    });
+    let served = serve_router(&state, admin_router(Arc::clone(&state)), None, listener, shutdown).await;
+    sampler.abort();
+    served
 }
 
 /// The accept loop of one listener, serving `app`.

@@ -13,10 +13,12 @@ use inlet_wal::{WalConfig, WalHandle, WalReader};
 
 use crate::auth::Sources;
 use crate::config::Config;
+use crate::debugger::Debugger;
 use crate::dedupe::Deduplicator;
 use crate::error::StartupError;
 use crate::inflight::{BudgetLimits, InflightBudget};
 use crate::metrics::{Metrics, WalMetrics};
+use crate::plans::SourcePlans;
 use crate::source_limits::SourceLimits;
 
 /// The source of `receivedAt`; replaced in tests to make golden output deterministic.
@@ -63,6 +65,10 @@ pub struct AppState {
     pub lake_failed: std::sync::OnceLock<String>,
     /// Each configured destination's state, by name (shown in `/readyz`).
     pub destinations: Vec<(String, Arc<DestinationStatus>)>,
+    /// Each source's tracking plan, compiled.
+    pub plans: SourcePlans,
+    /// The live debugger's sample of stored events and rates.
+    pub debugger: Debugger,
 }
 
 impl AppState {
@@ -103,6 +109,8 @@ impl AppState {
     /// Opens the WAL (recovering it), rebuilds the dedupe index from it, and builds the state.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
         config.validate()?;
+        // Before the WAL is opened: a broken plan stops the start with nothing touched.
+        let plans = SourcePlans::load(&config.sources)?;
         let metrics = Arc::new(Metrics::new());
         let sources = Sources::new(&config.sources);
         metrics.init_labels(sources.names());
@@ -169,7 +177,10 @@ impl AppState {
         };
         let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
         let lake = crate::lake::lake_store(&config)?;
+        let debugger = Debugger::new(config.sources.iter().map(|s| s.name.as_str()));
         Ok(AppState {
+            plans,
+            debugger,
             suppressions: Arc::new(Suppressions::new()),
             privacy: PrivacyStore::new(lake),
             regulations_unread: AtomicBool::new(false),

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::layout::{EVENTS_PREFIX, Hour, Partition};
+use crate::layout::{EVENTS_PREFIX, Hour, LakeTable, Partition};
 use crate::schema::LAKE_SCHEMA;
 use crate::store::LakeLocation;
 
@@ -65,7 +65,7 @@ pub fn add_partitions(
     for source in sources {
         let mut hour = Hour::of(from);
         while hour.start() < to {
-            let partition = Partition { source: source.clone(), hour };
+            let partition = Partition { table: LakeTable::Events, source: source.clone(), hour };
             out.push_str(&format!(
                 "ALTER TABLE {schema}.{table} ADD IF NOT EXISTS PARTITION (source='{source}', dt='{}', hour={}) LOCATION '{}/';\n",
                 hour.date.format("%Y-%m-%d"),

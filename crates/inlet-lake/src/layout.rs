@@ -12,6 +12,9 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::days(1);
 /// The top folder of event files; watermarks live under [`WATERMARK_PREFIX`], beside it, so a
 /// crawler of `events/` never sees them.
 pub const EVENTS_PREFIX: &str = "events";
+/// Events a tracking plan in `block` mode kept out of `events/`: the same schema and layout, the
+/// violations in their column. The tracking plan's dead letters.
+pub const BLOCKED_PREFIX: &str = "blocked";
 pub const WATERMARK_PREFIX: &str = "_inlet/watermarks";
 
 /// What `{WATERMARK_PREFIX}/{instance}.json` holds, written by the lake writer after each flush.
@@ -54,8 +57,25 @@ impl Hour {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
+    pub table: LakeTable,
     pub source: String,
     pub hour: Hour,
+}
+
+/// The lake's tables of events, by their top folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LakeTable {
+    Events,
+    Blocked,
+}
+
+impl LakeTable {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            LakeTable::Events => EVENTS_PREFIX,
+            LakeTable::Blocked => BLOCKED_PREFIX,
+        }
+    }
 }
 
 impl Partition {
@@ -68,13 +88,15 @@ impl Partition {
             Some(t) if t >= min_time && t <= received + MAX_FUTURE_SKEW => t,
             _ => received,
         };
-        Partition { source: stored.source.to_string(), hour: Hour::of(time) }
+        let table = if stored.is_blocked() { LakeTable::Blocked } else { LakeTable::Events };
+        Partition { table, source: stored.source.to_string(), hour: Hour::of(time) }
     }
 
     /// The folder of this partition, relative to the lake root.
     pub fn folder(&self) -> String {
         format!(
-            "{EVENTS_PREFIX}/source={}/dt={}/hour={:02}",
+            "{}/source={}/dt={}/hour={:02}",
+            self.table.prefix(),
             self.source,
             self.hour.date.format("%Y-%m-%d"),
             self.hour.hour

@@ -67,7 +67,7 @@ fn batch_events(batch: &RecordBatch) -> Vec<StoredEvent> {
             }
             let source =
                 source.as_ref().filter(|c| c.is_valid(row)).map_or_else(String::new, |c| c.value(row).to_owned());
-            StoredEvent { source, event }
+            StoredEvent::new(source, event)
         })
         .collect()
 }

@@ -73,6 +73,10 @@ const INTEGER_CONTEXT_COLUMNS: [&str; 2] = ["context_screen_width", "context_scr
 /// Objects kept whole, as JSON text, so nothing the client sent is lost.
 pub(crate) const JSON_COLUMNS: [&str; 4] = ["context", "properties", "traits", "integrations"];
 
+/// What the source's tracking plan found wrong with the event: a JSON array of `{kind,
+/// property, message}`, null when the event broke no plan (or its source has none).
+pub const VIOLATIONS_COLUMN: &str = "violations";
+
 /// The lake's Arrow schema, in column order.
 pub static LAKE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let utc_micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -96,6 +100,7 @@ pub static LAKE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         fields.push(Field::new(column, DataType::Utf8, true));
     }
     fields.push(Field::new("extra", DataType::Utf8, true));
+    fields.push(Field::new(VIOLATIONS_COLUMN, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 
@@ -109,6 +114,7 @@ pub struct EventColumns {
     context: Vec<ContextBuilder>,
     json: Vec<StringBuilder>,
     extra: StringBuilder,
+    violations: StringBuilder,
     rows: usize,
 }
 
@@ -137,6 +143,7 @@ impl Default for EventColumns {
             context,
             json: JSON_COLUMNS.iter().map(|_| StringBuilder::new()).collect(),
             extra: StringBuilder::new(),
+            violations: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -202,6 +209,7 @@ impl EventColumns {
         } else {
             self.extra.append_null();
         }
+        self.violations.append_option(record.violations);
         self.rows += 1;
     }
 
@@ -217,6 +225,7 @@ impl EventColumns {
         }));
         columns.extend(self.json.iter_mut().map(finish_strings));
         columns.push(finish_strings(&mut self.extra));
+        columns.push(finish_strings(&mut self.violations));
         self.rows = 0;
         RecordBatch::try_new(Arc::clone(&LAKE_SCHEMA), columns).expect("columns follow LAKE_SCHEMA")
     }

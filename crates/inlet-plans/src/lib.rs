@@ -189,6 +189,10 @@ impl TrackingPlan {
         violations
     }
 
+    pub fn is_planned(&self, event: &str) -> bool {
+        self.events.contains_key(event)
+    }
+
     /// The planned `track` event names.
     pub fn event_names(&self) -> impl Iterator<Item = &str> {
         self.events.keys().map(String::as_str)

@@ -1,4 +1,5 @@
-//! Erasing ids from the lake's event files.
+//! Erasing ids from the lake's event files (`events/`, and `blocked/`, the events a tracking
+//! plan blocked).
 //!
 //! Only files that may hold an id are read: each file's footer and bloom filters (on `user_id`
 //! and `anonymous_id`, written by the lake writer before the footer) come in one ranged read of
@@ -15,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use inlet_lake::layout::EVENTS_PREFIX;
+use inlet_lake::layout::{BLOCKED_PREFIX, EVENTS_PREFIX};
 use inlet_lake::parquet_file::{ParquetFile, writer_properties};
 use inlet_lake::store::ListedObject;
 use inlet_lake::{Codec, LakeStore};
@@ -80,12 +81,12 @@ struct IndexedFile {
 
 impl BloomIndex {
     pub async fn load(store: &LakeStore) -> Result<BloomIndex, PrivacyError> {
-        let objects: Vec<ListedObject> = store
-            .list_objects(&format!("{EVENTS_PREFIX}/"))
-            .await?
-            .into_iter()
-            .filter(|object| object.key.ends_with(".parquet"))
-            .collect();
+        // Blocked events (a tracking plan's dead letters) are the same files in another folder.
+        let mut objects: Vec<ListedObject> = Vec::new();
+        for prefix in [EVENTS_PREFIX, BLOCKED_PREFIX] {
+            let listed = store.list_objects(&format!("{prefix}/")).await?;
+            objects.extend(listed.into_iter().filter(|object| object.key.ends_with(".parquet")));
+        }
         let files: Vec<(IndexedFile, u64)> = futures_util::stream::iter(objects)
             .map(|object| async move {
                 let (row_groups, bytes) = bloom_filters(store, &object).await?;

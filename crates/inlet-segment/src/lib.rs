@@ -29,7 +29,7 @@ pub use raw_json::{
 };
 pub use rejection::{RejectReason, Rejection, RequestError};
 pub use stored::{
-    EventKey, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord, encode_stored_event,
-    encode_stored_event_into,
+    BLOCK_MODE, EventKey, PlanVerdict, StoredEvent, StoredEventKey, StoredRecord, UndecodableRecord,
+    encode_checked_event_into, encode_stored_event, encode_stored_event_into,
 };
 pub use time::{format_timestamp, parse_timestamp};

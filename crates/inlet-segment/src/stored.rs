@@ -5,6 +5,11 @@
 //! The event is the normalised message exactly as [`crate::Normaliser`] produced it (Segment's
 //! camelCase field names; `messageId`, `type`, `timestamp`, `receivedAt` always present).
 //! New top-level keys may be added; readers ignore keys they do not know.
+//!
+//! An event checked against its source's tracking plan with violations has two more keys,
+//! written before `event`: `"tracking_plan"`, the plan's mode (`observe`, `flag` or `block`), and
+//! `"violations"`, the list found. They are the gateway's, outside the event, so a client cannot
+//! forge them.
 
 use std::borrow::Cow;
 
@@ -13,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::normalise::Event;
 use crate::raw_json::{
-    Nested, RawObject, Scalar, leading_string_len, object_members, object_members_nested, scalar, string_value,
+    Nested, RawObject, Scalar, is_null, leading_string_len, object_members, object_members_nested, scalar, string_value,
 };
 
 /// Encodes an event for the WAL.
@@ -25,8 +30,28 @@ pub fn encode_stored_event(source: &str, event: &Event) -> Vec<u8> {
 
 /// [`encode_stored_event`], appended to `out`.
 pub fn encode_stored_event_into(out: &mut Vec<u8>, source: &str, event: &Event) {
+    encode_checked_event_into(out, source, event, None);
+}
+
+/// What a tracking plan found in an event: the plan's mode and the violations, as JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanVerdict<'a> {
+    pub mode: &'a str,
+    /// A JSON array.
+    pub violations: &'a str,
+}
+
+/// [`encode_stored_event_into`], with the verdict of the source's tracking plan when it found
+/// violations.
+pub fn encode_checked_event_into(out: &mut Vec<u8>, source: &str, event: &Event, verdict: Option<PlanVerdict<'_>>) {
     out.extend_from_slice(b"{\"source\":");
     serde_json::to_writer(&mut *out, source).expect("writing to a Vec cannot fail");
+    if let Some(verdict) = verdict {
+        out.extend_from_slice(b",\"tracking_plan\":");
+        serde_json::to_writer(&mut *out, verdict.mode).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(b",\"violations\":");
+        out.extend_from_slice(verdict.violations.as_bytes());
+    }
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(&event.json);
     out.push(b'}');
@@ -36,10 +61,24 @@ pub fn encode_stored_event_into(out: &mut Vec<u8>, source: &str, event: &Event) 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub source: String,
+    /// The tracking plan's mode, when its plan found violations (see the module's format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Value>,
     pub event: Map<String, Value>,
 }
 
 impl StoredEvent {
+    pub fn new(source: impl Into<String>, event: Map<String, Value>) -> StoredEvent {
+        StoredEvent { source: source.into(), tracking_plan: None, violations: None, event }
+    }
+
+    /// Whether its source's plan blocked it: kept out of the events table and destinations.
+    pub fn is_blocked(&self) -> bool {
+        self.tracking_plan.as_deref() == Some(BLOCK_MODE)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<StoredEvent, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
@@ -61,8 +100,15 @@ impl StoredEvent {
 #[derive(Debug)]
 pub struct StoredRecord<'a> {
     pub source: Cow<'a, str>,
+    /// The tracking plan's mode, when its plan found violations.
+    pub tracking_plan: Option<Cow<'a, str>>,
+    /// The violations, a JSON array, when its plan found some.
+    pub violations: Option<&'a str>,
     pub event: RawObject<'a>,
 }
+
+/// The mode whose events are kept out of the events table and destinations.
+pub const BLOCK_MODE: &str = "block";
 
 /// Why a WAL record is not a stored event (which only a bug can cause).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +135,9 @@ impl<'a> StoredRecord<'a> {
             .get("event")
             .and_then(|event| object_members_nested(event, nested))
             .ok_or(UndecodableRecord("`event` is not an object"))?;
-        Ok(StoredRecord { source, event })
+        let tracking_plan = record.get("tracking_plan").and_then(string_value);
+        let violations = record.get("violations").filter(|v| !is_null(v));
+        Ok(StoredRecord { source, tracking_plan, violations, event })
     }
 
     /// The layout [`encode_stored_event`] writes, `{"source":"…","event":{…}}`, read without
@@ -102,7 +150,12 @@ impl<'a> StoredRecord<'a> {
         // Splitting refuses anything after the object, so a key added after `event` is
         // never read as part of it.
         let event = object_members_nested(rest.strip_prefix(r#","event":"#)?.strip_suffix('}')?, nested)?;
-        Some(StoredRecord { source, event })
+        Some(StoredRecord { source, tracking_plan: None, violations: None, event })
+    }
+
+    /// Whether its source's plan blocked it.
+    pub fn is_blocked(&self) -> bool {
+        self.tracking_plan.as_deref() == Some(BLOCK_MODE)
     }
 
     /// A top-level field of the event, when it is a string.

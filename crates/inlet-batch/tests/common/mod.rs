@@ -21,7 +21,7 @@ pub fn event(source: &str, mut fields: Value) -> StoredEvent {
     }
     object.entry("originalTimestamp").or_insert(json!(timestamp));
     object.entry("context").or_insert(json!({"library": {"name": "test", "version": "1"}}));
-    StoredEvent { source: source.into(), event: object.clone() }
+    StoredEvent::new(source, object.clone())
 }
 
 /// Writes `events` into hourly partition files under `lake`, named `{tag}-…` like one flush of

@@ -39,7 +39,7 @@ pub fn events(count: usize) -> Vec<StoredEvent> {
                 },
                 "integrations": {}
             });
-            StoredEvent { source: "web".into(), event: event.as_object().cloned().expect("object") }
+            StoredEvent::new("web", event.as_object().cloned().expect("object"))
         })
         .collect()
 }

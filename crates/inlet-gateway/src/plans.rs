@@ -1,0 +1,114 @@
+//! Tracking plans at ingestion: each source's plan compiled at start (a broken plan stops the
+//! start, naming the file, the event and the reason), and every stored event of a source with
+//! a plan checked against it. What the plan found travels with the WAL record (see
+//! `inlet_segment::stored`): the lake writer puts it in the `violations` column (or the whole
+//! event in `blocked/`), the destinations skip blocked events and forward flagged ones'
+//! violations. Events are checked after normalisation and suppression, before deduplication, on
+//! the request's thread; a source without a plan costs one map lookup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use inlet_plans::{Call, Mode, TrackingPlan, Violation};
+use inlet_segment::{Event, MessageType, PlanVerdict, Scalar, object_members, scalar};
+use serde_json::Value;
+
+use crate::config::SourceConfig;
+use crate::error::StartupError;
+
+#[derive(Debug)]
+pub struct SourcePlan {
+    pub plan: TrackingPlan,
+    pub mode: Mode,
+}
+
+/// Every source's plan, by source name.
+#[derive(Debug, Default)]
+pub struct SourcePlans {
+    by_source: HashMap<Arc<str>, SourcePlan>,
+}
+
+/// What a plan found in one event that broke it.
+#[derive(Debug)]
+pub struct Verdict {
+    pub mode: Mode,
+    /// The metric label of what was checked: the planned event name, `(unplanned)`, or the call
+    /// type in parentheses.
+    pub checked: String,
+    pub violations: Vec<Violation>,
+    /// `violations` as the JSON array stored with the event.
+    pub json: String,
+}
+
+impl Verdict {
+    pub fn stored(&self) -> PlanVerdict<'_> {
+        PlanVerdict { mode: self.mode.as_str(), violations: &self.json }
+    }
+}
+
+impl SourcePlans {
+    pub fn load(sources: &[SourceConfig]) -> Result<SourcePlans, StartupError> {
+        let mut by_source = HashMap::new();
+        for source in sources {
+            let Some(config) = &source.tracking_plan else { continue };
+            let plan = TrackingPlan::load(&config.file)?;
+            by_source.insert(Arc::from(source.name.as_str()), SourcePlan { plan, mode: config.mode });
+        }
+        Ok(SourcePlans { by_source })
+    }
+
+    pub fn get(&self, source: &str) -> Option<&SourcePlan> {
+        self.by_source.get(source)
+    }
+
+    /// Checks one event of `source`: `None` when the source has no plan, `Some(None)` when the
+    /// event is valid, the verdict otherwise.
+    pub fn check(&self, source: &str, event: &Event) -> Option<Option<Verdict>> {
+        let plan = self.by_source.get(source)?;
+        Some(check_event(plan, event))
+    }
+}
+
+fn check_event(plan: &SourcePlan, event: &Event) -> Option<Verdict> {
+    // The normaliser wrote the JSON, so it is UTF-8 and an object; otherwise nothing to check.
+    let message = std::str::from_utf8(&event.json).ok().and_then(object_members)?;
+    let (call, field) = match event.message_type {
+        MessageType::Track => {
+            let name = match message.get("event").map(scalar) {
+                Some(Scalar::String(name)) => name,
+                _ => "".into(),
+            };
+            return check_call(plan, CallOf::Track(&name), message.get("properties"));
+        }
+        MessageType::Identify => (CallOf::Other(Call::Identify, "(identify)"), "traits"),
+        MessageType::Group => (CallOf::Other(Call::Group, "(group)"), "traits"),
+        MessageType::Page => (CallOf::Other(Call::Page, "(page)"), "properties"),
+        MessageType::Screen => (CallOf::Other(Call::Screen, "(screen)"), "properties"),
+        MessageType::Alias => return None,
+    };
+    check_call(plan, call, message.get(field))
+}
+
+enum CallOf<'a> {
+    Track(&'a str),
+    Other(Call<'static>, &'static str),
+}
+
+fn check_call(plan: &SourcePlan, call: CallOf<'_>, payload: Option<&str>) -> Option<Verdict> {
+    // A payload that is not an object is checked as what it is: a schema with `type: object`
+    // reports it.
+    let payload: Option<Value> = payload.and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
+    let (call, checked) = match call {
+        CallOf::Track(name) => {
+            let planned = plan.plan.is_planned(name);
+            (Call::Track { event: name }, if planned { name.to_owned() } else { "(unplanned)".to_owned() })
+        }
+        CallOf::Other(call, label) => (call, label.to_owned()),
+    };
+    let violations = plan.plan.check(call, payload.as_ref());
+    if violations.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_string(&violations).expect("violations serialise");
+    Some(Verdict { mode: plan.mode, checked, violations, json })
+}
