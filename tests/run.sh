@@ -125,6 +125,9 @@ GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" bash t
 step "real browser: sdk-js and unmodified analytics-next in Chromium → gateway (offline/reload, page hide, Retry-After)"
 GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" node --test --test-reporter=spec tests/browser/browser.test.mjs
 
+step "tracking plans and the live debugger: analytics-node → sources in observe, flag and block mode → metrics and lake (pyarrow); the debugger page in Chromium"
+GATEWAY_BIN="$CARGO_TARGET_DIR/debug/inlet" SDK_PYTHON="$venv/bin/python" node --test --test-reporter=spec tests/browser/debugger.test.mjs
+
 step "destinations: analytics-node → gateway (SIGKILLed) → Amplitude and GA4 receivers with faults; dead letters; replay"
 ignored_test destinations '^(destinations e2e|test result)'
 

@@ -71,6 +71,7 @@ STEPS: dict[str, list[str]] = {
     "page_views": ["state"],
     "sessions": ["state"],
     "event_counts": ["state"],
+    "tracking_plan_violations": ["state"],
     "users": ["state"],
 }
 

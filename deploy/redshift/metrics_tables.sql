@@ -116,6 +116,15 @@ CREATE TABLE IF NOT EXISTS inlet.event_counts (
   users BIGINT
 ) SORTKEY (activity_date);
 
+CREATE TABLE IF NOT EXISTS inlet.tracking_plan_violations (
+  activity_date DATE,
+  source VARCHAR(1024),
+  event VARCHAR(4096),
+  property VARCHAR(1024),
+  kind VARCHAR(1024),
+  events BIGINT
+) SORTKEY (activity_date);
+
 CREATE TABLE IF NOT EXISTS inlet.users (
   user_id VARCHAR(1024),
   source VARCHAR(1024),

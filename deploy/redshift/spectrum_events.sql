@@ -48,7 +48,8 @@ CREATE EXTERNAL TABLE inlet_lake.events (
   "properties" varchar(65535),
   "traits" varchar(65535),
   "integrations" varchar(65535),
-  "extra" varchar(65535)
+  "extra" varchar(65535),
+  "violations" varchar(65535)
 )
 PARTITIONED BY (source varchar(64), dt date, hour smallint)
 STORED AS PARQUET

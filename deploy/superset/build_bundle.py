@@ -62,6 +62,7 @@ TABLES = {
     "page_views": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("path", "VARCHAR"), ("page_views", "BIGINT"), ("unique_visitors", "BIGINT")]),
     "sessions": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("sessions", "BIGINT"), ("avg_session_seconds", "DOUBLE PRECISION"), ("bounce_rate", "DOUBLE PRECISION")]),
     "event_counts": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("type", "VARCHAR"), ("event", "VARCHAR"), ("events", "BIGINT"), ("users", "BIGINT")]),
+    "tracking_plan_violations": ("activity_date", [("activity_date", "DATE"), ("source", "VARCHAR"), ("event", "VARCHAR"), ("property", "VARCHAR"), ("kind", "VARCHAR"), ("events", "BIGINT")]),
 }
 
 

@@ -24,7 +24,11 @@ export async function waitFor(what, check, timeoutMs = 15_000) {
   }
 }
 
-export async function startGateway(bin, writeKey) {
+/**
+ * Starts `inlet`. `options.sources` replaces the one source `web` (a TOML array); `options.env`
+ * adds settings; `options.lakeDir` puts the lake in a local directory.
+ */
+export async function startGateway(bin, writeKey, options = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'inlet-browser-'));
   const port = await freePort();
   const adminPort = await freePort();
@@ -36,11 +40,13 @@ export async function startGateway(bin, writeKey) {
     INLET_SERVER__LISTEN: `127.0.0.1:${port}`,
     INLET_ADMIN__LISTEN: `127.0.0.1:${adminPort}`,
     INLET_LOG_LEVEL: 'warn',
-    INLET_SOURCES: `[{name = "web", write_key = "${writeKey}"}]`,
+    INLET_SOURCES: options.sources ?? `[{name = "web", write_key = "${writeKey}"}]`,
     // Every event is read back from the WAL after the stop. With spare segments the first
     // segment is closed early and deleted once the final lake flush has it; without them it
     // keeps everything this test sends.
     INLET_WAL__PREALLOCATE: 'false',
+    ...(options.lakeDir ? { INLET_LAKE__URL: options.lakeDir } : {}),
+    ...options.env,
   };
   const stderr = join(dir, 'gateway.err');
   const child = spawn(bin, [], { env, stdio: ['ignore', 'ignore', openSync(stderr, 'w')] });
@@ -51,6 +57,10 @@ export async function startGateway(bin, writeKey) {
 
   return {
     url,
+    adminUrl,
+    dir,
+    /** The admin listener's metrics, as text. */
+    metrics: async () => (await fetch(`${adminUrl}/metrics`)).text(),
     /** Events stored so far (duplicates by messageId are not counted). */
     async accepted() {
       const text = await (await fetch(`${adminUrl}/metrics`)).text();

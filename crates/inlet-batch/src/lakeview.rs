@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
@@ -88,6 +88,7 @@ impl LakeView {
             }
         };
         ctx.register_udf(json_text_udf());
+        ctx.register_udf(json_element_text_udf());
         Ok(LakeView { ctx, root, trait_columns: config.trait_columns.clone() })
     }
 
@@ -230,6 +231,44 @@ fn json_text_udf() -> datafusion::logical_expr::ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
         }),
     )
+}
+
+/// `json_element_text(json, i, key)`: the field `key` of the object at position `i` (from 0) of a
+/// JSON array held as text, as [`json_text`](json_text_udf) reads it; NULL when any is absent. The
+/// lake keeps a tracking plan's `violations` as such an array.
+fn json_element_text_udf() -> datafusion::logical_expr::ScalarUDF {
+    create_udf(
+        "json_element_text",
+        vec![DataType::Utf8, DataType::Int64, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let json = string_array(&arrays[0])?;
+            let indexes = arrays[1]
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| DataFusionError::Execution("json_element_text takes an integer position".into()))?;
+            let keys = string_array(&arrays[2])?;
+            let mut out = StringBuilder::new();
+            for row in 0..json.len() {
+                let value = (json.is_valid(row) && indexes.is_valid(row) && keys.is_valid(row))
+                    .then(|| element_field_text(json.value(row), indexes.value(row), keys.value(row)))
+                    .flatten();
+                out.append_option(value);
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        }),
+    )
+}
+
+fn element_field_text(json: &str, index: i64, key: &str) -> Option<String> {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(json) else { return None };
+    match items.get(usize::try_from(index).ok()?)?.as_object()?.get(key)? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 fn string_array(array: &ArrayRef) -> Result<&StringArray, DataFusionError> {

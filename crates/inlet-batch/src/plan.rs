@@ -13,6 +13,7 @@
 //!        ├─ page_views
 //!        ├─ sessions
 //!        ├─ event_counts
+//!        ├─ tracking_plan_violations
 //!        └─ users
 //! ```
 //! A run first brings the state up to date (`state.rs`): it reads the days asked for
@@ -45,6 +46,7 @@ impl Table {
             | Table::PageViews
             | Table::Sessions
             | Table::EventCounts
+            | Table::TrackingPlanViolations
             | Table::Users => &[],
             Table::ActiveUsers
             | Table::MonthlyActiveUsers
@@ -99,9 +101,12 @@ pub struct Plan {
 pub fn keys_for(table: Table, changed: &Dates, first: NaiveDate, last: NaiveDate) -> Keys {
     match table {
         Table::IdentityMap | Table::Users => Keys::Whole,
-        Table::DailyUserActivity | Table::PageViews | Table::EventCounts | Table::NewUsers | Table::Sessions => {
-            Keys::Dates(changed.spread(0, 0, first, last))
-        }
+        Table::DailyUserActivity
+        | Table::PageViews
+        | Table::EventCounts
+        | Table::TrackingPlanViolations
+        | Table::NewUsers
+        | Table::Sessions => Keys::Dates(changed.spread(0, 0, first, last)),
         Table::ActiveUsers => Keys::Dates(changed.spread(0, MAU_DAYS - 1, first, last)),
         Table::MonthlyActiveUsers | Table::StickinessMonthly => {
             Keys::Dates(Dates::from_iter(changed.iter().map(month_start)))

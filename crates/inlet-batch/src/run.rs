@@ -441,6 +441,7 @@ pub(crate) fn dated_query(
         Table::DailyUserActivity => sql::DAILY_USER_ACTIVITY,
         Table::PageViews => sql::PAGE_VIEWS,
         Table::EventCounts => sql::EVENT_COUNTS,
+        Table::TrackingPlanViolations => sql::TRACKING_PLAN_VIOLATIONS,
         Table::NewUsers => sql::NEW_USERS,
         Table::Sessions if in_warehouse => {
             params = params.int("timeout", session_timeout_micros);
@@ -488,6 +489,7 @@ pub(crate) fn activity_read(table: Table, from: NaiveDate, to: NaiveDate) -> Opt
         | Table::PageViews
         | Table::Sessions
         | Table::EventCounts
+        | Table::TrackingPlanViolations
         | Table::Users => None,
     }
 }

@@ -1,13 +1,14 @@
 //! The job's SQL: one file per query under `src/sql/`, compiled into the binary, and the one
 //! definition of each table for both engines. The files are written in the subset DataFusion,
 //! PostgreSQL and Redshift share (`date + n` instead of intervals on dates, aliased subqueries,
-//! no `IS DISTINCT FROM`, no named windows, `DOUBLE PRECISION`), plus three calls that
+//! no `IS DISTINCT FROM`, no named windows, `DOUBLE PRECISION`), plus four calls that
 //! [`Query::text`] expands per [`Dialect`], because the three have no common spelling for them:
 //!
 //! | call | DataFusion | PostgreSQL | Redshift |
 //! |---|---|---|---|
 //! | `json_text(json, key)` | the `json_text` function | `CAST(json AS JSONB) ->> key` | `JSON_EXTRACT_PATH_TEXT(json, key, TRUE)` |
 //! | `epoch_micros(time)` | `CAST(time AS BIGINT)` | `EXTRACT(EPOCH …) * 1000000` | `DATEDIFF(microsecond, …)` |
+//! | `json_element_text(json, i, key)` | the `json_element_text` function | `CAST(json AS JSONB) -> i ->> key` | `JSON_EXTRACT_PATH_TEXT(JSON_EXTRACT_ARRAY_ELEMENT_TEXT(json, i, TRUE), key, TRUE)` |
 //! | `lake_hours_between(dt, hour, $first, $last)` | `dt \|\| 'T' \|\| hour BETWEEN …` (text partitions) | `dt`/`hour` bounds (date and number partitions, as Spectrum's) | the same |
 //!
 //! DataFusion binds values (dates, times) as named parameters (`$from`). The warehouse engine
@@ -46,7 +47,7 @@ pub enum SqlError {
 }
 
 /// The calls [`Query::text`] expands.
-const CALLS: [&str; 3] = ["json_text", "epoch_micros", "lake_hours_between"];
+const CALLS: [&str; 4] = ["json_text", "json_element_text", "epoch_micros", "lake_hours_between"];
 
 impl Query {
     /// The text for `dialect`, parameters left as `$name`.
@@ -185,6 +186,15 @@ fn call_text(call: &str, arguments: &[String], dialect: Dialect) -> Option<Strin
         ("json_text", [json, key], Dialect::Redshift) => {
             format!("NULLIF(JSON_EXTRACT_PATH_TEXT({json}, {key}, TRUE), '')")
         }
+        ("json_element_text", [json, index, key], Dialect::DataFusion) => {
+            format!("json_element_text({json}, {index}, {key})")
+        }
+        ("json_element_text", [json, index, key], Dialect::Postgres) => {
+            format!("(CAST({json} AS JSONB) -> CAST({index} AS INTEGER) ->> {key})")
+        }
+        ("json_element_text", [json, index, key], Dialect::Redshift) => format!(
+            "NULLIF(JSON_EXTRACT_PATH_TEXT(JSON_EXTRACT_ARRAY_ELEMENT_TEXT({json}, {index}, TRUE), {key}, TRUE), '')"
+        ),
         ("epoch_micros", [time], Dialect::DataFusion) => format!("CAST({time} AS BIGINT)"),
         ("epoch_micros", [time], Dialect::Postgres) => format!("CAST(EXTRACT(EPOCH FROM {time}) * 1000000 AS BIGINT)"),
         ("epoch_micros", [time], Dialect::Redshift) => {
@@ -254,6 +264,8 @@ queries! {
     MERGED_TRAITS_POSTGRES => "merged_traits_postgres",
     MERGED_TRAITS_REDSHIFT => "merged_traits_redshift",
     LOAD_EVENTS => "load_events",
+    DAY_VIOLATIONS => "day_violations",
+    TRACKING_PLAN_VIOLATIONS => "tracking_plan_violations",
 }
 
 /// Named parameters of one execution.

@@ -209,12 +209,23 @@ pub struct DaySummary {
     sweep: bool,
 }
 
-pub const DAY_SUMMARIES: [DaySummary; 4] = [
+pub const DAY_SUMMARIES: [DaySummary; 5] = [
     DaySummary { name: "keys", query: sql::DAY_KEYS, columns: day_keys_schema, sweep: false },
     DaySummary { name: "pages", query: sql::DAY_PAGES, columns: day_pages_schema, sweep: false },
     DaySummary { name: "calls", query: sql::DAY_CALLS, columns: day_calls_schema, sweep: false },
     DaySummary { name: "sessions", query: sql::DAY_SESSION_CALLS, columns: day_sessions_schema, sweep: true },
+    DaySummary { name: "violations", query: sql::DAY_VIOLATIONS, columns: day_violations_schema, sweep: false },
 ];
+
+fn day_violations_schema() -> SchemaRef {
+    schema(&[
+        ("source", DataType::Utf8),
+        ("event", DataType::Utf8),
+        ("property", DataType::Utf8),
+        ("kind", DataType::Utf8),
+        ("events", DataType::Int64),
+    ])
+}
 
 fn day_keys_schema() -> SchemaRef {
     schema(&[

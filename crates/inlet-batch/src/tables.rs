@@ -23,6 +23,7 @@ pub enum Table {
     PageViews,
     Sessions,
     EventCounts,
+    TrackingPlanViolations,
     Users,
 }
 
@@ -57,7 +58,7 @@ pub struct Column {
 pub const USERS_FIXED_COLUMNS: [&str; 5] = ["user_id", "source", "first_seen", "last_seen", "traits"];
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::IdentityMap,
         Table::DailyUserActivity,
         Table::ActiveUsers,
@@ -72,6 +73,7 @@ impl Table {
         Table::PageViews,
         Table::Sessions,
         Table::EventCounts,
+        Table::TrackingPlanViolations,
         Table::Users,
     ];
 
@@ -91,6 +93,7 @@ impl Table {
             Table::PageViews => "page_views",
             Table::Sessions => "sessions",
             Table::EventCounts => "event_counts",
+            Table::TrackingPlanViolations => "tracking_plan_violations",
             Table::Users => "users",
         }
     }
@@ -198,6 +201,14 @@ impl Table {
                 ("event", Text),
                 ("events", BigInt),
                 ("users", BigInt),
+            ],
+            Table::TrackingPlanViolations => &[
+                ("activity_date", Date),
+                ("source", Text),
+                ("event", Text),
+                ("property", Text),
+                ("kind", Text),
+                ("events", BigInt),
             ],
             Table::Users => &[
                 ("user_id", Text),

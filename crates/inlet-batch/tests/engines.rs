@@ -101,12 +101,12 @@ fn generated(seed: u64) -> (Vec<StoredEvent>, Vec<StoredEvent>) {
                         fields["event"] = json!("Signed In");
                     }
                 }
-                let stored = event(source, fields.clone());
+                let stored = checked(event(source, fields.clone()), id);
                 if rng.random_bool(0.06) {
                     // Arrives two days later: a phone that was offline.
                     let mut delayed = fields.clone();
                     delayed["receivedAt"] = json!((time + Duration::days(2)).to_rfc3339());
-                    late.push(event(source, delayed));
+                    late.push(checked(event(source, delayed), id));
                     continue;
                 }
                 on_time.push(stored);
@@ -114,12 +114,27 @@ fn generated(seed: u64) -> (Vec<StoredEvent>, Vec<StoredEvent>) {
                     // A client retry: stored again, received a little later.
                     let mut again = fields;
                     again["receivedAt"] = json!((time + Duration::seconds(90)).to_rfc3339());
-                    on_time.push(event(source, again));
+                    on_time.push(checked(event(source, again), id));
                 }
             }
         }
     }
     (on_time, late)
+}
+
+/// Some events broke their source's tracking plan, as the gateway records it: one violation,
+/// two, or an unplanned event.
+fn checked(mut stored: inlet_segment::StoredEvent, id: u64) -> inlet_segment::StoredEvent {
+    let violation = |kind: &str, property: &str| json!({"kind": kind, "property": property, "message": "m"});
+    let violations = match id % 11 {
+        0 => json!([violation("type", "/price")]),
+        3 => json!([violation("required", "/board"), violation("enum", "/plan")]),
+        7 if stored.event.get("type").is_some_and(|t| t == "track") => json!([violation("unplanned_event", "")]),
+        _ => return stored,
+    };
+    stored.tracking_plan = Some("observe".into());
+    stored.violations = Some(violations);
+    stored
 }
 
 fn config(lake: &std::path::Path, schema: &str, engine: Engine) -> BatchConfig {

@@ -61,20 +61,26 @@ fn first_events() -> Vec<inlet_segment::StoredEvent> {
             json!({"messageId": "m3", "type": "identify", "anonymousId": "a1", "userId": "u1",
             "traits": {"name": "Dr. Kim", "profession": "dentist"}, "timestamp": "2026-11-03T00:05:00Z"}),
         ),
-        event(
-            "web",
-            json!({"messageId": "m4", "type": "track", "event": "Signed In", "anonymousId": "a1",
-            "userId": "u1", "timestamp": "2026-11-03T00:05:10Z"}),
+        with_violations(
+            event(
+                "web",
+                json!({"messageId": "m4", "type": "track", "event": "Signed In", "anonymousId": "a1",
+                "userId": "u1", "timestamp": "2026-11-03T00:05:10Z"}),
+            ),
+            json!([{"kind": "unplanned_event", "property": "", "message": "not planned"}]),
         ),
         event(
             "web",
             json!({"messageId": "m5", "type": "page", "name": "Cases", "anonymousId": "a1", "userId": "u1",
             "timestamp": "2026-11-03T06:00:00Z", "context": page("/cases", "Cases")}),
         ),
-        event(
-            "web",
-            json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
-            "timestamp": "2026-11-02T16:30:00Z"}),
+        with_violations(
+            event(
+                "web",
+                json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
+                "timestamp": "2026-11-02T16:30:00Z"}),
+            ),
+            post_viewed_violations(),
         ),
         event(
             "web",
@@ -116,11 +122,29 @@ fn first_events() -> Vec<inlet_segment::StoredEvent> {
 
 /// The duplicate of m6 a client retry stored again (received later, another file).
 fn duplicate() -> Vec<inlet_segment::StoredEvent> {
-    vec![event(
+    let copy = event(
         "web",
         json!({"messageId": "m6", "type": "track", "event": "Post Viewed", "userId": "u2",
         "timestamp": "2026-11-02T16:30:02Z", "receivedAt": "2026-11-02T16:31:30Z"}),
-    )]
+    );
+    vec![with_violations(copy, post_viewed_violations())]
+}
+
+/// What the source's tracking plan (in `observe` mode) found in an event.
+fn with_violations(
+    mut stored: inlet_segment::StoredEvent,
+    violations: serde_json::Value,
+) -> inlet_segment::StoredEvent {
+    stored.tracking_plan = Some("observe".into());
+    stored.violations = Some(violations);
+    stored
+}
+
+fn post_viewed_violations() -> serde_json::Value {
+    json!([
+        {"kind": "enum", "property": "/board", "message": "not one of the boards"},
+        {"kind": "required", "property": "/post_id", "message": "post_id is required"},
+    ])
 }
 
 fn late_event() -> Vec<inlet_segment::StoredEvent> {
@@ -298,6 +322,19 @@ async fn crafted_events_give_the_hand_computed_metrics() {
             "2026-11-04|web|track|Case Shared|1|1",
         ],
         "m6 was stored twice and counts once"
+    );
+    assert_eq!(
+        rows(
+            &client,
+            &q("SELECT activity_date, source, event, property, kind, events FROM {s}.tracking_plan_violations ORDER BY 1, 2, 3, 4")
+        )
+        .await,
+        [
+            "2026-11-03|web|Post Viewed|/board|enum|1",
+            "2026-11-03|web|Post Viewed|/post_id|required|1",
+            "2026-11-03|web|Signed In||unplanned_event|1",
+        ],
+        "each call's violations once, m6's duplicate included"
     );
     assert_eq!(
         rows(

@@ -373,7 +373,8 @@ fn with_flagged_violations(mut stored: StoredEvent) -> StoredEvent {
         return stored;
     }
     let Some(serde_json::Value::Array(violations)) = &stored.violations else { return stored };
-    let is_properties_call = matches!(stored.event.get("type").and_then(|t| t.as_str()), Some("track" | "page" | "screen"));
+    let is_properties_call =
+        matches!(stored.event.get("type").and_then(|t| t.as_str()), Some("track" | "page" | "screen"));
     if !is_properties_call {
         return stored;
     }
@@ -409,5 +410,34 @@ mod tests {
         assert_eq!(load_state(&path).expect("loads"), state);
         std::fs::write(&path, b"{not json").expect("write");
         assert!(load_state(&path).is_err(), "a damaged state file refuses the start");
+    }
+
+    fn record(mode: &str, event: serde_json::Value) -> StoredEvent {
+        let record = serde_json::json!({
+            "source": "web",
+            "tracking_plan": mode,
+            "violations": [
+                {"kind": "enum", "property": "/board", "message": "…"},
+                {"kind": "unplanned_event", "property": "", "message": "…"},
+            ],
+            "event": event,
+        });
+        StoredEvent::decode(record.to_string().as_bytes()).expect("a stored event")
+    }
+
+    #[test]
+    fn flagged_events_carry_a_summary_of_their_violations_and_others_are_left_alone() {
+        let track = serde_json::json!({"type": "track", "event": "Post Viewed", "properties": {"board": "x"}});
+        let flagged = with_flagged_violations(record("flag", track.clone()));
+        assert_eq!(flagged.event["properties"][VIOLATIONS_PROPERTY], "enum /board; unplanned_event");
+        assert_eq!(flagged.event["properties"]["board"], "x");
+        let observed = with_flagged_violations(record("observe", track));
+        assert!(observed.event["properties"].get(VIOLATIONS_PROPERTY).is_none());
+        let identify = serde_json::json!({"type": "identify", "traits": {"profession": "nurse"}});
+        let identify = with_flagged_violations(record("flag", identify));
+        assert!(identify.event.get("properties").is_none(), "traits are not touched");
+        let page = with_flagged_violations(record("flag", serde_json::json!({"type": "page"})));
+        assert_eq!(page.event["properties"][VIOLATIONS_PROPERTY], "enum /board; unplanned_event");
+        assert!(record("block", serde_json::json!({"type": "track"})).is_blocked());
     }
 }

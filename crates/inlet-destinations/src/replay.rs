@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use inlet_lake::LakeStore;
 use inlet_lake::store::StoreError;
 use inlet_segment::{StoredEvent, parse_timestamp};
@@ -139,25 +139,11 @@ async fn lake_events(
 ) -> Result<Vec<StoredEvent>, ReplayError> {
     let mut events = Vec::new();
     for source in sources {
-        let mut hour =
-            from.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(from);
-        while hour < to {
-            let prefix = format!(
-                "{}/source={source}/dt={}/hour={}/",
-                inlet_lake::layout::EVENTS_PREFIX,
-                hour.format("%Y-%m-%d"),
-                hour.format("%H")
-            );
-            for key in store.list(&prefix).await? {
-                if !key.ends_with(".parquet") {
-                    continue;
-                }
-                let Some(bytes) = store.get(&key).await? else { continue };
-                let file = inlet_lake::read::read_events(bytes)
-                    .map_err(|e| ReplayError::File { key: key.clone(), message: e.to_string() })?;
-                events.extend(file);
-            }
-            hour += Duration::hours(1);
+        for key in inlet_lake::read::hour_files(store, inlet_lake::layout::LakeTable::Events, source, from, to).await? {
+            let Some(bytes) = store.get(&key).await? else { continue };
+            let file = inlet_lake::read::read_events(bytes)
+                .map_err(|e| ReplayError::File { key: key.clone(), message: e.to_string() })?;
+            events.extend(file);
         }
     }
     Ok(events)

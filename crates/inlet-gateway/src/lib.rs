@@ -33,7 +33,7 @@ pub use config::Config;
 pub use destinations::{DestinationTasks, start as start_destinations};
 pub use dev::{DEV_SOURCE, ensure_dev_source};
 pub use error::StartupError;
-pub use lake::{LakeTask, lake_settings, start as start_lake};
+pub use lake::{LakeTask, lake_settings, lake_store, start as start_lake};
 pub use privacy::{DeletionWorker, PrivacyTask, regulations_with_status, start as start_privacy};
 pub use routes::{admin_router, router};
 pub use server::{serve, serve_admin};

@@ -97,7 +97,8 @@ enum CallOf<'a> {
 fn check_call(plan: &SourcePlan, call: CallOf<'_>, payload: Option<&str>) -> Option<Verdict> {
     // A payload that is not an object is checked as what it is: a schema with `type: object`
     // reports it.
-    let payload: Option<Value> = payload.and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
+    let payload: Option<Value> =
+        payload.and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
     let (call, checked) = match call {
         CallOf::Track(name) => {
             let planned = plan.plan.is_planned(name);

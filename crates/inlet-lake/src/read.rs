@@ -16,6 +16,27 @@ use serde_json::{Map, Value};
 
 use crate::schema::{ID_COLUMNS, JSON_COLUMNS, TIME_COLUMNS};
 
+/// The Parquet files of `table` for `source` in the hour partitions overlapping `[from, to)`, in
+/// hour order.
+pub async fn hour_files(
+    store: &crate::LakeStore,
+    table: crate::layout::LakeTable,
+    source: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let mut files = Vec::new();
+    let mut hour = crate::layout::Hour::of(from);
+    while hour.start() < to {
+        let partition = crate::layout::Partition { table, source: source.to_owned(), hour };
+        let listed = store.list(&format!("{}/", partition.folder())).await?;
+        files.extend(listed.into_iter().filter(|key| key.ends_with(".parquet")));
+        let next = hour.start() + chrono::Duration::hours(1);
+        hour = crate::layout::Hour::of(next);
+    }
+    Ok(files)
+}
+
 /// Every event of one lake file, in file order.
 pub fn read_events(file: Bytes) -> Result<Vec<StoredEvent>, ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;

@@ -23,31 +23,48 @@ pub struct Inferred {
 /// Drafts a plan from `(call, payload)` pairs: `properties` (or `traits` for `identify` and
 /// `group`), `None` when the call had none.
 pub fn infer<'a>(calls: impl IntoIterator<Item = (Call<'a>, Option<Value>)>) -> Inferred {
-    let mut events: BTreeMap<String, Shape> = BTreeMap::new();
-    let mut others: BTreeMap<&'static str, Shape> = BTreeMap::new();
-    let mut counts = BTreeMap::new();
+    let mut drafter = Drafter::default();
     for (call, payload) in calls {
-        let payload = payload.unwrap_or_else(|| Value::Object(Map::new()));
-        let (name, shape) = match call {
-            Call::Track { event } => ("track", events.entry(event.to_owned()).or_default()),
-            Call::Identify => ("identify", others.entry("identify").or_default()),
-            Call::Group => ("group", others.entry("group").or_default()),
-            Call::Page => ("page", others.entry("page").or_default()),
-            Call::Screen => ("screen", others.entry("screen").or_default()),
-        };
-        *counts.entry(name).or_insert(0) += 1;
-        shape.observe(&payload, 0);
+        drafter.observe(call, payload.as_ref());
     }
-    let mut take = |name| others.remove(name).map(|s| s.schema());
-    let plan = PlanFile {
-        allow_unplanned_events: true,
-        events: events.into_iter().map(|(name, shape)| (name, shape.schema())).collect(),
-        identify: take("identify"),
-        group: take("group"),
-        page: take("page"),
-        screen: take("screen"),
-    };
-    Inferred { plan, calls: counts }
+    drafter.finish()
+}
+
+/// [`infer`], one call at a time (for reading a lake file by file).
+#[derive(Debug, Default)]
+pub struct Drafter {
+    events: BTreeMap<String, Shape>,
+    others: BTreeMap<&'static str, Shape>,
+    counts: BTreeMap<&'static str, u64>,
+}
+
+impl Drafter {
+    pub fn observe(&mut self, call: Call<'_>, payload: Option<&Value>) {
+        let empty = Value::Object(Map::new());
+        let payload = payload.unwrap_or(&empty);
+        let (name, shape) = match call {
+            Call::Track { event } => ("track", self.events.entry(event.to_owned()).or_default()),
+            Call::Identify => ("identify", self.others.entry("identify").or_default()),
+            Call::Group => ("group", self.others.entry("group").or_default()),
+            Call::Page => ("page", self.others.entry("page").or_default()),
+            Call::Screen => ("screen", self.others.entry("screen").or_default()),
+        };
+        *self.counts.entry(name).or_insert(0) += 1;
+        shape.observe(payload, 0);
+    }
+
+    pub fn finish(mut self) -> Inferred {
+        let mut take = |name| self.others.remove(name).map(|s: Shape| s.schema());
+        let plan = PlanFile {
+            allow_unplanned_events: true,
+            identify: take("identify"),
+            group: take("group"),
+            page: take("page"),
+            screen: take("screen"),
+            events: self.events.into_iter().map(|(name, shape)| (name, shape.schema())).collect(),
+        };
+        Inferred { plan, calls: self.counts }
+    }
 }
 
 /// What values seen at one place had in common.
@@ -94,7 +111,8 @@ impl Shape {
         schema.insert("type".into(), if types.len() == 1 { json!(types[0]) } else { json!(types) });
         if !self.properties.is_empty() {
             let properties = self.properties.iter().map(|(k, s)| (k.clone(), s.schema())).collect::<Map<_, _>>();
-            let required: Vec<&String> = self.properties.iter().filter(|(_, s)| s.seen == self.objects).map(|(k, _)| k).collect();
+            let required: Vec<&String> =
+                self.properties.iter().filter(|(_, s)| s.seen == self.objects).map(|(k, _)| k).collect();
             schema.insert("properties".into(), Value::Object(properties));
             if !required.is_empty() {
                 schema.insert("required".into(), json!(required));

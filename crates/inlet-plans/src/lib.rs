@@ -27,7 +27,7 @@ use jsonschema::Validator;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use infer::{Inferred, infer};
+pub use infer::{Drafter, Inferred, infer};
 pub use violation::{MAX_VIOLATIONS, Violation};
 
 /// What the gateway does with an event that breaks its source's plan.
@@ -143,7 +143,8 @@ impl TrackingPlan {
         let compile = |part: String, schema: &Value| {
             compile_schema(schema).map_err(|reason| PlanError::Schema { file: file.to_owned(), part, reason })
         };
-        let optional = |part: &str, schema: &Option<Value>| schema.as_ref().map(|s| compile(part.to_owned(), s)).transpose();
+        let optional =
+            |part: &str, schema: &Option<Value>| schema.as_ref().map(|s| compile(part.to_owned(), s)).transpose();
         let mut events = HashMap::with_capacity(plan.events.len());
         for (name, schema) in &plan.events {
             events.insert(name.clone(), compile(format!("event {name:?}"), schema)?);

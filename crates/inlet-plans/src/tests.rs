@@ -131,7 +131,8 @@ fn plan_without_others() -> TrackingPlan {
 #[test]
 fn violations_per_event_are_capped_and_messages_cut() {
     let plan = plan(json!({"events": {"Wide": {"type": "object", "additionalProperties": {"type": "integer"}}}}));
-    let properties: serde_json::Map<String, Value> = (0..50).map(|i| (format!("p{i}"), json!("x".repeat(500)))).collect();
+    let properties: serde_json::Map<String, Value> =
+        (0..50).map(|i| (format!("p{i}"), json!("x".repeat(500)))).collect();
     let found = plan.check(Call::Track { event: "Wide" }, Some(&Value::Object(properties)));
     assert_eq!(found.len(), MAX_VIOLATIONS);
     assert!(found.iter().all(|v| v.message.chars().count() <= 201), "{:?}", found[0].message);

@@ -9,11 +9,11 @@ firsts AS (
   JOIN repeated d ON d.source = r.source AND d.message_id = r.message_id
 )
 SELECT source, message_id, type, event, name, raw_key, is_user, user_id, anonymous_id, previous_id,
-  event_time, received_at, path, traits
+  event_time, received_at, path, traits, violations
 FROM day_read r
 WHERE NOT EXISTS (SELECT 1 FROM repeated d WHERE d.source = r.source AND d.message_id = r.message_id)
 UNION ALL
 SELECT source, message_id, type, event, name, raw_key, is_user, user_id, anonymous_id, previous_id,
-  event_time, received_at, path, traits
+  event_time, received_at, path, traits, violations
 FROM firsts
 WHERE copy_number = 1

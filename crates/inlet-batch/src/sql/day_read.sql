@@ -8,7 +8,7 @@ SELECT source, message_id, type, event, name, COALESCE(user_id, anonymous_id) AS
   user_id IS NOT NULL AS is_user, user_id, anonymous_id, previous_id, event_time, received_at,
   CASE WHEN type = 'page'
     THEN COALESCE(context_page_path, json_text(properties, 'path'), '(not set)') END AS path,
-  CASE WHEN type = 'identify' THEN traits END AS traits
+  CASE WHEN type = 'identify' THEN traits END AS traits, violations
 FROM (
   SELECT *,
     CASE WHEN "timestamp" > received_at + INTERVAL '1 day' OR "timestamp" < $min_time

@@ -15,7 +15,7 @@
 //! ## Tables
 //! - `{schema}`: the metrics tables, as both engines publish them.
 //! - `{schema}_state`: the state, as tables (the DataFusion engine keeps it in the lake): day
-//!   summaries `day_keys`, `day_pages`, `day_calls`, `day_sessions`, `day_traits`, `day_links`
+//!   summaries `day_keys`, `day_pages`, `day_calls`, `day_sessions`, `day_traits`, `day_links`, `day_violations`
 //!   (a slice per day); merged `keys`, `links`; derived `identity_map`, `first_seen` and their
 //!   `previous_` copies; `offsets` (0..30); and the bookkeeping the lake's manifest holds for
 //!   the other engine: `lake_days` (each summarised day's lake fingerprint), `pending` (key dates
@@ -147,6 +147,17 @@ const STATE_TABLES: &[(&str, &[(&str, Column)])] = &[
         ],
     ),
     (
+        "day_violations",
+        &[
+            ("day", Column::Date),
+            ("source", Column::Id),
+            ("event", Column::Text),
+            ("property", Column::Text),
+            ("kind", Column::Id),
+            ("events", Column::Big),
+        ],
+    ),
+    (
         "day_links",
         &[
             ("day", Column::Date),
@@ -188,16 +199,18 @@ const EVENTS: &[(&str, Column)] = &[
     ("context_page_path", Column::Text),
     ("properties", Column::Text),
     ("traits", Column::Text),
+    ("violations", Column::Text),
 ];
 
 /// The day summaries: table, query. Each query's columns follow the table's `day`.
-const DAY_SUMMARIES: [(&str, Query); 6] = [
+const DAY_SUMMARIES: [(&str, Query); 7] = [
     ("day_keys", sql::DAY_KEYS),
     ("day_pages", sql::DAY_PAGES),
     ("day_calls", sql::DAY_CALLS),
     ("day_sessions", sql::DAY_SESSIONS),
     ("day_traits", sql::DAY_TRAITS),
     ("day_links", sql::DAY_LINKS),
+    ("day_violations", sql::DAY_VIOLATIONS),
 ];
 
 /// Rows per `INSERT … VALUES` of the bookkeeping.
@@ -298,6 +311,8 @@ impl WarehouseEngine {
             }
             _ => {
                 statements.push(create_table(&format!("{state}.events"), EVENTS, dialect));
+                // A copy made before the lake had the column.
+                statements.push(format!("ALTER TABLE {state}.events ADD COLUMN IF NOT EXISTS violations TEXT"));
                 statements.push(format!("CREATE INDEX IF NOT EXISTS events_hours ON {state}.events (dt, hour)"));
             }
         }

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 
 mod http;
 
-pub use http::{page_routes, operator_routes};
+pub use http::{operator_routes, page_routes};
 
 /// Events kept per source for a viewer who opens the page.
 pub const RECENT_EVENTS: usize = 500;
@@ -136,7 +136,8 @@ impl Debugger {
     /// to live viewers.
     pub fn tap(&self, source: &str, events: impl IntoIterator<Item = (u64, Box<str>)>) {
         let Some(tap) = self.sources.get(source) else { return };
-        let events: Vec<Arc<Tapped>> = events.into_iter().map(|(lsn, record)| Arc::new(Tapped { lsn, record })).collect();
+        let events: Vec<Arc<Tapped>> =
+            events.into_iter().map(|(lsn, record)| Arc::new(Tapped { lsn, record })).collect();
         {
             let mut recent = tap.recent.lock().unwrap_or_else(PoisonError::into_inner);
             for event in &events {
@@ -155,7 +156,9 @@ impl Debugger {
     }
 
     pub fn record_rejection(&self, source: &str, reason: RejectReason) {
-        if let (Some(tap), Some(index)) = (self.sources.get(source), RejectReason::ALL.iter().position(|r| *r == reason)) {
+        if let (Some(tap), Some(index)) =
+            (self.sources.get(source), RejectReason::ALL.iter().position(|r| *r == reason))
+        {
             tap.rejected[index].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -302,7 +305,8 @@ mod tests {
     #[test]
     fn viewers_are_limited_and_their_slots_come_back() {
         let debugger = Debugger::new(["web"].into_iter());
-        let watches: Vec<Watch> = (0..MAX_VIEWERS).map(|_| debugger.watch("web").expect("known").expect("slot")).collect();
+        let watches: Vec<Watch> =
+            (0..MAX_VIEWERS).map(|_| debugger.watch("web").expect("known").expect("slot")).collect();
         assert!(debugger.watch("web").expect("known").is_err());
         drop(watches);
         assert!(debugger.watch("web").expect("known").is_ok());

@@ -242,13 +242,15 @@ function select(entry) {
   for (const tr of $('events').tBodies[0].rows) tr.setAttribute('aria-selected', String(Number(tr.dataset.lsn) === entry.lsn));
 }
 
-function sparkline(values) {
+function sparkline(counts) {
+  // One interval is drawn as a flat line.
+  const values = counts.length === 1 ? [counts[0], counts[0]] : counts;
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('class', 'spark');
   svg.setAttribute('viewBox', '0 0 120 24');
   svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', `accepted per interval: ${values.join(', ')}`);
+  svg.setAttribute('aria-label', `accepted per interval: ${counts.join(', ')}`);
   const max = Math.max(1, ...values);
   const step = values.length > 1 ? 120 / (values.length - 1) : 0;
   const line = document.createElementNS(ns, 'polyline');
@@ -275,7 +277,7 @@ function showRates(rates) {
     const sum = window.reduce((a, b) => a + b, 0);
     return (sum / (window.length * interval)).toFixed(1);
   };
-  const both = (values) => `${perSecond(values, 60 / interval)} · ${perSecond(values, 300 / interval)}`;
+  const both = (values) => (values.length ? `${perSecond(values, 60 / interval)} · ${perSecond(values, 300 / interval)}` : '…');
   const rows = state.sources.map((source) => {
     const r = rates.sources[source.name];
     const tr = document.createElement('tr');
@@ -291,6 +293,7 @@ function showRates(rates) {
     return tr;
   });
   $('rates').tBodies[0].replaceChildren(...rows);
+  $('rates').dataset.intervals = String(rates.ends.length);
 }
 
 function togglePause() {
