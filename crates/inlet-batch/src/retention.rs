@@ -1,4 +1,4 @@
-//! Retention: lake event files and dead letters older than their configured age are deleted
+//! Retention: lake event files, dead letters and blocked events older than their configured age are deleted
 //! (`inlet-batch retention`, which the Airflow DAG runs daily). Ages are counted in whole UTC
 //! days of the partition (`dt=`): with `events_days = 400`, on 2026-12-05 every `dt` before
 //! 2025-10-31 goes. The metrics tables keep their rows for those days: the aggregates were
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use inlet_lake::LakeStore;
-use inlet_lake::layout::EVENTS_PREFIX;
+use inlet_lake::layout::{BLOCKED_PREFIX, EVENTS_PREFIX};
 use inlet_lake::store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ pub struct RetentionConfig {
     /// Days of events kept in the lake, for every source not listed in `events_days_by_source`.
     pub events_days: Option<u32>,
     pub events_days_by_source: BTreeMap<String, u32>,
-    /// Days of dead letters kept (every destination).
+    /// Days of dead letters kept (every destination, and the events tracking plans blocked).
     pub dead_letters_days: Option<u32>,
 }
 
@@ -51,8 +51,11 @@ pub async fn expire(
         }
     }
     if let Some(days) = config.dead_letters_days {
-        for destination_folder in store.list_folders(&format!("{DEAD_LETTERS_PREFIX}/")).await? {
-            expire_days(store, &destination_folder, today, days, dry_run, &mut report).await?;
+        // A tracking plan's blocked events are its dead letters.
+        for prefix in [DEAD_LETTERS_PREFIX, BLOCKED_PREFIX] {
+            for folder in store.list_folders(&format!("{prefix}/")).await? {
+                expire_days(store, &folder, today, days, dry_run, &mut report).await?;
+            }
         }
     }
     Ok(report)
@@ -102,6 +105,7 @@ mod tests {
             "events/source=app/dt=2026-11-01/hour=00/a.parquet",
             "dead-letters/destination=amp/dt=2026-11-20/x.jsonl",
             "dead-letters/destination=amp/dt=2026-12-01/x.jsonl",
+            "blocked/source=web/dt=2026-11-20/hour=00/b.parquet",
         ];
         for key in keys {
             store.put(key, Bytes::from_static(b"x")).await.expect("put");
@@ -113,12 +117,16 @@ mod tests {
         };
         let today = NaiveDate::from_ymd_opt(2026, 12, 5).expect("day");
         let planned = expire(&store, &config, today, true).await.expect("dry run");
-        assert_eq!(planned.files_deleted, 2);
-        assert_eq!(store.list("").await.expect("list").len(), 5, "a dry run deletes nothing");
+        assert_eq!(planned.files_deleted, 3);
+        assert_eq!(store.list("").await.expect("list").len(), 6, "a dry run deletes nothing");
         let report = expire(&store, &config, today, false).await.expect("expire");
         assert_eq!(
             report.folders,
-            vec!["events/source=web/dt=2026-11-01", "dead-letters/destination=amp/dt=2026-11-20"]
+            vec![
+                "events/source=web/dt=2026-11-01",
+                "dead-letters/destination=amp/dt=2026-11-20",
+                "blocked/source=web/dt=2026-11-20"
+            ]
         );
         assert_eq!(store.list("").await.expect("list"), [keys[4], keys[2], keys[1]]);
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use inlet_plans::{Call, Mode, TrackingPlan, Violation};
-use inlet_segment::{Event, MessageType, PlanVerdict, Scalar, object_members, scalar};
+use inlet_segment::{Event, MessageType, PlanVerdict, Scalar, scalar};
 use serde_json::Value;
 
 use crate::config::SourceConfig;
@@ -70,23 +70,22 @@ impl SourcePlans {
 }
 
 fn check_event(plan: &SourcePlan, event: &Event) -> Option<Verdict> {
-    // The normaliser wrote the JSON, so it is UTF-8 and an object; otherwise nothing to check.
-    let message = std::str::from_utf8(&event.json).ok().and_then(object_members)?;
-    let (call, field) = match event.message_type {
+    let members = &event.members;
+    let (call, payload) = match event.message_type {
         MessageType::Track => {
-            let name = match message.get("event").map(scalar) {
+            let name = match event.member_text(&members.event).map(scalar) {
                 Some(Scalar::String(name)) => name,
                 _ => "".into(),
             };
-            return check_call(plan, CallOf::Track(&name), message.get("properties"));
+            return check_call(plan, CallOf::Track(&name), event.member_text(&members.properties));
         }
-        MessageType::Identify => (CallOf::Other(Call::Identify, "(identify)"), "traits"),
-        MessageType::Group => (CallOf::Other(Call::Group, "(group)"), "traits"),
-        MessageType::Page => (CallOf::Other(Call::Page, "(page)"), "properties"),
-        MessageType::Screen => (CallOf::Other(Call::Screen, "(screen)"), "properties"),
+        MessageType::Identify => (CallOf::Other(Call::Identify, "(identify)"), &members.traits),
+        MessageType::Group => (CallOf::Other(Call::Group, "(group)"), &members.traits),
+        MessageType::Page => (CallOf::Other(Call::Page, "(page)"), &members.properties),
+        MessageType::Screen => (CallOf::Other(Call::Screen, "(screen)"), &members.properties),
         MessageType::Alias => return None,
     };
-    check_call(plan, call, message.get(field))
+    check_call(plan, call, event.member_text(payload))
 }
 
 enum CallOf<'a> {
@@ -95,21 +94,26 @@ enum CallOf<'a> {
 }
 
 fn check_call(plan: &SourcePlan, call: CallOf<'_>, payload: Option<&str>) -> Option<Verdict> {
+    let (call, label) = match call {
+        CallOf::Track(name) => (Call::Track { event: name }, None),
+        CallOf::Other(call, label) => (call, Some(label)),
+    };
+    if !plan.plan.checks(call) {
+        return None;
+    }
     // A payload that is not an object is checked as what it is: a schema with `type: object`
     // reports it.
     let payload: Option<Value> =
         payload.and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
-    let (call, checked) = match call {
-        CallOf::Track(name) => {
-            let planned = plan.plan.is_planned(name);
-            (Call::Track { event: name }, if planned { name.to_owned() } else { "(unplanned)".to_owned() })
-        }
-        CallOf::Other(call, label) => (call, label.to_owned()),
-    };
     let violations = plan.plan.check(call, payload.as_ref());
     if violations.is_empty() {
         return None;
     }
+    let checked = match (call, label) {
+        (_, Some(label)) => label.to_owned(),
+        (Call::Track { event }, None) if plan.plan.is_planned(event) => event.to_owned(),
+        _ => "(unplanned)".to_owned(),
+    };
     let json = serde_json::to_string(&violations).expect("violations serialise");
     Some(Verdict { mode: plan.mode, checked, violations, json })
 }

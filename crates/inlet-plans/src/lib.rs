@@ -190,6 +190,18 @@ impl TrackingPlan {
         violations
     }
 
+    /// Whether checking `call` can find anything (it has a schema, or is an unplanned event the
+    /// plan refuses): callers skip reading the payload when not.
+    pub fn checks(&self, call: Call<'_>) -> bool {
+        match call {
+            Call::Track { event } => !self.allow_unplanned_events || self.events.contains_key(event),
+            Call::Identify => self.identify.is_some(),
+            Call::Group => self.group.is_some(),
+            Call::Page => self.page.is_some(),
+            Call::Screen => self.screen.is_some(),
+        }
+    }
+
     pub fn is_planned(&self, event: &str) -> bool {
         self.events.contains_key(event)
     }

@@ -21,7 +21,7 @@ mod time;
 
 pub use ip_policy::IpPolicy;
 pub use message_type::MessageType;
-pub use normalise::{BatchDefaults, Event, Normaliser, RequestMeta, SERVER_FIELDS_ALLOWANCE};
+pub use normalise::{BatchDefaults, CheckedMembers, Event, Normaliser, RequestMeta, SERVER_FIELDS_ALLOWANCE};
 pub use payload::{Limits, ParsedBody, RouteKind, parse_body};
 pub use raw_json::{
     MAX_MESSAGE_DEPTH, Member, Nested, ObjectWriter, RawObject, Scalar, is_null, is_object, object_members,

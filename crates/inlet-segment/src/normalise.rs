@@ -59,6 +59,24 @@ pub struct Event {
     /// The ids as stored (suppression is decided on them).
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
+    /// Where in `json` the values of `event`, `properties` and `traits` are, when present: what a
+    /// tracking plan checks, found without reading the stored JSON again.
+    pub members: CheckedMembers,
+}
+
+/// Byte ranges of values in [`Event::json`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedMembers {
+    pub event: Option<std::ops::Range<usize>>,
+    pub properties: Option<std::ops::Range<usize>>,
+    pub traits: Option<std::ops::Range<usize>>,
+}
+
+impl Event {
+    /// The JSON text of a value [`CheckedMembers`] located.
+    pub fn member_text(&self, range: &Option<std::ops::Range<usize>>) -> Option<&str> {
+        range.as_ref().and_then(|r| self.json.get(r.clone())).and_then(|bytes| std::str::from_utf8(bytes).ok())
+    }
 }
 
 impl Event {
@@ -177,13 +195,20 @@ impl Normaliser {
 
         let mut json = Vec::with_capacity(text.len() + 256);
         let mut out = ObjectWriter::new(&mut json);
+        let mut members = CheckedMembers::default();
         for member in &message.members {
             let key = member.key.as_ref();
             let skipped = REWRITTEN_FIELDS.contains(&key)
                 || (key == "properties" && properties.is_none())
                 || (key == "traits" && traits.is_none());
             if !skipped {
-                out.member(member);
+                let range = out.member(member);
+                match key {
+                    "event" => members.event = Some(range),
+                    "properties" => members.properties = Some(range),
+                    "traits" => members.traits = Some(range),
+                    _ => {}
+                }
             }
         }
         out.string("type", message_type.as_str());
@@ -225,7 +250,7 @@ impl Normaliser {
                 ),
             ));
         }
-        Ok(Event { message_id, message_type, json, user_id, anonymous_id })
+        Ok(Event { message_id, message_type, json, user_id, anonymous_id, members })
     }
 }
 

@@ -230,12 +230,14 @@ impl<'o> ObjectWriter<'o> {
         self.empty = false;
     }
 
-    /// A member of another object, copied as written.
-    pub fn member(&mut self, member: &Member<'_>) {
+    /// A member of another object, copied as written. Returns where its value is in the output.
+    pub fn member(&mut self, member: &Member<'_>) -> std::ops::Range<usize> {
         self.separate();
         self.out.extend_from_slice(member.quoted_key.as_bytes());
         self.out.push(b':');
+        let start = self.out.len();
         self.out.extend_from_slice(member.value.as_bytes());
+        start..self.out.len()
     }
 
     /// A timestamp, as [`crate::format_timestamp`] writes it.
