@@ -265,7 +265,8 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
     let mut records = FramedRecords::with_capacity(parsed.items.len(), body.len());
     let mut keys = Vec::with_capacity(parsed.items.len());
     let mut errors = Vec::new();
-    let planned = state.plans.get(&source).is_some();
+    // Looked up once per request, not per event.
+    let plan = state.plans.get(&source);
     let mut verdicts = Vec::new();
     for (index, item) in parsed.items.iter().enumerate() {
         match state.normaliser.normalise(item, parsed.forced_type, &parsed.defaults, &meta) {
@@ -273,7 +274,7 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
                 suppressed += 1;
             }
             Ok(event) => {
-                let verdict = state.plans.check(&source, &event).flatten();
+                let verdict = plan.and_then(|plan| plan.check(&event));
                 keys.push(state.dedupe.key(&source, &event.message_id));
                 records.push_with(|out| {
                     encode_checked_event_into(out, &source, &event, verdict.as_ref().map(Verdict::stored));
@@ -296,7 +297,7 @@ fn prepare(state: &AppState, request: Request, reservation: &mut Reservation) ->
             }
         }
     }
-    Ok(PreparedRequest { source, records, keys, suppressed, planned, verdicts, errors })
+    Ok(PreparedRequest { source, records, keys, suppressed, planned: plan.is_some(), verdicts, errors })
 }
 
 /// Drops duplicates, appends the rest durably, then remembers their ids.

@@ -453,15 +453,10 @@ async fn infer_plan(
                 continue;
             }
             let name = event.get("event").and_then(|e| e.as_str()).unwrap_or("");
-            let (call, field) = match event.get("type").and_then(|t| t.as_str()) {
-                Some("track") => (Call::Track { event: name }, "properties"),
-                Some("identify") => (Call::Identify, "traits"),
-                Some("group") => (Call::Group, "traits"),
-                Some("page") => (Call::Page, "properties"),
-                Some("screen") => (Call::Screen, "properties"),
-                _ => continue,
+            let Some(call) = Call::of(event.get("type").and_then(|t| t.as_str()).unwrap_or(""), name) else {
+                continue;
             };
-            drafter.observe(call, event.get(field));
+            drafter.observe(call, event.get(if call.checks_traits() { "traits" } else { "properties" }));
         }
     }
     let inferred = drafter.finish();

@@ -4,13 +4,13 @@
 //! `inlet_segment::stored`): the lake writer puts it in the `violations` column (or the whole
 //! event in `blocked/`), the destinations skip blocked events and forward flagged ones'
 //! violations. Events are checked after normalisation and suppression, before deduplication, on
-//! the request's thread; a source without a plan costs one map lookup.
+//! the request's thread; a source without a plan costs one map lookup per request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use inlet_plans::{Call, Mode, TrackingPlan, Violation};
-use inlet_segment::{Event, MessageType, PlanVerdict, Scalar, scalar};
+use inlet_segment::{Event, PlanVerdict, Scalar, scalar};
 use serde_json::Value;
 
 use crate::config::SourceConfig;
@@ -60,60 +60,35 @@ impl SourcePlans {
     pub fn get(&self, source: &str) -> Option<&SourcePlan> {
         self.by_source.get(source)
     }
-
-    /// Checks one event of `source`: `None` when the source has no plan, `Some(None)` when the
-    /// event is valid, the verdict otherwise.
-    pub fn check(&self, source: &str, event: &Event) -> Option<Option<Verdict>> {
-        let plan = self.by_source.get(source)?;
-        Some(check_event(plan, event))
-    }
 }
 
-fn check_event(plan: &SourcePlan, event: &Event) -> Option<Verdict> {
-    let members = &event.members;
-    let (call, payload) = match event.message_type {
-        MessageType::Track => {
-            let name = match event.member_text(&members.event).map(scalar) {
-                Some(Scalar::String(name)) => name,
-                _ => "".into(),
-            };
-            return check_call(plan, CallOf::Track(&name), event.member_text(&members.properties));
+impl SourcePlan {
+    /// Checks one stored event: `None` when it is valid (or its call type is not checked).
+    pub fn check(&self, event: &Event) -> Option<Verdict> {
+        let members = &event.members;
+        let name = match event.member_text(&members.event).map(scalar) {
+            Some(Scalar::String(name)) => name,
+            _ => "".into(),
+        };
+        let call = Call::of(event.message_type.as_str(), &name)?;
+        if !self.plan.checks(call) {
+            return None;
         }
-        MessageType::Identify => (CallOf::Other(Call::Identify, "(identify)"), &members.traits),
-        MessageType::Group => (CallOf::Other(Call::Group, "(group)"), &members.traits),
-        MessageType::Page => (CallOf::Other(Call::Page, "(page)"), &members.properties),
-        MessageType::Screen => (CallOf::Other(Call::Screen, "(screen)"), &members.properties),
-        MessageType::Alias => return None,
-    };
-    check_call(plan, call, event.member_text(payload))
-}
-
-enum CallOf<'a> {
-    Track(&'a str),
-    Other(Call<'static>, &'static str),
-}
-
-fn check_call(plan: &SourcePlan, call: CallOf<'_>, payload: Option<&str>) -> Option<Verdict> {
-    let (call, label) = match call {
-        CallOf::Track(name) => (Call::Track { event: name }, None),
-        CallOf::Other(call, label) => (call, Some(label)),
-    };
-    if !plan.plan.checks(call) {
-        return None;
+        let payload = if call.checks_traits() { &members.traits } else { &members.properties };
+        // A payload that is not an object is checked as what it is: a schema with `type: object`
+        // reports it.
+        let payload: Option<Value> =
+            event.member_text(payload).and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
+        let violations = self.plan.check(call, payload.as_ref());
+        if violations.is_empty() {
+            return None;
+        }
+        let checked = match call {
+            Call::Track { event } if self.plan.is_planned(event) => event.to_owned(),
+            Call::Track { .. } => "(unplanned)".to_owned(),
+            _ => format!("({})", event.message_type.as_str()),
+        };
+        let json = serde_json::to_string(&violations).expect("violations serialise");
+        Some(Verdict { mode: self.mode, checked, violations, json })
     }
-    // A payload that is not an object is checked as what it is: a schema with `type: object`
-    // reports it.
-    let payload: Option<Value> =
-        payload.and_then(|raw| serde_json::from_str(raw).ok()).filter(|v: &Value| !v.is_null());
-    let violations = plan.plan.check(call, payload.as_ref());
-    if violations.is_empty() {
-        return None;
-    }
-    let checked = match (call, label) {
-        (_, Some(label)) => label.to_owned(),
-        (Call::Track { event }, None) if plan.plan.is_planned(event) => event.to_owned(),
-        _ => "(unplanned)".to_owned(),
-    };
-    let json = serde_json::to_string(&violations).expect("violations serialise");
-    Some(Verdict { mode: plan.mode, checked, violations, json })
 }

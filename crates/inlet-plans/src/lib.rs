@@ -112,6 +112,27 @@ pub enum Call<'a> {
     Screen,
 }
 
+impl<'a> Call<'a> {
+    /// The call a message of Segment `type` `message_type` is (`event`: a track call's name);
+    /// `None` for `alias`, which no plan checks, and unknown types.
+    pub fn of(message_type: &str, event: &'a str) -> Option<Call<'a>> {
+        Some(match message_type {
+            "track" => Call::Track { event },
+            "identify" => Call::Identify,
+            "group" => Call::Group,
+            "page" => Call::Page,
+            "screen" => Call::Screen,
+            _ => return None,
+        })
+    }
+
+    /// Whether the checked object is the message's `traits` (identify, group) rather than its
+    /// `properties`.
+    pub fn checks_traits(self) -> bool {
+        matches!(self, Call::Identify | Call::Group)
+    }
+}
+
 /// A plan with every schema compiled.
 #[derive(Debug)]
 pub struct TrackingPlan {
