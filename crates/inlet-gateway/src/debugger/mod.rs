@@ -163,10 +163,6 @@ impl Debugger {
         }
     }
 
-    pub fn source_names(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(|s| &**s)
-    }
-
     /// The kept events of `source`, oldest first, and a live subscription starting after them;
     /// `None` for an unknown source. Errors when every viewer slot is taken.
     pub fn watch(&self, source: &str) -> Option<Result<Watch, ()>> {
