@@ -10,6 +10,17 @@
 //! context and properties; `session_id` from `integrations["Actions Amplitude"].session_id`
 //! when analytics.js's Amplitude plugin set it.
 //!
+//! `group` and `alias` (Segment's Amplitude (Actions) "Group Identify User" and Amplitude's own
+//! APIs): a `group` call associates the user with the group through the Identify API
+//! (`identification` with `groups: {group_type: groupId}`, so Amplitude puts the user's later
+//! events in the group) and sets the group's traits through the Group Identify API
+//! (`group_properties.$set`); `group_type` is a destination setting. Any call with
+//! `context.groupId` (Segment's common field for B2B attribution) carries `groups` on the event
+//! itself. `alias` maps `previousId` to `userId` through the User Mapping API
+//! (`{user_id: previousId, global_user_id: userId}`; it needs Amplitude's Portfolio add-on, so
+//! `alias` is not among the default types). The three APIs are form-encoded, each with its own
+//! limits ([`limits`]); repeats are harmless (they set the same values again).
+//!
 //! Ids: a blocked value (Amplitude's list: `null`, `undefined`, `0`, …) is dropped from its
 //! field, so the event still counts under the other id; an id shorter than `min_id_length` is
 //! dropped the same way. An event left with neither id cannot be valid and is dead-lettered
@@ -24,13 +35,33 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::retry::RetryPolicy;
-use crate::vendor::{Mapped, Outcome, Payload, Request, RequestLimits, at, text};
+use crate::vendor::{Api, Mapped, Outcome, Payload, Request, RequestLimits, at, text};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api2.amplitude.com/2/httpapi";
+/// The User Mapping API lives on another host than event ingestion.
+pub const DEFAULT_USER_MAPPING_ENDPOINT: &str = "https://api.amplitude.com/usermap";
+/// The group type a `group` call's `groupId` is a value of, unless configured.
+pub const DEFAULT_GROUP_TYPE: &str = "group";
 /// Under 1 MB and at most 2,000 events per request (`/2/httpapi`; `/batch` allows more bytes).
 pub const LIMITS: RequestLimits = RequestLimits { max_events: 2000, max_bytes: 1_000_000 };
+/// Group Identify: at most 1,024 group identifies and 1 MB per request. The Identify API
+/// documents no count; the same bound is kept.
+const IDENTIFY_LIMITS: RequestLimits = RequestLimits { max_events: 1024, max_bytes: 1_000_000 };
+/// User Mapping: at most 2,000 mappings and 1 MB per request.
+const USER_MAPPING_LIMITS: RequestLimits = RequestLimits { max_events: 2000, max_bytes: 1_000_000 };
 /// How long Amplitude asks throttled events to wait (30 s on `/2/httpapi`).
 const THROTTLE_HOLD: Duration = Duration::from_secs(30);
+/// The Identify, Group Identify and User Mapping APIs ask for 15 s.
+const FORM_API_THROTTLE_HOLD: Duration = Duration::from_secs(15);
+
+/// Most events and bytes one request to `api` may hold.
+pub fn limits(api: Api) -> RequestLimits {
+    match api {
+        Api::Events => LIMITS,
+        Api::Identify | Api::GroupIdentify => IDENTIFY_LIMITS,
+        Api::UserMapping => USER_MAPPING_LIMITS,
+    }
+}
 /// Id values Amplitude refuses (compared case-insensitively), as its HTTP V2 API documents them.
 pub const BLOCKED_IDS: [&str; 14] = [
     "anonymous",
@@ -55,6 +86,8 @@ pub struct Amplitude {
     pub endpoint: String,
     pub min_id_length: usize,
     pub types: Vec<String>,
+    pub group_type: String,
+    pub user_mapping_endpoint: String,
 }
 
 impl Amplitude {
@@ -63,6 +96,9 @@ impl Amplitude {
         let kind = e.get("type").and_then(Value::as_str).unwrap_or_default();
         if !self.types.iter().any(|t| t == kind) {
             return Mapped::Skip;
+        }
+        if kind == "alias" {
+            return self.map_alias(e);
         }
         let user_id = self.usable_id(text(e.get("userId")));
         let device_id = self
@@ -76,6 +112,10 @@ impl Amplitude {
                     self.min_id_length
                 ),
             };
+        }
+        let order_key = device_id.clone().or_else(|| user_id.clone()).unwrap_or_default();
+        if kind == "group" {
+            return self.map_group(e, user_id, device_id, &order_key);
         }
         let name = text(e.get("name"));
         let event_type = match kind {
@@ -121,7 +161,53 @@ impl Amplitude {
         if let Some(session) = at(e, &["integrations", "Actions Amplitude", "session_id"]).and_then(Value::as_i64) {
             out.insert("session_id".into(), json!(session));
         }
-        Mapped::Ready(Payload::new(Value::Object(out), String::new()))
+        if let Some(group) = text(at(e, &["context", "groupId"])) {
+            out.insert("groups".into(), json!({self.group_type.as_str(): group}));
+        }
+        Mapped::Ready(vec![Payload::new(Api::Events, Value::Object(out), String::new(), &order_key)])
+    }
+
+    /// The user joins the group (Identify API); the group gets its traits (Group Identify API).
+    fn map_group(
+        &self,
+        e: &Map<String, Value>,
+        user_id: Option<String>,
+        device_id: Option<String>,
+        order_key: &str,
+    ) -> Mapped {
+        let Some(group) = text(e.get("groupId")) else {
+            return Mapped::Invalid { reason: "missing_fields", detail: "a group call without a groupId".into() };
+        };
+        let mut identification = Map::new();
+        if let Some(id) = user_id {
+            identification.insert("user_id".into(), json!(id));
+        }
+        if let Some(id) = device_id {
+            identification.insert("device_id".into(), json!(id));
+        }
+        identification.insert("groups".into(), json!({self.group_type.as_str(): group}));
+        let mut payloads = vec![Payload::new(Api::Identify, Value::Object(identification), String::new(), order_key)];
+        if let Some(traits) = e.get("traits").and_then(Value::as_object).filter(|t| !t.is_empty()) {
+            let group_identify = json!({
+                "group_type": self.group_type,
+                "group_value": group,
+                "group_properties": {"$set": traits},
+            });
+            payloads.push(Payload::new(Api::GroupIdentify, group_identify, String::new(), order_key));
+        }
+        Mapped::Ready(payloads)
+    }
+
+    /// `previousId` becomes one of `userId`'s ids (User Mapping API).
+    fn map_alias(&self, e: &Map<String, Value>) -> Mapped {
+        let (Some(previous), Some(user)) = (text(e.get("previousId")), text(e.get("userId"))) else {
+            return Mapped::Invalid {
+                reason: "missing_fields",
+                detail: "an alias call needs previousId and userId".into(),
+            };
+        };
+        let mapping = json!({"user_id": previous, "global_user_id": user});
+        Mapped::Ready(vec![Payload::new(Api::UserMapping, mapping, String::new(), &previous)])
     }
 
     fn usable_id(&self, id: Option<String>) -> Option<String> {
@@ -165,18 +251,41 @@ impl Amplitude {
         }
     }
 
+    /// One request of payloads to the same API.
     pub fn request(&self, payloads: &[&Payload]) -> Request {
-        let events: Vec<&Value> = payloads.iter().map(|p| &p.body).collect();
-        let body = json!({
-            "api_key": self.api_key,
-            "events": events,
-            "options": {"min_id_length": self.min_id_length},
-        });
-        Request {
-            url: self.endpoint.clone(),
-            content_type: "application/json",
-            body: serde_json::to_vec(&body).expect("a JSON value serialises"),
-        }
+        let items: Vec<&Value> = payloads.iter().map(|p| &p.body).collect();
+        let (url, field) = match payloads[0].api {
+            Api::Events => {
+                let body = json!({
+                    "api_key": self.api_key,
+                    "events": items,
+                    "options": {"min_id_length": self.min_id_length},
+                });
+                return Request {
+                    url: self.endpoint.clone(),
+                    content_type: "application/json",
+                    body: serde_json::to_vec(&body).expect("a JSON value serialises"),
+                };
+            }
+            Api::Identify => (self.sibling_endpoint("/identify"), "identification"),
+            Api::GroupIdentify => (self.sibling_endpoint("/groupidentify"), "identification"),
+            Api::UserMapping => (self.user_mapping_endpoint.clone(), "mapping"),
+        };
+        let items = serde_json::to_string(&items).expect("a JSON value serialises");
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("api_key", &self.api_key)
+            .append_pair(field, &items)
+            .finish();
+        Request { url, content_type: "application/x-www-form-urlencoded", body: body.into_bytes() }
+    }
+
+    /// `/identify` and `/groupidentify` on the host (and region) of the configured events
+    /// endpoint.
+    fn sibling_endpoint(&self, path: &str) -> String {
+        let mut url = reqwest::Url::parse(&self.endpoint).expect("validated at configuration");
+        url.set_path(path);
+        url.set_query(None);
+        url.into()
     }
 }
 
@@ -213,10 +322,14 @@ struct ErrorBody {
 /// Per event: 200 delivered; 400 dead-letters exactly the events it names and resends the
 /// rest (a 400 naming none refuses the whole request); 413 splits; 429 holds the throttled
 /// events (30 s or `Retry-After`) and resends the rest at once; retriable statuses retry;
-/// anything else is dead-lettered.
-pub fn interpret(status: StatusCode, headers: &HeaderMap, body: &str, events: usize) -> Vec<Outcome> {
+/// anything else is dead-lettered. The form APIs name no events: a 400 refuses the request
+/// and a 429 holds all of it (15 s).
+pub fn interpret(api: Api, status: StatusCode, headers: &HeaderMap, body: &str, events: usize) -> Vec<Outcome> {
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let retry_after = crate::retry::retry_after(headers, chrono::Utc::now());
+    if api != Api::Events && status == StatusCode::TOO_MANY_REQUESTS {
+        return vec![Outcome::Hold(retry_after.unwrap_or(FORM_API_THROTTLE_HOLD)); events];
+    }
     match status.as_u16() {
         200..=299 => vec![Outcome::Delivered; events],
         400 => {
@@ -258,8 +371,23 @@ pub fn interpret(status: StatusCode, headers: &HeaderMap, body: &str, events: us
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_blocked_ids_are_those_the_receiver_refuses() {
-        assert_eq!(super::BLOCKED_IDS, inlet_receivers::amplitude::BLOCKED_IDS);
+        assert_eq!(BLOCKED_IDS, inlet_receivers::amplitude::BLOCKED_IDS);
+    }
+
+    #[test]
+    fn the_form_apis_hold_a_whole_throttled_request_for_15_seconds() {
+        let headers = HeaderMap::new();
+        for api in [Api::Identify, Api::GroupIdentify, Api::UserMapping] {
+            let outcomes = interpret(api, StatusCode::TOO_MANY_REQUESTS, &headers, "too many", 3);
+            assert_eq!(outcomes, vec![Outcome::Hold(FORM_API_THROTTLE_HOLD); 3]);
+            let outcomes = interpret(api, StatusCode::BAD_REQUEST, &headers, "invalid mapping", 2);
+            assert_eq!(outcomes, vec![Outcome::DeadLetter { reason: "rejected" }; 2]);
+        }
+        let outcomes = interpret(Api::Events, StatusCode::TOO_MANY_REQUESTS, &headers, "{}", 1);
+        assert_eq!(outcomes, vec![Outcome::Hold(THROTTLE_HOLD)]);
     }
 }

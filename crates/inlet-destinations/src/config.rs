@@ -6,6 +6,7 @@ use std::time::Duration;
 use inlet_lake::layout::{SAFE_NAME_RULE, is_safe_name};
 use serde::Deserialize;
 
+use crate::consent::{ConsentConfig, WithoutConsent};
 use crate::retry::RetryPolicy;
 
 // No `deny_unknown_fields` here: serde does not support it with `flatten`. Unknown keys still
@@ -27,6 +28,9 @@ pub struct DestinationConfig {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// The consent categories an event must grant to be sent here (`docs/destinations.md`).
+    #[serde(default)]
+    pub consent: ConsentConfig,
 }
 
 #[derive(Clone, Deserialize, PartialEq)]
@@ -43,6 +47,12 @@ pub enum VendorConfig {
         /// The User Privacy API's URL (EU region, tests). Default: the US one.
         #[serde(default)]
         deletion_endpoint: Option<String>,
+        /// The Amplitude group type a `group` call's `groupId` belongs to (a clinic, a company).
+        #[serde(default = "default_group_type")]
+        group_type: String,
+        /// The User Mapping API's URL, for `alias` (EU region, tests). Default: the US one.
+        #[serde(default)]
+        user_mapping_endpoint: Option<String>,
     },
     Ga4 {
         measurement_id: String,
@@ -71,12 +81,21 @@ impl std::fmt::Debug for VendorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const REDACTED: &str = "<redacted>";
         match self {
-            VendorConfig::Amplitude { min_id_length, secret_key, deletion_endpoint, .. } => f
+            VendorConfig::Amplitude {
+                min_id_length,
+                secret_key,
+                deletion_endpoint,
+                group_type,
+                user_mapping_endpoint,
+                ..
+            } => f
                 .debug_struct("Amplitude")
                 .field("api_key", &REDACTED)
                 .field("min_id_length", min_id_length)
                 .field("secret_key", &secret_key.as_ref().map(|_| REDACTED))
                 .field("deletion_endpoint", deletion_endpoint)
+                .field("group_type", group_type)
+                .field("user_mapping_endpoint", user_mapping_endpoint)
                 .finish(),
             VendorConfig::Ga4 {
                 measurement_id,
@@ -116,6 +135,10 @@ fn default_min_id_length() -> usize {
     5
 }
 
+fn default_group_type() -> String {
+    crate::amplitude::DEFAULT_GROUP_TYPE.to_owned()
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
@@ -129,6 +152,9 @@ pub struct DeliveryConfig {
     pub request_timeout_secs: u64,
     /// Events held in memory for delivery; the rest of the backlog waits in the WAL.
     pub max_in_flight_events: usize,
+    /// Requests in flight at once. One device's or client's events never travel in two
+    /// concurrent requests, so their order is kept.
+    pub max_concurrent_requests: usize,
     /// WAL bytes this destination may keep on disk; beyond it the oldest undelivered events
     /// are moved to the dead letters (reason `backlog_over_budget`) so ingestion never stops.
     pub max_backlog_bytes: u64,
@@ -142,6 +168,7 @@ impl Default for DeliveryConfig {
             backoff_max_secs: 600,
             request_timeout_secs: 30,
             max_in_flight_events: 20_000,
+            max_concurrent_requests: 8,
             max_backlog_bytes: 2 << 30,
         }
     }
@@ -157,12 +184,13 @@ impl DeliveryConfig {
     }
 }
 
-/// The message types a vendor receives unless configured otherwise. Amplitude keeps `group`
-/// and `alias` out (it has separate Group and Usermap APIs); GA4 has no identify call.
+/// The message types a vendor receives unless configured otherwise. Amplitude keeps `alias`
+/// out (its User Mapping API needs the Portfolio add-on; add it to `types` to send it); GA4
+/// has no identify call and no identity merging.
 pub fn default_types(vendor: &VendorConfig) -> Vec<String> {
     let types: &[&str] = match vendor {
-        VendorConfig::Amplitude { .. } => &["track", "page", "screen", "identify"],
-        VendorConfig::Ga4 { .. } => &["track", "page", "screen"],
+        VendorConfig::Amplitude { .. } => &["track", "page", "screen", "identify", "group"],
+        VendorConfig::Ga4 { .. } => &["track", "page", "screen", "group"],
     };
     types.iter().map(|t| (*t).to_owned()).collect()
 }
@@ -195,14 +223,28 @@ impl DestinationConfig {
             return Err(format!("{}: {endpoint:?} is not a URL", at("endpoint")));
         }
         match &self.vendor {
-            VendorConfig::Amplitude { api_key, min_id_length, secret_key, deletion_endpoint } => {
+            VendorConfig::Amplitude {
+                api_key,
+                min_id_length,
+                secret_key,
+                deletion_endpoint,
+                group_type,
+                user_mapping_endpoint,
+            } => {
                 if secret_key.as_deref().is_some_and(str::is_empty) {
                     return Err(format!("{}: must not be empty", at("secret_key")));
                 }
-                if let Some(endpoint) = deletion_endpoint
-                    && reqwest::Url::parse(endpoint).is_err()
+                for (key, endpoint) in
+                    [("deletion_endpoint", deletion_endpoint), ("user_mapping_endpoint", user_mapping_endpoint)]
                 {
-                    return Err(format!("{}: {endpoint:?} is not a URL", at("deletion_endpoint")));
+                    if let Some(endpoint) = endpoint
+                        && reqwest::Url::parse(endpoint).is_err()
+                    {
+                        return Err(format!("{}: {endpoint:?} is not a URL", at(key)));
+                    }
+                }
+                if group_type.trim().is_empty() {
+                    return Err(format!("{}: must not be empty", at("group_type")));
                 }
                 if api_key.is_empty() {
                     return Err(format!("{}: must not be empty", at("api_key")));
@@ -236,10 +278,23 @@ impl DestinationConfig {
             }
         }
         let d = &self.delivery;
-        if d.backoff_base_ms == 0 || d.request_timeout_secs == 0 || d.max_in_flight_events == 0 {
+        if d.backoff_base_ms == 0
+            || d.request_timeout_secs == 0
+            || d.max_in_flight_events == 0
+            || d.max_concurrent_requests == 0
+        {
             return Err(format!(
-                "{}: backoff_base_ms, request_timeout_secs and max_in_flight_events must be positive",
+                "{}: backoff_base_ms, request_timeout_secs, max_in_flight_events and max_concurrent_requests must be positive",
                 at("delivery")
+            ));
+        }
+        if self.consent.categories.iter().any(|c| c.trim().is_empty()) {
+            return Err(format!("{}: a category must not be empty", at("consent.categories")));
+        }
+        if self.consent.categories.is_empty() && self.consent.without_consent == WithoutConsent::Withhold {
+            return Err(format!(
+                "{}: withhold needs consent.categories (which consent the destination requires)",
+                at("consent.without_consent")
             ));
         }
         Ok(())
@@ -264,7 +319,9 @@ mod tests {
                 api_key: "k".into(),
                 min_id_length: 5,
                 secret_key: None,
-                deletion_endpoint: None
+                deletion_endpoint: None,
+                group_type: "group".into(),
+                user_mapping_endpoint: None,
             }
         );
         assert!(amplitude.validate(&["web"]).is_ok());

@@ -191,7 +191,7 @@ pub struct DeletionClient {
 
 impl Default for DeletionClient {
     fn default() -> DeletionClient {
-        DeletionClient { http: http_client(REQUEST_TIMEOUT), token: Mutex::new(None) }
+        DeletionClient { http: http_client(REQUEST_TIMEOUT, 1), token: Mutex::new(None) }
     }
 }
 

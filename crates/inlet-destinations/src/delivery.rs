@@ -8,11 +8,15 @@
 //! - **A restart resumes exactly where delivery was.** Events resolve out of order (a throttled
 //!   event is held while later ones flow), so the positions resolved beyond the cursor are
 //!   saved too, in `{data_dir}/destinations/{name}.json`:
-//!   `{"cursor": N, "resolved": [[from, to), …]}` (replaced atomically: temporary file, fsync,
-//!   rename, directory fsync) after every round that resolved anything, before the WAL cursor
+//!   `{"cursor": N, "resolved": [[from, to), …], "dead_letters": {reason: count}}` (the last
+//!   are the status report's lifetime counts; a file without them reads as zero), replaced
+//!   atomically (temporary file, fsync, rename, directory fsync) after every round that resolved anything, before the WAL cursor
 //!   moves. On start, resolved positions are not sent again. The only repeat left is an event
 //!   whose request succeeded just before a crash, ahead of the save: Amplitude drops it by
-//!   `insert_id`; GA4 has no such key, so it can count twice.
+//!   `insert_id` (its Identify, Group Identify and User Mapping calls set the same values
+//!   again); GA4 has no such key, so it can count twice. Concurrent requests
+//!   (`max_concurrent_requests`) change none of this: positions are saved as they resolve,
+//!   whatever the order.
 //! - **A slow destination holds only itself back.** Each destination has its own task, cursor
 //!   and HTTP client; the lake and ingestion never wait for it. Its backlog (WAL bytes behind
 //!   its cursor) is bounded by `delivery.max_backlog_bytes`: over it, the oldest undelivered
@@ -23,10 +27,10 @@
 //!   four times that ahead of the cursor (which bounds the saved `resolved` list).
 
 use inlet_privacy::Suppressions;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use inlet_segment::{StoredEvent, parse_timestamp};
@@ -38,6 +42,7 @@ use tokio::time::Instant;
 use crate::dead_letters::{DeadLetter, DeadLetterStore};
 use crate::metrics::DestinationMetrics;
 use crate::outbox::{Fate, Outbox, Resolved};
+use crate::status::DestinationStatus;
 
 /// How often an idle destination looks for new records.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -61,21 +66,13 @@ pub enum DeliveryError {
     Task(String),
 }
 
-/// What `/readyz` and operators see of a running destination.
-#[derive(Debug, Default)]
-pub struct DestinationStatus {
-    pub backlog_events: AtomicU64,
-    pub backlog_bytes: AtomicU64,
-    pub over_budget: AtomicBool,
-    /// Why the task stopped, if it did.
-    pub failed: OnceLock<String>,
-}
-
 /// Persisted resolution state; see the module documentation.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SavedState {
     cursor: u64,
     resolved: Vec<(u64, u64)>,
+    #[serde(default)]
+    dead_letters: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -130,6 +127,8 @@ impl Delivery {
         if cursor > wal_cursor {
             parts.wal.confirm(&consumer, cursor).await?;
         }
+        parts.status.set_dead_letters(saved.dead_letters);
+        parts.status.cursor.store(cursor, Ordering::Relaxed);
         tracing::info!(destination = %parts.name, cursor, resolved_ahead = resolved_above.len(), "destination starting");
         Ok(Delivery {
             name: parts.name,
@@ -295,6 +294,7 @@ impl Delivery {
             for letter in &letters {
                 self.metrics.dead_lettered(&letter.reason);
             }
+            self.status.add_dead_letters(letters.iter().map(|l| l.reason.as_str()));
             tracing::warn!(destination = %self.name, events = letters.len(), reason = %letters[0].reason, "events dead-lettered");
         }
         for r in &resolved {
@@ -302,7 +302,11 @@ impl Delivery {
         }
         let cursor = self.outbox.min_key().unwrap_or(self.read_lsn).min(self.read_lsn);
         self.resolved_above = self.resolved_above.split_off(&cursor);
-        let state = SavedState { cursor, resolved: ranges(&self.resolved_above) };
+        let state = SavedState {
+            cursor,
+            resolved: ranges(&self.resolved_above),
+            dead_letters: self.status.report().dead_letters,
+        };
         let path = self.state_path.clone();
         tokio::task::spawn_blocking(move || save_state(&path, &state))
             .await
@@ -326,6 +330,9 @@ impl Delivery {
             .and_then(|e| e.event.get("receivedAt").and_then(serde_json::Value::as_str).and_then(parse_timestamp))
             .map_or(0.0, |received| (chrono::Utc::now() - received).num_milliseconds().max(0) as f64 / 1000.0);
         self.metrics.lag.set(lag);
+        self.status.cursor.store(self.cursor, Ordering::Relaxed);
+        self.status.lag_millis.store((lag * 1000.0) as u64, Ordering::Relaxed);
+        self.status.in_flight.store(self.outbox.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -405,7 +412,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("d").join("amp.json");
         assert_eq!(load_state(&path).expect("missing is empty"), SavedState::default());
-        let state = SavedState { cursor: 7, resolved: vec![(9, 12)] };
+        let state = SavedState {
+            cursor: 7,
+            resolved: vec![(9, 12)],
+            dead_letters: BTreeMap::from([("invalid_ids".to_owned(), 2)]),
+        };
         save_state(&path, &state).expect("saves");
         assert_eq!(load_state(&path).expect("loads"), state);
         std::fs::write(&path, b"{not json").expect("write");

@@ -14,7 +14,10 @@
 //! (trimmed, lowercased, other characters → `_`, ≤ 40). `client_id` ← anonymousId (or userId,
 //! configurable; the other is the fallback); `user_id` ← userId; `timestamp_micros` ←
 //! timestamp; `engagement_time_msec` ← properties (default 1, as Segment); `session_id` when
-//! the client sent one; user properties ← traits (or `context.traits`).
+//! the client sent one; user properties ← traits (or `context.traits`). group → GA4's
+//! recommended `join_group` event with `group_id` ← groupId (the group's traits describe the
+//! group, not the user, so they are not sent as user properties). alias is not sent: GA4 has
+//! no identity merging; it joins a user's devices through `user_id` on their later events.
 //!
 //! What cannot be made valid: a name that is reserved or does not start with a letter, an
 //! event older than 72 hours → dead letters. Parameters beyond 25 and nested values GA4
@@ -30,7 +33,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::ClientIdFrom;
 use crate::retry::RetryPolicy;
-use crate::vendor::{Mapped, Outcome, Payload, Request, RequestLimits, at, text};
+use crate::vendor::{Api, Mapped, Outcome, Payload, Request, RequestLimits, at, text};
 
 pub const DEFAULT_ENDPOINT: &str = "https://www.google-analytics.com/mp/collect";
 /// 25 events and 130,000 bytes per request.
@@ -201,7 +204,7 @@ impl Ga4 {
             return Mapped::Invalid { reason: "too_many_params", detail: "more than 25 parameters".into() };
         }
         let user_id = user_id.filter(|id| id.chars().count() <= 256);
-        let user_properties = user_properties(e);
+        let user_properties = user_properties(e, kind);
         let group = serde_json::to_string(&(&client_id, &user_id, &user_properties)).expect("serialises");
         let mut body = Map::new();
         body.insert("client_id".into(), json!(client_id));
@@ -212,7 +215,7 @@ impl Ga4 {
             body.insert("user_properties".into(), Value::Object(user_properties));
         }
         body.insert("event".into(), event.take());
-        Mapped::Ready(Payload::new(Value::Object(body), group))
+        Mapped::Ready(vec![Payload::new(Api::Events, Value::Object(body), group, &client_id)])
     }
 
     pub fn request(&self, payloads: &[&Payload]) -> Request {
@@ -271,6 +274,13 @@ fn event_and_params(kind: &str, e: &Map<String, Value>) -> Result<(String, Map<S
         "screen" => {
             put("screen_name", e.get("name"));
             "screen_view".to_owned()
+        }
+        "group" => {
+            if text(e.get("groupId")).is_none() {
+                return Err(("missing_fields", "a group call without a groupId".into()));
+            }
+            put("group_id", e.get("groupId"));
+            "join_group".to_owned()
         }
         _ => {
             let event = text(e.get("event")).unwrap_or_default();
@@ -339,8 +349,9 @@ fn items(e: &Map<String, Value>) -> Vec<Value> {
         .collect()
 }
 
-fn user_properties(e: &Map<String, Value>) -> Map<String, Value> {
-    let traits = e.get("traits").or_else(|| at(e, &["context", "traits"])).and_then(Value::as_object);
+fn user_properties(e: &Map<String, Value>, kind: &str) -> Map<String, Value> {
+    let own_traits = if kind == "group" { None } else { e.get("traits") };
+    let traits = own_traits.or_else(|| at(e, &["context", "traits"])).and_then(Value::as_object);
     let mut out = Map::new();
     let Some(traits) = traits else { return out };
     let mut keys: Vec<&String> = traits.keys().collect();

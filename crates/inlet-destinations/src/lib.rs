@@ -13,6 +13,7 @@
 
 pub mod amplitude;
 pub mod config;
+pub mod consent;
 pub mod dead_letters;
 pub mod deletions;
 pub mod delivery;
@@ -21,17 +22,21 @@ pub mod metrics;
 pub mod outbox;
 pub mod replay;
 pub mod retry;
+pub mod status;
 pub mod vendor;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{ClientIdFrom, DeliveryConfig, DestinationConfig, VendorConfig};
+pub use consent::{ConsentConfig, WithoutConsent};
 pub use dead_letters::{DeadLetter, DeadLetterStore};
-pub use delivery::{Delivery, DeliveryParts, DestinationStatus, consumer_name};
+pub use delivery::{Delivery, DeliveryParts, consumer_name};
 pub use metrics::{DestinationMetricFamilies, DestinationMetrics};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxParts};
 pub use replay::{ReplayFrom, ReplayReport, ReplayRequest, replay};
 pub use retry::RetryPolicy;
+pub use status::{DestinationStatus, RecentError, StatusReport};
 pub use vendor::Vendor;
 
 /// A configured destination: its settings and its vendor's mapping.
@@ -45,12 +50,18 @@ impl Destination {
     pub fn new(config: DestinationConfig) -> Destination {
         let types = config.types.clone().unwrap_or_else(|| config::default_types(&config.vendor));
         let vendor = match &config.vendor {
-            VendorConfig::Amplitude { api_key, min_id_length, .. } => Vendor::Amplitude(amplitude::Amplitude {
-                api_key: api_key.clone(),
-                endpoint: config.endpoint.clone().unwrap_or_else(|| amplitude::DEFAULT_ENDPOINT.into()),
-                min_id_length: *min_id_length,
-                types,
-            }),
+            VendorConfig::Amplitude { api_key, min_id_length, group_type, user_mapping_endpoint, .. } => {
+                Vendor::Amplitude(amplitude::Amplitude {
+                    api_key: api_key.clone(),
+                    endpoint: config.endpoint.clone().unwrap_or_else(|| amplitude::DEFAULT_ENDPOINT.into()),
+                    min_id_length: *min_id_length,
+                    types,
+                    group_type: group_type.clone(),
+                    user_mapping_endpoint: user_mapping_endpoint
+                        .clone()
+                        .unwrap_or_else(|| amplitude::DEFAULT_USER_MAPPING_ENDPOINT.into()),
+                })
+            }
             VendorConfig::Ga4 { measurement_id, api_secret, client_id, .. } => Vendor::Ga4(ga4::Ga4 {
                 measurement_id: measurement_id.clone(),
                 api_secret: api_secret.clone(),
@@ -67,9 +78,21 @@ impl Destination {
         self.vendor.map(stored, now)
     }
 
-    /// A fresh delivery engine for this destination.
-    pub fn outbox(&self, metrics: DestinationMetrics) -> Outbox {
-        let http = outbox::http_client(Duration::from_secs(self.config.delivery.request_timeout_secs));
-        Outbox::new(self.vendor.clone(), self.config.delivery.retry_policy(), http, metrics)
+    /// A fresh delivery engine for this destination, reporting to `status`.
+    pub fn outbox(&self, metrics: DestinationMetrics, status: Arc<DestinationStatus>) -> Outbox {
+        let delivery = &self.config.delivery;
+        let http =
+            outbox::http_client(Duration::from_secs(delivery.request_timeout_secs), delivery.max_concurrent_requests);
+        Outbox::new(
+            self.vendor.clone(),
+            OutboxParts {
+                policy: delivery.retry_policy(),
+                http,
+                metrics,
+                consent: self.config.consent.clone(),
+                status,
+                max_concurrent_requests: delivery.max_concurrent_requests,
+            },
+        )
     }
 }

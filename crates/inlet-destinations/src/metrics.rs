@@ -14,6 +14,7 @@ use prometheus::{
 pub struct DestinationMetricFamilies {
     delivered: IntCounterVec,
     retried: IntCounterVec,
+    without_consent: IntCounterVec,
     dead_lettered: IntCounterVec,
     requests: HistogramVec,
     backlog_events: IntGaugeVec,
@@ -30,6 +31,7 @@ pub struct DestinationMetrics {
     families: DestinationMetricFamilies,
     pub delivered: IntCounter,
     pub retried: IntCounter,
+    pub without_consent: IntCounter,
     pub backlog_events: IntGauge,
     pub backlog_bytes: IntGauge,
     pub over_budget: IntGauge,
@@ -52,6 +54,13 @@ impl DestinationMetricFamilies {
             retried: register_int_counter_vec_with_registry!(
                 "inlet_destination_retried_events_total",
                 "Failed delivery attempts of events that will be tried again.",
+                by_destination,
+                registry
+            )
+            .expect(DEFINED_ONCE),
+            without_consent: register_int_counter_vec_with_registry!(
+                "inlet_destination_without_consent_events_total",
+                "Events not sent because the user's consent does not cover the destination's categories.",
                 by_destination,
                 registry
             )
@@ -115,6 +124,7 @@ impl DestinationMetricFamilies {
             name: name.to_owned(),
             delivered: self.delivered.with_label_values(&l),
             retried: self.retried.with_label_values(&l),
+            without_consent: self.without_consent.with_label_values(&l),
             backlog_events: self.backlog_events.with_label_values(&l),
             backlog_bytes: self.backlog_bytes.with_label_values(&l),
             over_budget: self.over_budget.with_label_values(&l),

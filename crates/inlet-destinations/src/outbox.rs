@@ -3,6 +3,7 @@
 //! policy. Both live delivery (fed from the WAL) and replay (fed from the lake or the dead
 //! letters) drive it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +11,19 @@ use chrono::{DateTime, Utc};
 use inlet_segment::StoredEvent;
 use tokio::time::Instant;
 
+use crate::consent::ConsentConfig;
 use crate::metrics::DestinationMetrics;
 use crate::retry::RetryPolicy;
-use crate::vendor::{Mapped, Outcome, Payload, Vendor, pack};
+use crate::status::{DestinationStatus, RecentError};
+use crate::vendor::{Api, Mapped, Outcome, Payload, Vendor, pack};
 
 /// Response bodies kept in a dead letter are cut to this size.
 const MAX_KEPT_RESPONSE_BYTES: usize = 4096;
+/// Error messages kept for the status report are cut to this many characters.
+const MAX_STATUS_MESSAGE_CHARS: usize = 300;
 
-/// An event the engine is responsible for, identified by the caller's `key` (a WAL LSN).
+/// One vendor API call's share of an event the engine is responsible for, identified by the
+/// caller's `key` (a WAL LSN). Most events have one; Amplitude's `group` has two.
 #[derive(Debug)]
 struct Item {
     key: u64,
@@ -42,6 +48,8 @@ pub enum Fate {
     Delivered,
     /// Not for this destination (its message type is not sent).
     Skipped,
+    /// The user's consent does not cover the destination's categories: not sent, not retried.
+    WithoutConsent,
     DeadLettered(DeadLetterReason),
 }
 
@@ -63,20 +71,55 @@ pub struct Resolved {
     pub fate: Fate,
 }
 
+/// What one lane of concurrent requests ended with.
+#[derive(Debug, Default)]
+struct LaneResult {
+    finished: Vec<Resolved>,
+    waiting: Vec<Item>,
+}
+
 #[derive(Debug)]
 pub struct Outbox {
     vendor: Vendor,
     policy: RetryPolicy,
     http: reqwest::Client,
     metrics: DestinationMetrics,
+    consent: ConsentConfig,
+    status: Arc<DestinationStatus>,
+    max_concurrent_requests: usize,
     items: Vec<Item>,
+    /// Events with several payloads, some still waiting: payloads left and the fate so far.
+    partial: HashMap<u64, (usize, Fate)>,
+}
+
+/// What an outbox is made of besides its vendor.
+#[derive(Debug)]
+pub struct OutboxParts {
+    pub policy: RetryPolicy,
+    pub http: reqwest::Client,
+    pub metrics: DestinationMetrics,
+    pub consent: ConsentConfig,
+    pub status: Arc<DestinationStatus>,
+    /// Requests in flight at once, at most.
+    pub max_concurrent_requests: usize,
 }
 
 impl Outbox {
-    pub fn new(vendor: Vendor, policy: RetryPolicy, http: reqwest::Client, metrics: DestinationMetrics) -> Outbox {
-        Outbox { vendor, policy, http, metrics, items: Vec::new() }
+    pub fn new(vendor: Vendor, parts: OutboxParts) -> Outbox {
+        Outbox {
+            vendor,
+            policy: parts.policy,
+            http: parts.http,
+            metrics: parts.metrics,
+            consent: parts.consent,
+            status: parts.status,
+            max_concurrent_requests: parts.max_concurrent_requests.max(1),
+            items: Vec::new(),
+            partial: HashMap::new(),
+        }
     }
 
+    /// Payloads waiting (about one per event).
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -90,8 +133,12 @@ impl Outbox {
         self.items.iter().map(|i| i.key).min()
     }
 
-    /// Accepts an event; returns its fate at once when mapping decides it (skipped, invalid).
+    /// Accepts an event; returns its fate at once when consent or mapping decides it.
     pub fn push(&mut self, key: u64, stored: Arc<StoredEvent>) -> Option<Resolved> {
+        if !self.consent.allows(&stored.event) {
+            self.metrics.without_consent.inc();
+            return Some(Resolved { key, stored, fate: Fate::WithoutConsent });
+        }
         match self.vendor.map(&stored, Utc::now()) {
             Mapped::Skip => Some(Resolved { key, stored, fate: Fate::Skipped }),
             Mapped::Invalid { reason, detail } => Some(Resolved {
@@ -106,16 +153,21 @@ impl Outbox {
                     first_attempt: None,
                 }),
             }),
-            Mapped::Ready(payload) => {
-                self.items.push(Item {
-                    key,
-                    stored,
-                    payload,
-                    attempts: 0,
-                    first_attempt: None,
-                    not_before: Instant::now(),
-                    last_failure: None,
-                });
+            Mapped::Ready(payloads) => {
+                if payloads.len() > 1 {
+                    self.partial.insert(key, (payloads.len(), Fate::Delivered));
+                }
+                for payload in payloads {
+                    self.items.push(Item {
+                        key,
+                        stored: Arc::clone(&stored),
+                        payload,
+                        attempts: 0,
+                        first_attempt: None,
+                        not_before: Instant::now(),
+                        last_failure: None,
+                    });
+                }
                 None
             }
         }
@@ -134,34 +186,71 @@ impl Outbox {
     /// Gives up on every waiting event (the backlog budget is exhausted): they go to the dead
     /// letters with `reason`.
     pub fn shed(&mut self, reason: &'static str, detail: &str) -> Vec<Resolved> {
-        std::mem::take(&mut self.items).into_iter().map(|item| dead_letter(item, reason, detail.to_owned())).collect()
+        let items = std::mem::take(&mut self.items);
+        items.into_iter().filter_map(|item| self.finish(dead_letter(item, reason, detail.to_owned()))).collect()
     }
 
-    /// Sends every due event once, in as few requests as the limits allow, and returns the
-    /// events whose fate is now decided. Events past the deadline are dead-lettered first.
+    /// Sends every due event once, in as few requests as the limits allow, up to
+    /// `max_concurrent_requests` at a time, and returns the events whose fate is now decided.
+    /// Events past the deadline are dead-lettered first.
+    ///
+    /// Per-identity order: the due payloads are split into lanes by their `order_key` (device or
+    /// client), each lane sends its requests one after another, and the lanes run concurrently;
+    /// so one identity's payloads are never in two requests in flight at once. Only as many
+    /// lanes as the payloads need requests are opened: a small round is still one request.
     pub async fn send_due(&mut self) -> Vec<Resolved> {
         let now = Instant::now();
         let wall = Utc::now();
-        let mut resolved = Vec::new();
         let (due, waiting): (Vec<Item>, Vec<Item>) =
             std::mem::take(&mut self.items).into_iter().partition(|i| i.not_before <= now);
         self.items = waiting;
+        let mut finished = Vec::new();
         let mut due_items = Vec::with_capacity(due.len());
         for item in due {
             if item.first_attempt.is_some_and(|first| self.policy.expired(first, wall)) {
                 let detail = format!("not delivered within {} s", self.policy.deadline.as_secs());
-                resolved.push(dead_letter(item, "deadline_exceeded", detail));
+                finished.push(dead_letter(item, "deadline_exceeded", detail));
             } else {
                 due_items.push(item);
             }
         }
-        let mut queue = vec![due_items];
+        let lanes = self.lanes(due_items);
+        let results = futures_util::future::join_all(lanes.into_iter().map(|lane| self.send_lane(lane, wall))).await;
+        for lane in results {
+            finished.extend(lane.finished);
+            self.items.extend(lane.waiting);
+        }
+        self.items.sort_by_key(|i| i.key);
+        finished.into_iter().filter_map(|r| self.finish(r)).collect()
+    }
+
+    /// Splits due payloads into lanes by identity; see [`Outbox::send_due`].
+    fn lanes(&self, items: Vec<Item>) -> Vec<Vec<Item>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let payloads: Vec<&Payload> = items.iter().map(|i| &i.payload).collect();
+        let requests = pack(&payloads, |api| self.vendor.limits(api)).len();
+        let count = self.max_concurrent_requests.min(requests).max(1);
+        let mut lanes: Vec<Vec<Item>> = (0..count).map(|_| Vec::new()).collect();
+        for item in items {
+            let lane = (item.payload.order_key % count as u64) as usize;
+            lanes[lane].push(item);
+        }
+        lanes.retain(|lane| !lane.is_empty());
+        lanes
+    }
+
+    /// Sends one lane's payloads, request after request.
+    async fn send_lane(&self, items: Vec<Item>, wall: DateTime<Utc>) -> LaneResult {
+        let mut result = LaneResult::default();
+        let mut queue = vec![items];
         while let Some(batch) = queue.pop() {
             if batch.is_empty() {
                 continue;
             }
             let payloads: Vec<&Payload> = batch.iter().map(|i| &i.payload).collect();
-            let requests = pack(&payloads, self.vendor.limits());
+            let requests = pack(&payloads, |api| self.vendor.limits(api));
             let mut slots: Vec<Option<Item>> = batch.into_iter().map(Some).collect();
             for members in requests {
                 let items: Vec<Item> =
@@ -172,29 +261,32 @@ impl Outbox {
                     item.first_attempt.get_or_insert(wall);
                     match outcome {
                         Outcome::Delivered => {
-                            self.metrics.delivered.inc();
-                            resolved.push(Resolved { key: item.key, stored: item.stored, fate: Fate::Delivered });
+                            result.finished.push(Resolved {
+                                key: item.key,
+                                stored: item.stored,
+                                fate: Fate::Delivered,
+                            });
                         }
                         Outcome::DeadLetter { reason } => {
                             item.attempts += 1;
                             item.last_failure = failure.clone();
-                            resolved.push(dead_letter(item, reason, "refused by the destination".into()));
+                            result.finished.push(dead_letter(item, reason, "refused by the destination".into()));
                         }
-                        Outcome::Resend => self.items.push(item),
+                        Outcome::Resend => result.waiting.push(item),
                         Outcome::Split => split.push(item),
                         Outcome::Hold(hold) => {
                             item.attempts += 1;
                             item.last_failure = failure.clone();
                             item.not_before = Instant::now() + hold;
                             self.metrics.retried.inc();
-                            self.items.push(item);
+                            result.waiting.push(item);
                         }
                         Outcome::Retry { after } => {
                             item.attempts += 1;
                             item.last_failure = failure.clone();
                             item.not_before = Instant::now() + self.policy.backoff(item.attempts, after);
                             self.metrics.retried.inc();
-                            self.items.push(item);
+                            result.waiting.push(item);
                         }
                     }
                 }
@@ -202,7 +294,7 @@ impl Outbox {
                     0 => {}
                     1 => {
                         let item = split.pop().expect("one");
-                        resolved.push(dead_letter(
+                        result.finished.push(dead_letter(
                             item,
                             "too_large",
                             "a single event over the request size limit".into(),
@@ -216,12 +308,36 @@ impl Outbox {
                 }
             }
         }
-        self.items.sort_by_key(|i| i.key);
-        resolved
+        result
+    }
+
+    /// One payload's fate; the event's, once its last payload has one (a dead-lettered payload
+    /// makes the event dead-lettered: replaying it repeats the delivered parts, which the
+    /// vendor dedupes or applies again to the same effect).
+    fn finish(&mut self, resolved: Resolved) -> Option<Resolved> {
+        let Resolved { key, stored, fate } = resolved;
+        let fate = match self.partial.get_mut(&key) {
+            None => fate,
+            Some((left, so_far)) => {
+                *left -= 1;
+                if matches!(fate, Fate::DeadLettered(_)) {
+                    *so_far = fate;
+                }
+                if *left > 0 {
+                    return None;
+                }
+                self.partial.remove(&key).map(|(_, fate)| fate).expect("the entry was just read")
+            }
+        };
+        if fate == Fate::Delivered {
+            self.metrics.delivered.inc();
+        }
+        Some(Resolved { key, stored, fate })
     }
 
     /// One request; one outcome per item, and the failure to remember if it failed.
     async fn send(&self, items: &[Item]) -> (Vec<Outcome>, Option<Failure>) {
+        let api = items[0].payload.api;
         let payloads: Vec<&Payload> = items.iter().map(|i| &i.payload).collect();
         let request = self.vendor.request(&payloads);
         let started = std::time::Instant::now();
@@ -243,6 +359,7 @@ impl Outbox {
                     Outcome::DeadLetter { reason: "request_failed" }
                 };
                 tracing::debug!(error = %failure.response, events = items.len(), "destination request failed");
+                self.record_error(api, &failure, items.len());
                 return (vec![outcome; items.len()], Some(failure));
             }
         };
@@ -254,18 +371,30 @@ impl Outbox {
                 // The answer was cut: whatever the status said, we cannot know what was kept.
                 self.metrics.observe_request("error", started.elapsed());
                 let failure = Failure { status: Some(status.as_u16()), response: request_error_text(&error) };
+                self.record_error(api, &failure, items.len());
                 return (vec![Outcome::Retry { after: None }; items.len()], Some(failure));
             }
         };
         self.metrics.observe_request(status_class(status.as_u16()), started.elapsed());
-        let mut outcomes = self.vendor.interpret(status, &headers, &body, items.len());
+        let mut outcomes = self.vendor.interpret(api, status, &headers, &body, items.len());
         outcomes.resize(items.len(), Outcome::Retry { after: None });
         let failure =
             (!status.is_success()).then(|| Failure { status: Some(status.as_u16()), response: truncate(body) });
         if let Some(failure) = &failure {
             tracing::debug!(status = failure.status, events = items.len(), "destination refused a request");
+            self.record_error(api, failure, items.len());
         }
         (outcomes, failure)
+    }
+
+    fn record_error(&self, api: Api, failure: &Failure, events: usize) {
+        self.status.record_error(RecentError {
+            at: Utc::now(),
+            api: api.name(),
+            status: failure.status,
+            events,
+            message: failure.response.chars().take(MAX_STATUS_MESSAGE_CHARS).collect(),
+        });
     }
 }
 
@@ -329,11 +458,13 @@ pub(crate) fn request_error_text(error: &reqwest::Error) -> String {
     }
 }
 
-pub fn http_client(timeout: Duration) -> reqwest::Client {
+/// `connections` idle connections are kept per host, one per concurrent request.
+pub fn http_client(timeout: Duration, connections: usize) -> reqwest::Client {
     // reqwest is built without a default TLS provider; ring is the one the workspace uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
+        .pool_max_idle_per_host(connections)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("inlet/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -349,7 +480,7 @@ mod tests {
         // A closed port on loopback: the connection is refused at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let url = format!("http://127.0.0.1:{port}/mp/collect?measurement_id=G-1&api_secret=the-secret-value");
-        let error = http_client(Duration::from_secs(5)).post(&url).send().await.expect_err("nothing listens");
+        let error = http_client(Duration::from_secs(5), 1).post(&url).send().await.expect_err("nothing listens");
         assert!(error.to_string().contains("the-secret-value"), "reqwest's own text has the URL: {error}");
         let text = request_error_text(&error);
         assert!(!text.contains("the-secret-value"), "{text}");

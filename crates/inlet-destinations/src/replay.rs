@@ -41,6 +41,8 @@ pub struct ReplayReport {
     pub delivered: u64,
     /// Not sent: message types the destination does not receive.
     pub skipped: u64,
+    /// Not sent: the user's consent does not cover the destination's categories.
+    pub without_consent: u64,
     pub dead_lettered: u64,
 }
 
@@ -101,7 +103,7 @@ pub async fn replay(
         .collect();
     let mut report = ReplayReport { events: events.len() as u64, ..ReplayReport::default() };
     let metrics = DestinationMetrics::unregistered(&destination.config.name);
-    let mut outbox = destination.outbox(metrics);
+    let mut outbox = destination.outbox(metrics, Arc::default());
     let mut resolved = Vec::new();
     for (index, event) in events.into_iter().enumerate() {
         resolved.extend(outbox.push(index as u64, Arc::new(event)));
@@ -120,6 +122,7 @@ pub async fn replay(
             match r.fate {
                 Fate::Delivered => report.delivered += 1,
                 Fate::Skipped => report.skipped += 1,
+                Fate::WithoutConsent => report.without_consent += 1,
                 Fate::DeadLettered(_) => report.dead_lettered += 1,
             }
         }

@@ -1,7 +1,10 @@
 //! What every vendor provides to the delivery engine: a mapping from a stored Segment event to
-//! the vendor's payload, a way to pack payloads into requests within the vendor's limits, and
-//! an interpretation of the vendor's answer per event.
+//! the vendor's payloads (one call may need several of the vendor's APIs: Amplitude's `group`
+//! is an event and a Group Identify), a way to pack payloads into requests within each API's
+//! limits, and an interpretation of the vendor's answer per event.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,28 +22,59 @@ pub enum Mapped {
     /// Not for this destination (a message type it does not receive).
     Skip,
     /// Can never be made valid for the vendor: goes straight to the dead letters.
-    Invalid {
-        reason: &'static str,
-        detail: String,
-    },
-    Ready(Payload),
+    Invalid { reason: &'static str, detail: String },
+    /// One payload per vendor API call the message needs (at least one); the message is
+    /// delivered once every one of them is.
+    Ready(Vec<Payload>),
 }
 
-/// One event in the vendor's shape.
+/// Which of a vendor's APIs a payload goes to. Payloads share a request only with the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Amplitude's HTTP V2 API, GA4's Measurement Protocol.
+    Events,
+    /// Amplitude's Identify API (`/identify`).
+    Identify,
+    /// Amplitude's Group Identify API (`/groupidentify`).
+    GroupIdentify,
+    /// Amplitude's User Mapping API (`/usermap`).
+    UserMapping,
+}
+
+impl Api {
+    /// The name in status reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Events => "events",
+            Api::Identify => "identify",
+            Api::GroupIdentify => "group_identify",
+            Api::UserMapping => "user_mapping",
+        }
+    }
+}
+
+/// One vendor API call's share of an event, in the vendor's shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload {
+    pub api: Api,
     /// The event as the vendor wants it.
     pub body: Value,
     /// Events may share a request only with the same key (GA4: the same client and user).
     pub group: String,
     /// Serialised size, for request size limits.
     pub bytes: usize,
+    /// The identity (device, client) whose payloads must reach the vendor in the order they
+    /// were received: payloads of one identity never travel in concurrent requests.
+    pub order_key: u64,
 }
 
 impl Payload {
-    pub fn new(body: Value, group: String) -> Payload {
+    pub fn new(api: Api, body: Value, group: String, identity: &str) -> Payload {
+        use std::hash::{Hash, Hasher};
         let bytes = serde_json::to_vec(&body).map_or(0, |b| b.len());
-        Payload { body, group, bytes }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        identity.hash(&mut hasher);
+        Payload { api, body, group, bytes, order_key: hasher.finish() }
     }
 }
 
@@ -88,10 +122,10 @@ impl Vendor {
         }
     }
 
-    /// Most events and bytes one request may hold.
-    pub fn limits(&self) -> RequestLimits {
+    /// Most events and bytes one request to `api` may hold.
+    pub fn limits(&self, api: Api) -> RequestLimits {
         match self {
-            Vendor::Amplitude(_) => crate::amplitude::LIMITS,
+            Vendor::Amplitude(_) => crate::amplitude::limits(api),
             Vendor::Ga4(_) => crate::ga4::LIMITS,
         }
     }
@@ -103,10 +137,17 @@ impl Vendor {
         }
     }
 
-    /// One outcome per event of the request, in order.
-    pub fn interpret(&self, status: StatusCode, headers: &HeaderMap, body: &str, events: usize) -> Vec<Outcome> {
+    /// One outcome per event of a request to `api`, in order.
+    pub fn interpret(
+        &self,
+        api: Api,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+        events: usize,
+    ) -> Vec<Outcome> {
         match self {
-            Vendor::Amplitude(_) => crate::amplitude::interpret(status, headers, body, events),
+            Vendor::Amplitude(_) => crate::amplitude::interpret(api, status, headers, body, events),
             Vendor::Ga4(_) => crate::ga4::interpret(status, headers, events),
         }
     }
@@ -119,31 +160,35 @@ pub struct RequestLimits {
     pub max_bytes: usize,
 }
 
-/// Packs payloads (in order) into requests: same group only, within the limits. Returns
-/// index lists into `payloads`. A payload alone over the byte limit still gets a request of
-/// its own (the vendor's 413 then dead-letters it).
-pub fn pack(payloads: &[&Payload], limits: RequestLimits) -> Vec<Vec<usize>> {
+/// Packs payloads (in order) into requests: same API and group only, within that API's limits.
+/// Returns index lists into `payloads`. A payload alone over the byte limit still gets a
+/// request of its own (the vendor's 413 then dead-letters it).
+pub fn pack(payloads: &[&Payload], limits: impl Fn(Api) -> RequestLimits) -> Vec<Vec<usize>> {
     /// Room for the request envelope (API key, client id, commas).
     const ENVELOPE_BYTES: usize = 1024;
-    let mut open: Vec<(String, Vec<usize>, usize)> = Vec::new();
+    // The open request of each API and group: its members and their bytes.
+    let mut open: HashMap<(Api, &str), (Vec<usize>, usize)> = HashMap::new();
     let mut done = Vec::new();
     for (index, payload) in payloads.iter().enumerate() {
-        let position = open.iter().position(|(group, _, _)| *group == payload.group);
-        if let Some(at) = position {
-            let (_, members, bytes) = &open[at];
-            if members.len() >= limits.max_events || bytes + payload.bytes + 1 + ENVELOPE_BYTES > limits.max_bytes {
-                done.push(open.swap_remove(at).1);
+        let limits = limits(payload.api);
+        match open.entry((payload.api, payload.group.as_str())) {
+            Entry::Occupied(mut request) => {
+                let (members, bytes) = request.get_mut();
+                if members.len() >= limits.max_events || *bytes + payload.bytes + 1 + ENVELOPE_BYTES > limits.max_bytes
+                {
+                    done.push(std::mem::replace(members, vec![index]));
+                    *bytes = payload.bytes;
+                } else {
+                    members.push(index);
+                    *bytes += payload.bytes + 1;
+                }
             }
-        }
-        match open.iter_mut().find(|(group, _, _)| *group == payload.group) {
-            Some((_, members, bytes)) => {
-                members.push(index);
-                *bytes += payload.bytes + 1;
+            Entry::Vacant(slot) => {
+                slot.insert((vec![index], payload.bytes));
             }
-            None => open.push((payload.group.clone(), vec![index], payload.bytes)),
         }
     }
-    done.extend(open.into_iter().map(|(_, members, _)| members));
+    done.extend(open.into_values().map(|(members, _)| members));
     done.sort_by_key(|members| members[0]);
     done
 }
@@ -172,7 +217,7 @@ mod tests {
     use super::*;
 
     fn payload(group: &str, bytes: usize) -> Payload {
-        Payload { body: Value::Null, group: group.into(), bytes }
+        Payload { api: Api::Events, body: Value::Null, group: group.into(), bytes, order_key: 0 }
     }
 
     #[test]
@@ -180,10 +225,19 @@ mod tests {
         let limits = RequestLimits { max_events: 2, max_bytes: 10_000 };
         let items = [payload("a", 10), payload("b", 10), payload("a", 10), payload("a", 10), payload("b", 10)];
         let refs: Vec<&Payload> = items.iter().collect();
-        assert_eq!(pack(&refs, limits), vec![vec![0, 2], vec![1, 4], vec![3]]);
+        assert_eq!(pack(&refs, |_| limits), vec![vec![0, 2], vec![1, 4], vec![3]]);
         let limits = RequestLimits { max_events: 100, max_bytes: 1024 + 25 };
         let refs: Vec<&Payload> = items.iter().filter(|p| p.group == "a").collect();
-        assert_eq!(pack(&refs, limits), vec![vec![0, 1], vec![2]]);
+        assert_eq!(pack(&refs, |_| limits), vec![vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn packs_each_api_apart() {
+        let limits = RequestLimits { max_events: 10, max_bytes: 10_000 };
+        let mut items = [payload("", 10), payload("", 10), payload("", 10)];
+        items[1].api = Api::GroupIdentify;
+        let refs: Vec<&Payload> = items.iter().collect();
+        assert_eq!(pack(&refs, |_| limits), vec![vec![0, 2], vec![1]]);
     }
 
     #[test]
@@ -191,6 +245,6 @@ mod tests {
         let limits = RequestLimits { max_events: 10, max_bytes: 2000 };
         let items = [payload("a", 10), payload("a", 5000), payload("a", 10)];
         let refs: Vec<&Payload> = items.iter().collect();
-        assert_eq!(pack(&refs, limits), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(pack(&refs, |_| limits), vec![vec![0], vec![1], vec![2]]);
     }
 }

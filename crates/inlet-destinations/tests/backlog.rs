@@ -63,14 +63,15 @@ async fn run_until(
 ) {
     let store = LakeStore::open(LakeLocation::Local(dir.join("lake")), &S3Settings::default()).expect("open");
     let metrics = DestinationMetrics::unregistered("amp");
+    let status = Arc::new(DestinationStatus::default());
     let delivery = Delivery::open(DeliveryParts {
         name: "amp".into(),
         sources: vec!["web".into()],
-        outbox: destination.outbox(metrics.clone()),
+        outbox: destination.outbox(metrics.clone(), Arc::clone(&status)),
         wal: Arc::clone(wal),
         dead_letters: DeadLetterStore::new(store, "amp", "test"),
         metrics,
-        status: Arc::new(DestinationStatus::default()),
+        status,
         state_dir: dir.join("destinations"),
         max_in_flight: 500,
         max_backlog_bytes: budget,

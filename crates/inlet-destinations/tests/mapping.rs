@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use inlet_destinations::vendor::Mapped;
+use inlet_destinations::vendor::{Api, Mapped, Payload};
 use inlet_destinations::{Destination, DestinationConfig};
 use inlet_segment::{StoredEvent, parse_timestamp};
 use serde_json::Value;
@@ -20,18 +20,26 @@ fn segment_events_map_to_the_exact_vendor_payloads() {
         let stored = StoredEvent::new("web", case["event"].as_object().unwrap().clone());
         let mapped = destination.map(&stored, now);
         let ok = match (&mapped, case.get("invalid"), case.get("skip")) {
-            (Mapped::Ready(payload), None, None) => payload.body == case["expect"],
+            (Mapped::Ready(payloads), None, None) => shown(payloads) == case["expect"],
             (Mapped::Invalid { reason, .. }, Some(want), None) => want == reason,
             (Mapped::Skip, None, Some(_)) => true,
             _ => false,
         };
         if !ok {
             let got = match &mapped {
-                Mapped::Ready(payload) => serde_json::to_string_pretty(&payload.body).unwrap(),
+                Mapped::Ready(payloads) => serde_json::to_string_pretty(&shown(payloads)).unwrap(),
                 other => format!("{other:?}"),
             };
             failures.push(format!("{name}:\n  got {got}"));
         }
     }
     assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// One events-API payload as its body; several (or another API) as `[{api, body}]`.
+fn shown(payloads: &[Payload]) -> Value {
+    match payloads {
+        [one] if one.api == Api::Events => one.body.clone(),
+        _ => payloads.iter().map(|p| serde_json::json!({"api": p.api.name(), "body": p.body})).collect(),
+    }
 }

@@ -37,7 +37,7 @@ pub async fn start(state: &Arc<AppState>) -> Result<DestinationTasks, StartupErr
         let delivery = Delivery::open(DeliveryParts {
             name: config.name.clone(),
             sources: config.sources.clone(),
-            outbox: destination.outbox(metrics.clone()),
+            outbox: destination.outbox(metrics.clone(), Arc::clone(&status)),
             wal: Arc::clone(&state.wal),
             dead_letters: DeadLetterStore::new(store.clone(), &config.name, &lake.instance_id),
             metrics,

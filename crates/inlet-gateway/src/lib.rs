@@ -38,5 +38,5 @@ pub use privacy::{DeletionWorker, PrivacyTask, regulations_with_status, start as
 pub use routes::{admin_router, router};
 pub use server::{serve, serve_admin};
 pub use settings::api_host;
-pub use state::{AppState, Clock, SystemClock};
+pub use state::{AppState, Clock, SystemClock, operator_token};
 pub use tls::server_config as tls_server_config;

@@ -70,6 +70,22 @@ enum Command {
         #[command(subcommand)]
         command: PlanCommand,
     },
+    /// Destinations of the running gateway.
+    Destinations {
+        #[command(subcommand)]
+        command: DestinationsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DestinationsCommand {
+    /// Print each destination's delivery status as JSON, from the running gateway's admin
+    /// listener: cursor, backlog, lag, events in flight, recent errors, dead letters by reason.
+    Status {
+        /// The admin listener's URL (default: `http://` + admin.listen, loopback for 0.0.0.0).
+        #[arg(long)]
+        admin_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +271,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(std::io::stdout(), "{}", serde_json::to_string(&report)?)?;
             Ok(())
         }
+        Command::Destinations { command: DestinationsCommand::Status { admin_url } } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let report = runtime.block_on(destinations_status(&config, admin_url))?;
+            writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&report)?)?;
+            Ok(())
+        }
         Command::Plan { command: PlanCommand::Check { file } } => {
             let plan = inlet_plans::TrackingPlan::load(&file)?;
             let mut events: Vec<&str> = plan.event_names().collect();
@@ -380,6 +402,30 @@ async fn replay(
     let store = inlet_lake::LakeStore::open(lake.location.clone(), &lake.s3)?;
     let destination = inlet_destinations::Destination::new(destination.clone());
     Ok(inlet_destinations::replay(&destination, store, &format!("{}-replay", lake.instance_id), request).await?)
+}
+
+/// `GET /admin/destinations` of the running gateway, with the operator token.
+async fn destinations_status(config: &Config, admin_url: Option<String>) -> anyhow::Result<serde_json::Value> {
+    let token = inlet_gateway::operator_token(config)?
+        .context("the operator API needs admin.token (or admin.token_file) in the configuration")?;
+    let url = admin_url.unwrap_or_else(|| {
+        let mut listen = config.admin.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{listen}")
+    });
+    let response = reqwest::Client::new()
+        .get(format!("{}/admin/destinations", url.trim_end_matches('/')))
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("reaching the gateway's admin listener at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("reading the admin listener's answer")?;
+    anyhow::ensure!(status.is_success(), "the admin listener answered {status}: {body}");
+    Ok(body)
 }
 
 async fn privacy(config: Config, command: PrivacyCommand) -> anyhow::Result<serde_json::Value> {

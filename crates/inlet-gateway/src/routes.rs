@@ -87,6 +87,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let operator = Router::new()
         .route("/admin/status", get(admin_status))
+        .route("/admin/destinations", get(admin_destinations))
         .route("/admin/privacy/regulations", get(privacy::list_regulations).post(privacy::create_regulation))
         .route("/admin/privacy/regulations/{id}", get(privacy::get_regulation))
         .merge(debugger::operator_routes())
@@ -238,6 +239,10 @@ async fn admin_status(State(state): State<Arc<AppState>>) -> Response {
         "destinations": state.destinations_report(),
     }))
     .into_response()
+}
+
+async fn admin_destinations(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({"destinations": state.destinations_status()})).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -90,6 +90,45 @@ impl AppState {
         });
         serde_json::Value::Object(entries.collect())
     }
+
+    /// Each destination's full status (`GET /admin/destinations`, `inlet destinations status`).
+    pub fn destinations_status(&self) -> Vec<serde_json::Value> {
+        self.config
+            .destinations
+            .iter()
+            .filter_map(|config| {
+                let status = self.destination_status(&config.name)?;
+                let mut report = serde_json::to_value(status.report()).ok()?;
+                let vendor = match config.vendor {
+                    inlet_destinations::VendorConfig::Amplitude { .. } => "amplitude",
+                    inlet_destinations::VendorConfig::Ga4 { .. } => "ga4",
+                };
+                let object = report.as_object_mut()?;
+                object.insert("name".into(), config.name.clone().into());
+                object.insert("vendor".into(), vendor.into());
+                object.insert("durable_lsn".into(), self.wal.durable_lsn().into());
+                Some(report)
+            })
+            .collect()
+    }
+}
+
+/// The operator token (`admin.token`, or read from `admin.token_file`), if one is set.
+pub fn operator_token(config: &Config) -> Result<Option<String>, StartupError> {
+    match (&config.admin.token, &config.admin.token_file) {
+        (Some(token), _) => Ok(Some(token.trim().to_owned())),
+        (None, Some(path)) => {
+            let token = std::fs::read_to_string(path).map_err(StartupError::file("reading admin.token_file", path))?;
+            if token.trim().len() < 16 {
+                return Err(StartupError::Setting {
+                    setting: "admin.token_file",
+                    message: "the token must be at least 16 characters".to_owned(),
+                });
+            }
+            Ok(Some(token.trim().to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// Lets one log line through per second, so repeated per-request errors cannot flood the logs.
@@ -160,21 +199,7 @@ impl AppState {
             metrics.inflight_bytes.clone(),
             metrics.inflight_requests.clone(),
         );
-        let admin_token = match (&config.admin.token, &config.admin.token_file) {
-            (Some(token), _) => Some(token.trim().to_owned()),
-            (None, Some(path)) => {
-                let token =
-                    std::fs::read_to_string(path).map_err(StartupError::file("reading admin.token_file", path))?;
-                if token.trim().len() < 16 {
-                    return Err(StartupError::Setting {
-                        setting: "admin.token_file",
-                        message: "the token must be at least 16 characters".to_owned(),
-                    });
-                }
-                Some(token.trim().to_owned())
-            }
-            (None, None) => None,
-        };
+        let admin_token = operator_token(&config)?;
         let destinations = config.destinations.iter().map(|d| (d.name.clone(), Arc::default())).collect();
         let lake = crate::lake::lake_store(&config)?;
         let debugger = Debugger::new(config.sources.iter().map(|s| s.name.as_str()));

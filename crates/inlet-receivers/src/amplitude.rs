@@ -2,11 +2,25 @@
 //! `{api_key, events, options?}`; < 1 MB (20 MB on `/batch`) and ≤ 2,000 events, else 413;
 //! each event needs `event_type` and a `user_id` or `device_id` of at least `min_id_length`
 //! (default 5) characters that is not a blocked value; `time` must be an integer (epoch ms);
-//! `insert_id` dedupes within 7 days. Any invalid event refuses the whole request with 400,
-//! naming the offending events by index, and nothing of it is ingested.
+//! `insert_id` dedupes within 7 days; `groups` holds at most 5 group types and 10 group values.
+//! Any invalid event refuses the whole request with 400, naming the offending events by index,
+//! and nothing of it is ingested.
+//!
+//! The form-encoded APIs (`api_key` and a JSON field, body < 1 MB, else 413; anything
+//! malformed refuses the whole request with 400 and a text body; `200 success`):
+//! - Identify `POST /identify`, `identification` (an object or an array): each needs a usable
+//!   `user_id` or `device_id`; `groups` and `user_properties` as on events.
+//! - Group Identify `POST /groupidentify`, `identification`: at most 1,024 per request and
+//!   1,024 group properties in all; each needs string `group_type` and `group_value`, and
+//!   `group_properties`, if any, is an object.
+//! - User Mapping `POST /usermap`, `mapping` (an array of at most 2,000): each needs a string
+//!   `user_id` and a string `global_user_id` or `unmap: true`. At most 1,500 mappings in any
+//!   30 seconds: beyond, every request is answered 429 until the window falls under it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,8 +56,26 @@ pub struct AmplitudeReceiver {
     pub faults: FaultQueue,
     /// Faults for the next User Privacy API requests.
     pub deletion_faults: FaultQueue,
+    /// Every answer of the ingestion APIs waits this long first (a vendor's round trip).
+    pub latency_ms: AtomicU64,
+    /// Count ingested events without keeping them (benchmarks).
+    pub count_only: AtomicBool,
+    /// Event upload requests being answered now, and the most seen at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
     inner: Mutex<Inner>,
 }
+
+/// Mappings the User Mapping API takes in any 30 seconds.
+pub const USER_MAPPINGS_PER_30S: usize = 1500;
+const USER_MAPPING_WINDOW: Duration = Duration::from_secs(30);
+/// Group identifies, and group properties in all, one Group Identify request may carry.
+pub const MAX_GROUP_IDENTIFIES: usize = 1024;
+pub const MAX_USER_MAPPINGS: usize = 2000;
+/// Group types and group values (in all) one event or identification may carry.
+const MAX_GROUP_TYPES: usize = 5;
+const MAX_GROUP_VALUES: usize = 10;
+const FORM_MAX_BYTES: usize = 1_000_000;
 
 /// The project's secret key the User Privacy API expects (with the API key, in Basic auth).
 pub const SECRET_KEY: &str = "amp-secret-key";
@@ -61,6 +93,13 @@ struct Inner {
     refused_requests: usize,
     /// The largest number of events seen in one request.
     max_batch: usize,
+    /// Events ingested, also in count-only mode.
+    ingested: u64,
+    identifications: Vec<Value>,
+    group_identifies: Vec<Value>,
+    user_mappings: Vec<Value>,
+    /// When recent mappings were taken, for the User Mapping API's rate limit.
+    user_mapping_window: VecDeque<(Instant, usize)>,
     /// User ids of each accepted deletion request, in order.
     deletions: Vec<Vec<String>>,
     refused_deletions: usize,
@@ -92,6 +131,31 @@ impl AmplitudeReceiver {
         lock(&self.inner).max_batch
     }
 
+    /// The most event upload requests that were in flight at once.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Events ingested (one per `insert_id` unless in count-only mode).
+    pub fn ingested(&self) -> u64 {
+        lock(&self.inner).ingested
+    }
+
+    /// Identify API identifications taken, in order.
+    pub fn identifications(&self) -> Vec<Value> {
+        lock(&self.inner).identifications.clone()
+    }
+
+    /// Group Identify API identifications taken, in order.
+    pub fn group_identifies(&self) -> Vec<Value> {
+        lock(&self.inner).group_identifies.clone()
+    }
+
+    /// User Mapping API mappings taken, in order.
+    pub fn user_mappings(&self) -> Vec<Value> {
+        lock(&self.inner).user_mappings.clone()
+    }
+
     /// The user ids of each accepted deletion request.
     pub fn deletions(&self) -> Vec<Vec<String>> {
         lock(&self.inner).deletions.clone()
@@ -103,6 +167,10 @@ impl AmplitudeReceiver {
 
     fn ingest(&self, events: &[Value]) {
         let mut inner = lock(&self.inner);
+        if self.count_only.load(Ordering::Relaxed) {
+            inner.ingested += events.len() as u64;
+            return;
+        }
         for event in events {
             let key = event.get("insert_id").and_then(Value::as_str).map(str::to_owned);
             if let Some(key) = &key
@@ -112,6 +180,7 @@ impl AmplitudeReceiver {
                 continue;
             }
             let index = inner.events.len();
+            inner.ingested += 1;
             inner.events.push(event.clone());
             if let Some(key) = key {
                 inner.by_insert_id.insert(key, index);
@@ -125,7 +194,133 @@ pub fn router(state: Arc<AmplitudeReceiver>) -> Router {
         .route("/2/httpapi", post(|s, h, b| upload(s, h, b, 1_000_000)))
         .route("/batch", post(|s, h, b| upload(s, h, b, 20_000_000)))
         .route("/api/2/deletions/users", post(delete_users))
+        .route("/identify", post(identify))
+        .route("/groupidentify", post(group_identify))
+        .route("/usermap", post(user_map))
         .with_state(state)
+}
+
+/// A form API's refusal: Amplitude answers these with a short text body.
+fn refuse(status: StatusCode, text: &str) -> Response {
+    (status, text.to_owned()).into_response()
+}
+
+/// The form's `api_key` checked and its JSON `field` parsed into a list.
+fn form_items(state: &AmplitudeReceiver, body: &[u8], field: &str) -> Result<Vec<Value>, (StatusCode, String)> {
+    if body.len() >= FORM_MAX_BYTES {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "request too large".into()));
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    if form.get("api_key") != Some(&state.api_key) {
+        return Err((StatusCode::BAD_REQUEST, "invalid api_key".into()));
+    }
+    match form.get(field).map(|text| serde_json::from_str::<Value>(text)) {
+        Some(Ok(Value::Array(items))) if !items.is_empty() => Ok(items),
+        Some(Ok(item @ Value::Object(_))) if field == "identification" => Ok(vec![item]),
+        _ => Err((StatusCode::BAD_REQUEST, format!("missing or invalid {field}"))),
+    }
+}
+
+/// `groups`: an object of at most 5 group types whose values (strings, or arrays of them)
+/// number at most 10 in all.
+fn valid_groups(groups: &Value) -> bool {
+    let Some(groups) = groups.as_object() else { return false };
+    let mut values = 0;
+    for value in groups.values() {
+        match value {
+            Value::String(_) => values += 1,
+            Value::Array(items) if items.iter().all(Value::is_string) => values += items.len(),
+            _ => return false,
+        }
+    }
+    groups.len() <= MAX_GROUP_TYPES && values <= MAX_GROUP_VALUES
+}
+
+fn usable_id(value: Option<&Value>) -> bool {
+    value
+        .and_then(Value::as_str)
+        .is_some_and(|id| id.chars().count() >= 5 && !BLOCKED_IDS.contains(&id.to_lowercase().as_str()))
+}
+
+async fn identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
+    state.answer_after_latency().await;
+    let items = match form_items(&state, &body, "identification") {
+        Ok(items) => items,
+        Err((status, text)) => return refuse(status, &text),
+    };
+    for item in &items {
+        let ok = item.is_object()
+            && (usable_id(item.get("user_id")) || usable_id(item.get("device_id")))
+            && item.get("groups").is_none_or(valid_groups)
+            && item.get("user_properties").is_none_or(Value::is_object);
+        if !ok {
+            return refuse(StatusCode::BAD_REQUEST, "invalid identification");
+        }
+    }
+    lock(&state.inner).identifications.extend(items);
+    refuse(StatusCode::OK, "success")
+}
+
+async fn group_identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
+    state.answer_after_latency().await;
+    let items = match form_items(&state, &body, "identification") {
+        Ok(items) => items,
+        Err((status, text)) => return refuse(status, &text),
+    };
+    if items.len() > MAX_GROUP_IDENTIFIES {
+        return refuse(StatusCode::BAD_REQUEST, "too many group identifies");
+    }
+    let mut properties = 0;
+    for item in &items {
+        let ok = item.get("group_type").is_some_and(Value::is_string)
+            && item.get("group_value").is_some_and(Value::is_string)
+            && item.get("group_properties").is_none_or(Value::is_object);
+        if !ok {
+            return refuse(StatusCode::BAD_REQUEST, "invalid group identification");
+        }
+        // Operations (`$set`) count the properties they hold.
+        for (key, value) in item.get("group_properties").and_then(Value::as_object).into_iter().flatten() {
+            properties += match value.as_object() {
+                Some(inner) if key.starts_with('$') => inner.len(),
+                _ => 1,
+            };
+        }
+    }
+    if properties > MAX_GROUP_IDENTIFIES {
+        return refuse(StatusCode::BAD_REQUEST, "too many group properties");
+    }
+    lock(&state.inner).group_identifies.extend(items);
+    refuse(StatusCode::OK, "success")
+}
+
+async fn user_map(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
+    state.answer_after_latency().await;
+    let items = match form_items(&state, &body, "mapping") {
+        Ok(items) => items,
+        Err((status, text)) => return refuse(status, &text),
+    };
+    if items.len() > MAX_USER_MAPPINGS {
+        return refuse(StatusCode::BAD_REQUEST, "too many mappings");
+    }
+    for item in &items {
+        let target =
+            item.get("global_user_id").is_some_and(Value::is_string) || item.get("unmap") == Some(&Value::Bool(true));
+        if !(item.get("user_id").is_some_and(Value::is_string) && target) {
+            return refuse(StatusCode::BAD_REQUEST, "invalid mapping");
+        }
+    }
+    let mut inner = lock(&state.inner);
+    let now = Instant::now();
+    while inner.user_mapping_window.front().is_some_and(|(at, _)| now.duration_since(*at) >= USER_MAPPING_WINDOW) {
+        inner.user_mapping_window.pop_front();
+    }
+    let recent: usize = inner.user_mapping_window.iter().map(|(_, n)| n).sum();
+    if recent + items.len() > USER_MAPPINGS_PER_30S {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many mappings in the last 30 seconds");
+    }
+    inner.user_mapping_window.push_back((now, items.len()));
+    inner.user_mappings.extend(items);
+    refuse(StatusCode::OK, "success")
 }
 
 /// The User Privacy API: `POST /api/2/deletions/users`, Basic auth `api_key:secret_key`, a JSON
@@ -187,12 +382,30 @@ fn error(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+impl AmplitudeReceiver {
+    async fn answer_after_latency(&self) {
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+    }
+}
+
 async fn upload(
     State(state): State<Arc<AmplitudeReceiver>>,
     _headers: HeaderMap,
     body: Bytes,
     max_bytes: usize,
 ) -> Response {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    state.answer_after_latency().await;
+    let response = upload_now(&state, &body, max_bytes).await;
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn upload_now(state: &AmplitudeReceiver, body: &[u8], max_bytes: usize) -> Response {
     let fault = state.faults.next();
     {
         let mut inner = lock(&state.inner);
@@ -202,7 +415,7 @@ async fn upload(
         tokio::time::sleep(*delay).await;
         return error(StatusCode::SERVICE_UNAVAILABLE, json!({"code": 503, "error": "injected hang"}));
     }
-    let response = process(&state, &body, max_bytes, fault.as_ref());
+    let response = process(state, body, max_bytes, fault.as_ref());
     if response.status() != StatusCode::OK {
         lock(&state.inner).refused_requests += 1;
     }
@@ -348,5 +561,10 @@ fn check_event<'a>(
         && !session.is_i64()
     {
         invalid.entry("session_id").or_default().push(index);
+    }
+    if let Some(groups) = event.get("groups")
+        && !valid_groups(groups)
+    {
+        invalid.entry("groups").or_default().push(index);
     }
 }

@@ -86,12 +86,18 @@ pub struct Ga4Receiver {
     measurement_id: String,
     api_secret: String,
     pub faults: FaultQueue,
+    /// Every answer of `/mp/collect` waits this long first (a vendor's round trip).
+    pub latency_ms: std::sync::atomic::AtomicU64,
+    /// Count valid events without keeping them (benchmarks).
+    pub count_only: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     events: Vec<ReceivedEvent>,
+    /// Valid events received, also in count-only mode.
+    received: u64,
     /// Payloads GA4 would have dropped, with why.
     invalid: Vec<(Value, Vec<Value>)>,
     requests: usize,
@@ -123,6 +129,11 @@ impl Ga4Receiver {
     pub fn max_batch(&self) -> usize {
         lock(&self.inner).max_batch
     }
+
+    /// Valid events received (also in count-only mode).
+    pub fn received(&self) -> u64 {
+        lock(&self.inner).received
+    }
 }
 
 pub fn router(state: Arc<Ga4Receiver>) -> Router {
@@ -143,6 +154,10 @@ async fn collect(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let latency = state.latency_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
     lock(&state.inner).requests += 1;
     match state.faults.next() {
         Some(Fault::Status(code)) => {
@@ -172,6 +187,10 @@ fn record(state: &Ga4Receiver, query: &HashMap<String, String>, body: &[u8]) {
     }
     let events = payload["events"].as_array().cloned().unwrap_or_default();
     inner.max_batch = inner.max_batch.max(events.len());
+    inner.received += events.len() as u64;
+    if state.count_only.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     for event in events {
         inner.events.push(ReceivedEvent {
             client_id: payload["client_id"].as_str().unwrap_or_default().to_owned(),

@@ -75,8 +75,9 @@ pub(crate) fn cut_response() -> Response {
 /// Both receivers on one loopback port.
 #[derive(Debug, Clone)]
 pub struct Receivers {
-    /// `http://127.0.0.1:{port}`; Amplitude at `/2/httpapi` and `/batch` (its User Privacy API
-    /// at `/api/2/deletions/users`), GA4 at `/mp/collect` and `/debug/mp/collect`.
+    /// `http://127.0.0.1:{port}`; Amplitude at `/2/httpapi` and `/batch`, its Identify, Group
+    /// Identify and User Mapping APIs at `/identify`, `/groupidentify`, `/usermap` (its User
+    /// Privacy API at `/api/2/deletions/users`), GA4 at `/mp/collect` and `/debug/mp/collect`.
     pub url: String,
     pub amplitude: Arc<amplitude::AmplitudeReceiver>,
     pub ga4: Arc<ga4::Ga4Receiver>,
@@ -110,8 +111,25 @@ impl Receivers {
         Ok(Receivers { url, amplitude, ga4, ga4_deletion })
     }
 
+    /// Every ingestion answer (Amplitude's APIs, GA4's `/mp/collect`) waits `latency` first.
+    pub fn set_latency(&self, latency: Duration) {
+        let millis = latency.as_millis() as u64;
+        self.amplitude.latency_ms.store(millis, std::sync::atomic::Ordering::Relaxed);
+        self.ga4.latency_ms.store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Count events without keeping them (long benchmark runs).
+    pub fn count_only(&self) {
+        self.amplitude.count_only.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ga4.count_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn amplitude_endpoint(&self) -> String {
         format!("{}/2/httpapi", self.url)
+    }
+
+    pub fn amplitude_user_mapping_endpoint(&self) -> String {
+        format!("{}/usermap", self.url)
     }
 
     pub fn ga4_endpoint(&self) -> String {
