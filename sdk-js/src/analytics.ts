@@ -14,13 +14,13 @@ import {
   parseRetryAfter,
   retryDelay,
 } from './transport';
-import type { Callback, CallOptions, LoadOptions, Message, Traits } from './types';
+import type { Callback, CallOptions, ConsentPreferences, LoadOptions, Message, Traits } from './types';
 import { Identity } from './user';
 import { uuid } from './uuid';
 
 const OPT_OUT = 'inlet_opt_out';
 
-type Settings = Required<Omit<LoadOptions, 'cookieDomain' | 'optOut'>>;
+type Settings = Required<Omit<LoadOptions, 'cookieDomain' | 'optOut' | 'consent'>>;
 
 const DEFAULTS: Settings = {
   apiHost: '',
@@ -60,6 +60,7 @@ export class Analytics {
   private notBefore = 0;
   /** Set while the snippet's calls are replayed: when the page made them. */
   private callTime?: number;
+  private consent?: ConsentPreferences;
 
   /** Starts the client. Calls made earlier are kept and sent now. */
   load(writeKey: string, options: LoadOptions = {}): this {
@@ -69,6 +70,7 @@ export class Analytics {
     this.writeKey = writeKey;
     this.identity = new Identity(options.cookieDomain ?? widestCookieDomain());
     if (options.optOut) this.optOut();
+    if (options.consent) this.setConsent(options.consent);
     this.queue = new PersistentQueue(`inlet:q:${writeKey}:`, this.settings.maxQueueSize);
     addEventListener('pagehide', () => this.sendOnHide());
     document.addEventListener('visibilitychange', () => document.visibilityState === 'hidden' && this.sendOnHide());
@@ -163,6 +165,19 @@ export class Analytics {
     cookieSet(OPT_OUT, '', widestCookieDomain(), 0);
   }
 
+  /**
+   * The user's consent choices from now on (category id → granted), sent with each later event
+   * as `context.consent.categoryPreferences`. Events already queued keep the consent they were
+   * made under.
+   */
+  setConsent(preferences: ConsentPreferences): void {
+    const entries = Object.entries(preferences ?? {});
+    if (entries.some(([, granted]) => typeof granted !== 'boolean')) {
+      throw new Error('inlet: setConsent() takes {categoryId: true | false}');
+    }
+    this.consent = Object.fromEntries(entries);
+  }
+
   isOptedOut(): boolean {
     return storageGet(OPT_OUT) === '1' || cookieGet(OPT_OUT) === '1';
   }
@@ -212,7 +227,8 @@ export class Analytics {
     late?: () => Partial<Message>,
   ): Promise<void> {
     const timestamp = isoTime(options.timestamp ?? this.callTime ?? Date.now());
-    const context = { ...browserContext(), ...options.context };
+    const consent = this.consent && { consent: { categoryPreferences: { ...this.consent } } };
+    const context = { ...browserContext(), ...consent, ...options.context };
     return new Promise((resolve) => {
       this.whenLoaded(() => {
         if (!this.isOptedOut()) {

@@ -1,3 +1,3 @@
 export { Analytics } from './analytics';
 export { LIBRARY } from './context';
-export type { Callback, CallOptions, LoadOptions, Message, MessageType, Traits } from './types';
+export type { Callback, CallOptions, ConsentPreferences, LoadOptions, Message, MessageType, Traits } from './types';

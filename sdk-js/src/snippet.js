@@ -4,7 +4,7 @@
   var analytics = (window.analytics = window.analytics || []);
   if (!Array.isArray(analytics) || analytics.invoked) return;
   analytics.invoked = true;
-  'track page identify group alias reset ready optOut optIn'.split(' ').forEach(function (method) {
+  'track page identify group alias reset ready optOut optIn setConsent'.split(' ').forEach(function (method) {
     analytics[method] = function () {
       analytics.push([method, Date.now()].concat([].slice.call(arguments)));
       return analytics;

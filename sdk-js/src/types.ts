@@ -30,7 +30,17 @@ export interface LoadOptions {
   cookieDomain?: string;
   /** Start opted out (nothing is stored or sent until `optIn()`). */
   optOut?: boolean;
+  /**
+   * The consent categories the user granted (`true`) or refused (`false`), by your consent
+   * manager's category ids: sent with every event as `context.consent.categoryPreferences`
+   * (Segment's consent object), which the gateway's destinations honour. Change it with
+   * `setConsent()`.
+   */
+  consent?: ConsentPreferences;
 }
+
+/** Consent category id → granted. */
+export type ConsentPreferences = Record<string, boolean>;
 
 export type MessageType = 'track' | 'page' | 'identify' | 'group' | 'alias' | 'screen';
 

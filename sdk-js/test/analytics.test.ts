@@ -253,6 +253,32 @@ test('opting out clears the queue and stops sending until opting in', async () =
   assert.deepEqual(browser.requests.at(-1)!.body.batch.map((m) => m.event), ['After']);
 });
 
+test('consent from load and setConsent goes with each later event as context.consent.categoryPreferences', async () => {
+  const analytics = new Analytics().load('key-1', { apiHost: HOST, consent: { Analytics: true, Advertising: false } });
+  await analytics.track('Under First Choice');
+  analytics.setConsent({ Analytics: false, Advertising: false });
+  await analytics.track('Under Second Choice');
+  await analytics.track('Overridden', {}, { context: { consent: { categoryPreferences: { Analytics: true } } } });
+  await advance(1000);
+  const sent = browser.requests.flatMap((r) => r.body.batch);
+  assert.deepEqual(
+    sent.map((m) => [m.event, (m.context.consent as { categoryPreferences: unknown }).categoryPreferences]),
+    [
+      ['Under First Choice', { Analytics: true, Advertising: false }],
+      ['Under Second Choice', { Analytics: false, Advertising: false }],
+      ['Overridden', { Analytics: true }],
+    ],
+  );
+  assert.throws(() => analytics.setConsent({ Analytics: 'yes' } as never), /setConsent\(\) takes/);
+});
+
+test('without consent set, events carry no consent object', async () => {
+  const analytics = new Analytics().load('key-1', { apiHost: HOST });
+  await analytics.track('Plain');
+  await advance(1000);
+  assert.equal(browser.requests[0].body.batch[0].context.consent, undefined);
+});
+
 test('load without apiHost is a clear error', () => {
   assert.throws(() => new Analytics().load('key-1'), /apiHost/);
 });
