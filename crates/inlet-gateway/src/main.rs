@@ -415,10 +415,9 @@ async fn destinations_status(config: &Config, admin_url: Option<String>) -> anyh
         }
         format!("http://{listen}")
     });
-    let response = reqwest::Client::new()
+    let response = inlet_destinations::outbox::http_client(std::time::Duration::from_secs(10), 1)
         .get(format!("{}/admin/destinations", url.trim_end_matches('/')))
         .bearer_auth(token)
-        .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
         .with_context(|| format!("reaching the gateway's admin listener at {url}"))?;

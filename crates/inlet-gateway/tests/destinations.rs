@@ -201,3 +201,137 @@ async fn sdk_events_reach_each_vendor_exactly_once_across_faults_and_sigkill() {
         ga_dead.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and tests/sdk/node_modules; run by tests/run.sh"]
+async fn sdk_group_alias_and_consent_reach_each_vendor_as_configured_and_status_reports_it() {
+    const TOKEN: &str = "operator-token-for-the-e2e-test";
+    let receivers = Receivers::start("amp-key", "G-TEST", "secret").await.unwrap();
+    receivers.amplitude.faults.push([Fault::Status(503)]);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let delivery = "delivery = {backoff_base_ms = 100, backoff_max_secs = 1, request_timeout_secs = 2}";
+    let destinations = format!(
+        r#"[{{name = "amp", kind = "amplitude", api_key = "amp-key", sources = ["web"], endpoint = "{}",
+              user_mapping_endpoint = "{}", group_type = "clinic", types = ["track", "group", "alias"],
+              consent = {{categories = ["Analytics"], without_consent = "withhold"}}, {delivery}}},
+            {{name = "ga", kind = "ga4", measurement_id = "G-TEST", api_secret = "secret", sources = ["web"], endpoint = "{}", {delivery}}}]"#,
+        receivers.amplitude_endpoint(),
+        receivers.amplitude_user_mapping_endpoint(),
+        receivers.ga4_endpoint()
+    );
+    let configure = |command: &mut Command| {
+        command
+            .env("INLET_DATA_DIR", dir.path())
+            .env("INLET_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("INLET_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
+            .env("INLET_ADMIN__TOKEN", TOKEN)
+            .env("INLET_SOURCES", format!(r#"[{{name = "web", write_key = "{KEY}"}}]"#))
+            .env("INLET_DESTINATIONS", &destinations)
+            .env("INLET_LOG_LEVEL", "warn");
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    configure(&mut command);
+    let mut gateway = command.stdout(Stdio::null()).spawn().unwrap();
+    wait_until("the gateway listens", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(sdk_dir().join("calls-client.mjs"))
+            .args([format!("http://127.0.0.1:{port}"), KEY.into()])
+            .output()
+            .expect("node runs (tests/run.sh installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "SDK client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let sent: BTreeMap<String, String> = serde_json::from_slice(&output.stdout).unwrap();
+    let of_kind = |kinds: &[&str]| -> BTreeSet<String> {
+        sent.iter().filter(|(_, k)| kinds.contains(&k.as_str())).map(|(id, _)| id.clone()).collect()
+    };
+
+    // Amplitude requires the Analytics category: granted (Segment's and RudderStack's shapes)
+    // are sent; refused and no consent (withhold) are not; the bad ids are dead-lettered.
+    let want_amplitude = of_kind(&["granted", "rudderstack"]);
+    let r = receivers.clone();
+    wait_until("Amplitude has the consented events, the group and the alias", || {
+        amplitude_ids(&r).len() >= want_amplitude.len()
+            && !r.amplitude.group_identifies().is_empty()
+            && !r.amplitude.user_mappings().is_empty()
+    });
+    assert_eq!(amplitude_ids(&receivers), want_amplitude);
+    for event in receivers.amplitude.events() {
+        let id = event["insert_id"].as_str().unwrap();
+        let want_group = if sent[id] == "granted" { serde_json::json!({"clinic": "clinic-7"}) } else { Value::Null };
+        assert_eq!(event["groups"], want_group, "{id}: context.groupId becomes groups");
+    }
+    let identifications = receivers.amplitude.identifications();
+    assert_eq!(identifications.len(), 1);
+    assert_eq!(identifications[0]["user_id"], "user-0001");
+    assert_eq!(identifications[0]["groups"], serde_json::json!({"clinic": "clinic-7"}));
+    assert_eq!(
+        receivers.amplitude.group_identifies(),
+        vec![serde_json::json!({"group_type": "clinic", "group_value": "clinic-7",
+            "group_properties": {"$set": {"name": "Seoul Dental", "plan": "pro"}}})]
+    );
+    assert_eq!(
+        receivers.amplitude.user_mappings(),
+        vec![serde_json::json!({"user_id": "guest-0001", "global_user_id": "user-0001"})]
+    );
+
+    // GA4 has no consent setting: every track and the group (as join_group); alias is not sent.
+    let want_ga4 = of_kind(&["granted", "refused", "rudderstack", "none", "bad_ids"]);
+    wait_until("GA4 has every track and the group", || r.ga4.events().len() > want_ga4.len());
+    let ga4 = receivers.ga4.events();
+    let tracked: BTreeSet<String> =
+        ga4.iter().filter_map(|e| e.params.get("seq").and_then(Value::as_str)).map(str::to_owned).collect();
+    assert_eq!(tracked, want_ga4);
+    let joins: Vec<_> = ga4.iter().filter(|e| e.name == "join_group").collect();
+    assert_eq!(joins.len(), 1);
+    assert_eq!(joins[0].params["group_id"], "clinic-7");
+    assert!(receivers.ga4.invalid().is_empty(), "GA4 would have dropped: {:?}", receivers.ga4.invalid());
+
+    // The status report, as an operator sees it.
+    let mut status = Value::Null;
+    wait_until("the status shows every event resolved and the dead letter counted", || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
+        configure(&mut command);
+        let output = command.args(["destinations", "status"]).output().unwrap();
+        assert!(output.status.success(), "status failed: {}", String::from_utf8_lossy(&output.stderr));
+        status = serde_json::from_slice(&output.stdout).unwrap();
+        let amp = &status["destinations"][0];
+        amp["cursor"] == amp["durable_lsn"] && amp["dead_letters"]["invalid_ids"] == 1
+    });
+    let amp = &status["destinations"][0];
+    assert_eq!(amp["name"], "amp");
+    assert_eq!(amp["vendor"], "amplitude");
+    assert_eq!(amp["backlog_events"], 0);
+    assert_eq!(amp["dead_letters"], serde_json::json!({"invalid_ids": 1}));
+    let errors = amp["recent_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["status"], 503);
+    assert_eq!(errors[0]["api"], "events");
+    assert_eq!(status["destinations"][1]["name"], "ga");
+
+    // The operator token is required.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    configure(&mut command);
+    let output = command
+        .env("INLET_ADMIN__TOKEN", "a-wrong-token-of-enough-length")
+        .args(["destinations", "status"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let pid = gateway.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(gateway.wait().unwrap().success());
+    eprintln!(
+        "destinations e2e: calls: {} sent; Amplitude {} consented events, 1 identify, 1 group identify, 1 user mapping; GA4 {} tracks and 1 join_group; status: {}",
+        sent.len(),
+        want_amplitude.len(),
+        want_ga4.len(),
+        serde_json::to_string(amp).unwrap()
+    );
+}
