@@ -87,6 +87,21 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
     },
+    /// The local Amplitude and GA4 receivers (which enforce the vendors' contracts), counting
+    /// what they take (`GET /counts`) and answering after a fixed latency, as a vendor's round
+    /// trip: the targets of the delivery benchmark (`delivery.sh`).
+    Receivers {
+        #[arg(long, default_value = "127.0.0.1:8095")]
+        listen: String,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        #[arg(long, default_value = "bench-amplitude-key")]
+        amplitude_api_key: String,
+        #[arg(long, default_value = "G-BENCH")]
+        ga4_measurement_id: String,
+        #[arg(long, default_value = "bench-ga4-secret")]
+        ga4_api_secret: String,
+    },
     /// Checks the lake holds every acknowledged event; exits 1 if any is missing.
     Verify {
         /// The lake: a directory or s3://bucket/prefix.
@@ -117,6 +132,15 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Baseline { listen } => baseline::serve(listen).await?,
+        Command::Receivers { listen, latency_ms, amplitude_api_key, ga4_measurement_id, ga4_api_secret } => {
+            let receivers =
+                inlet_receivers::Receivers::start_on(&listen, &amplitude_api_key, &ga4_measurement_id, &ga4_api_secret)
+                    .await?;
+            receivers.set_latency(Duration::from_millis(latency_ms));
+            receivers.count_only();
+            eprintln!("receivers at {} answering after {latency_ms} ms", receivers.url);
+            tokio::signal::ctrl_c().await?;
+        }
         Command::Verify { lake, s3_endpoint, s3_force_path_style, acks } => {
             let s3 = inlet_lake::S3Settings {
                 endpoint: s3_endpoint,

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::retry::RetryPolicy;
-use crate::vendor::{Api, Mapped, Outcome, Payload, Request, RequestLimits, at, text};
+use crate::vendor::{self, Api, Mapped, Outcome, Payload, Request, RequestLimits, at, text};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api2.amplitude.com/2/httpapi";
 /// The User Mapping API lives on another host than event ingestion.
@@ -251,27 +251,28 @@ impl Amplitude {
         }
     }
 
-    /// One request of payloads to the same API.
+    /// One request of payloads to the same API, assembled from their serialised bodies.
     pub fn request(&self, payloads: &[&Payload]) -> Request {
-        let items: Vec<&Value> = payloads.iter().map(|p| &p.body).collect();
         let (url, field) = match payloads[0].api {
             Api::Events => {
-                let body = json!({
-                    "api_key": self.api_key,
-                    "events": items,
-                    "options": {"min_id_length": self.min_id_length},
-                });
-                return Request {
-                    url: self.endpoint.clone(),
-                    content_type: "application/json",
-                    body: serde_json::to_vec(&body).expect("a JSON value serialises"),
-                };
+                let total: usize = payloads.iter().map(|p| p.json.len() + 1).sum();
+                let mut body = Vec::with_capacity(total + 128);
+                body.extend_from_slice(b"{\"api_key\":");
+                serde_json::to_writer(&mut body, &self.api_key).expect("a string serialises");
+                body.extend_from_slice(b",\"events\":");
+                vendor::json_array(payloads, &mut body);
+                body.extend_from_slice(
+                    format!(",\"options\":{{\"min_id_length\":{}}}}}", self.min_id_length).as_bytes(),
+                );
+                return Request { url: self.endpoint.clone(), content_type: "application/json", body };
             }
             Api::Identify => (self.sibling_endpoint("/identify"), "identification"),
             Api::GroupIdentify => (self.sibling_endpoint("/groupidentify"), "identification"),
             Api::UserMapping => (self.user_mapping_endpoint.clone(), "mapping"),
         };
-        let items = serde_json::to_string(&items).expect("a JSON value serialises");
+        let mut items = Vec::new();
+        vendor::json_array(payloads, &mut items);
+        let items = String::from_utf8(items).expect("serialised JSON is UTF-8");
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("api_key", &self.api_key)
             .append_pair(field, &items)

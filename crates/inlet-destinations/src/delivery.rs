@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use inlet_segment::{StoredEvent, parse_timestamp};
-use inlet_wal::{WalHandle, WalReader};
+use inlet_wal::{ReadPosition, WalHandle, WalReader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -88,6 +88,9 @@ pub struct Delivery {
     state_path: PathBuf,
     cursor: u64,
     read_lsn: u64,
+    /// Where the last read stopped in the WAL's files, so the next starts there instead of
+    /// reading its segment from the first record.
+    read_position: Option<ReadPosition>,
     /// Positions in `cursor..read_lsn` delivered or dead-lettered (not merely waiting).
     resolved_above: BTreeSet<u64>,
     max_in_flight: usize,
@@ -142,6 +145,7 @@ impl Delivery {
             state_path,
             cursor,
             read_lsn: cursor,
+            read_position: None,
             resolved_above,
             max_in_flight: parts.max_in_flight,
             max_backlog_bytes: parts.max_backlog_bytes,
@@ -158,18 +162,23 @@ impl Delivery {
                 return Ok(());
             }
             self.check_budget();
+            let started = std::time::Instant::now();
             let mut resolved = std::mem::take(&mut self.pending_shed);
             resolved.extend(self.refill().await?);
+            let read = started.elapsed();
             let round = tokio::select! {
                 round = self.outbox.send_due() => round,
                 _ = shutdown.changed() => return Ok(()),
             };
             resolved.extend(round);
+            let sent = started.elapsed();
+            let events = resolved.len();
             // Not cancelled by shutdown: a dead letter stored without its cursor saved would
             // be dead-lettered again at the next start.
             if !resolved.is_empty() {
                 self.settle(resolved, &shutdown).await?;
             }
+            tracing::debug!(destination = %self.name, events, ?read, ?sent, settled = ?started.elapsed(), "delivery round");
             self.publish_status();
             let caught_up = self.read_lsn >= self.wal.durable_lsn() || self.read_window_full();
             let due_now = self.outbox.next_due().is_some_and(|due| due <= Instant::now());
@@ -204,8 +213,15 @@ impl Delivery {
             .min(self.cursor + 4 * self.max_in_flight as u64)
             .max(self.read_lsn + 1);
         let (dir, from, max) = (self.wal.config().dir.clone(), self.read_lsn, self.wal.config().max_record_bytes);
-        let records = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u8>)>, inlet_wal::WalError> {
-            WalReader::open(&dir, from, upto, max)?.map(|r| r.map(|r| (r.lsn, r.payload.to_vec()))).collect()
+        let position = self.read_position.take().filter(|p| p.next_lsn == from);
+        let (records, stopped_at) = tokio::task::spawn_blocking(move || {
+            let mut reader = match position {
+                Some(position) => WalReader::open_at(&dir, position, upto, max)?,
+                None => WalReader::open(&dir, from, upto, max)?,
+            };
+            let records: Vec<(u64, Vec<u8>)> =
+                reader.by_ref().map(|r| r.map(|r| (r.lsn, r.payload))).collect::<Result<_, _>>()?;
+            Ok::<_, inlet_wal::WalError>((records, reader.stopped_at()))
         })
         .await
         .map_err(|e| DeliveryError::Task(e.to_string()))??;
@@ -239,6 +255,7 @@ impl Delivery {
             }
             resolved.extend(self.outbox.push(lsn, stored));
         }
+        self.read_position = stopped_at.filter(|at| at.next_lsn == self.read_lsn);
         Ok(resolved)
     }
 

@@ -59,6 +59,8 @@ pub struct Payload {
     pub api: Api,
     /// The event as the vendor wants it.
     pub body: Value,
+    /// `body` serialised once: its size decides the packing, and requests are assembled from it.
+    pub json: Vec<u8>,
     /// Events may share a request only with the same key (GA4: the same client and user).
     pub group: String,
     /// Serialised size, for request size limits.
@@ -71,11 +73,23 @@ pub struct Payload {
 impl Payload {
     pub fn new(api: Api, body: Value, group: String, identity: &str) -> Payload {
         use std::hash::{Hash, Hasher};
-        let bytes = serde_json::to_vec(&body).map_or(0, |b| b.len());
+        let json = serde_json::to_vec(&body).expect("a JSON value serialises");
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         identity.hash(&mut hasher);
-        Payload { api, body, group, bytes, order_key: hasher.finish() }
+        Payload { api, body, bytes: json.len(), json, group, order_key: hasher.finish() }
     }
+}
+
+/// The payloads' serialised bodies as a JSON array, appended to `out`.
+pub(crate) fn json_array(payloads: &[&Payload], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, payload) in payloads.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&payload.json);
+    }
+    out.push(b']');
 }
 
 /// What became of one event of a request.
@@ -217,7 +231,7 @@ mod tests {
     use super::*;
 
     fn payload(group: &str, bytes: usize) -> Payload {
-        Payload { api: Api::Events, body: Value::Null, group: group.into(), bytes, order_key: 0 }
+        Payload { api: Api::Events, body: Value::Null, json: Vec::new(), group: group.into(), bytes, order_key: 0 }
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub(crate) fn cut_response() -> Response {
 /// Both receivers on one loopback port.
 #[derive(Debug, Clone)]
 pub struct Receivers {
-    /// `http://127.0.0.1:{port}`; Amplitude at `/2/httpapi` and `/batch`, its Identify, Group
+    /// `http://127.0.0.1:{port}`; the events each has taken at `GET /counts`
+    /// (`{"amplitude": n, "ga4": n}`); Amplitude at `/2/httpapi` and `/batch`, its Identify, Group
     /// Identify and User Mapping APIs at `/identify`, `/groupidentify`, `/usermap` (its User
     /// Privacy API at `/api/2/deletions/users`), GA4 at `/mp/collect` and `/debug/mp/collect`.
     pub url: String,
@@ -101,7 +102,14 @@ impl Receivers {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let ga4_deletion = Arc::new(ga4_deletion::Ga4DeletionReceiver::new(format!("{url}/token")));
+        let counted = (Arc::clone(&amplitude), Arc::clone(&ga4));
         let app = Router::new()
+            .route(
+                "/counts",
+                axum::routing::get(move || async move {
+                    axum::Json(serde_json::json!({"amplitude": counted.0.ingested(), "ga4": counted.1.received()}))
+                }),
+            )
             .merge(amplitude::router(Arc::clone(&amplitude)))
             .merge(ga4::router(Arc::clone(&ga4)))
             .merge(ga4_deletion::router(Arc::clone(&ga4_deletion)));

@@ -95,7 +95,7 @@ mod writer;
 pub use cursors::Cursors;
 pub use error::WalError;
 pub use policy::FsyncPolicy;
-pub use reader::{Record, RecordChunk, WalReader};
+pub use reader::{ReadPosition, Record, RecordChunk, WalReader};
 pub use record::{FramedRecords, RECORD_HEADER_BYTES};
 pub use segment::SEGMENT_HEADER_BYTES;
 pub use wal::{ActiveSegment, RecoveryReport, Wal, WalConfig};

@@ -2,7 +2,7 @@
 //! a time or in chunks of consecutive records.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::error::{Result, WalError};
@@ -62,6 +62,16 @@ impl RecordChunk {
     }
 }
 
+/// Where a reader stopped, to start the next one there without reading the segment from its
+/// first record (a consumer that reads a window at a time: the destinations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPosition {
+    segment_first_lsn: u64,
+    /// Byte offset of the record `next_lsn` in that segment's file.
+    offset: u64,
+    pub next_lsn: u64,
+}
+
 /// Iterates records from an LSN up to (excluding) a bound, across segments.
 ///
 /// Pass the writer's durable LSN as the bound while the log is live, so a record that is still
@@ -77,6 +87,11 @@ pub struct WalReader {
     from_lsn: u64,
     upto_lsn: u64,
     max_record_bytes: usize,
+    /// Byte offset of the next record in the current segment's file.
+    offset: u64,
+    /// The last read met the clean end of the current segment's file.
+    clean_end: bool,
+    stopped_at: Option<ReadPosition>,
 }
 
 impl WalReader {
@@ -88,7 +103,42 @@ impl WalReader {
             return Err(WalError::Truncated { requested: from_lsn, oldest });
         }
         let index = segments.iter().rposition(|s| s.first_lsn <= from_lsn).unwrap_or(0);
-        Ok(WalReader { segments, index, file: None, next_lsn: 0, from_lsn, upto_lsn, max_record_bytes })
+        Ok(WalReader {
+            segments,
+            index,
+            file: None,
+            next_lsn: 0,
+            from_lsn,
+            upto_lsn,
+            max_record_bytes,
+            offset: 0,
+            clean_end: false,
+            stopped_at: None,
+        })
+    }
+
+    /// Opens a reader where an earlier one stopped ([`WalReader::stopped_at`]); if that
+    /// segment is gone, as [`WalReader::open`] at its LSN (which reports a truncation).
+    pub fn open_at(dir: &Path, position: ReadPosition, upto_lsn: u64, max_record_bytes: usize) -> Result<WalReader> {
+        let mut reader = WalReader::open(dir, position.next_lsn, upto_lsn, max_record_bytes)?;
+        let Some(index) = reader.segments.iter().position(|s| s.first_lsn == position.segment_first_lsn) else {
+            return Ok(reader);
+        };
+        let info = &reader.segments[index];
+        let mut file = BufReader::with_capacity(256 * 1024, segment::open_and_check_header(info)?);
+        file.seek(SeekFrom::Start(position.offset))
+            .map_err(WalError::io(format!("seeking {}", info.path.display())))?;
+        reader.index = index;
+        reader.file = Some(file);
+        reader.offset = position.offset;
+        reader.next_lsn = position.next_lsn;
+        Ok(reader)
+    }
+
+    /// Where this reader stopped, if it stopped cleanly at its bound or at the end of the log:
+    /// the next reader can start there with [`WalReader::open_at`].
+    pub fn stopped_at(&self) -> Option<ReadPosition> {
+        self.stopped_at
     }
 
     fn open_current(&mut self) -> Result<()> {
@@ -99,7 +149,9 @@ impl WalReader {
             }
             other => other,
         })?;
-        self.file = Some(BufReader::with_capacity(256 * 1024, file));
+        let mut file = BufReader::with_capacity(256 * 1024, file);
+        self.offset = file.stream_position().map_err(WalError::io(format!("reading {}", info.path.display())))?;
+        self.file = Some(file);
         self.next_lsn = info.first_lsn;
         Ok(())
     }
@@ -111,8 +163,12 @@ impl WalReader {
         let info = &self.segments[self.index];
         let file = self.file.as_mut().expect("segment is open");
         let mut header = [0u8; RECORD_HEADER_BYTES];
+        self.clean_end = false;
         match read_full(file, &mut header) {
-            Ok(0) => return Ok(None),
+            Ok(0) => {
+                self.clean_end = true;
+                return Ok(None);
+            }
             Ok(n) if n < RECORD_HEADER_BYTES => return Ok(self.damaged(is_newest, "incomplete record header")),
             Ok(_) => {}
             Err(e) => return Err(WalError::io(format!("reading {}", info.path.display()))(e)),
@@ -140,6 +196,7 @@ impl WalReader {
         }
         let lsn = self.next_lsn;
         self.next_lsn += 1;
+        self.offset += (RECORD_HEADER_BYTES + len) as u64;
         Ok(Some(lsn))
     }
 
@@ -179,13 +236,26 @@ impl WalReader {
                     return Some(Err(e));
                 }
                 Ok(Some(lsn)) if lsn >= self.upto_lsn => {
+                    let record_bytes = (RECORD_HEADER_BYTES + out.len() - start) as u64;
                     out.truncate(start);
+                    self.stopped_at = Some(ReadPosition {
+                        segment_first_lsn: self.segments[self.index].first_lsn,
+                        offset: self.offset - record_bytes,
+                        next_lsn: lsn,
+                    });
                     self.index = self.segments.len();
                     return None;
                 }
                 Ok(Some(lsn)) if lsn < self.from_lsn => out.truncate(start),
                 Ok(Some(lsn)) => return Some(Ok(lsn)),
                 Ok(None) => {
+                    if self.clean_end && self.index + 1 == self.segments.len() {
+                        self.stopped_at = Some(ReadPosition {
+                            segment_first_lsn: self.segments[self.index].first_lsn,
+                            offset: self.offset,
+                            next_lsn: self.next_lsn,
+                        });
+                    }
                     self.file = None;
                     self.index += 1;
                 }
@@ -311,5 +381,36 @@ mod tests {
                 assert_eq!(in_chunks(dir.path(), from, upto, max_records), expected, "{from}..{upto} by {max_records}");
             }
         }
+    }
+
+    #[test]
+    fn a_reader_resumes_where_the_last_stopped_across_windows_segments_and_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WalConfig { segment_bytes: 300, preallocate: false, ..WalConfig::new(dir.path()) };
+        let payloads: Vec<Vec<u8>> = (0..80).map(|i| format!("record {i} ").repeat(i % 4 + 1).into_bytes()).collect();
+        let (mut wal, _) = Wal::open(config.clone()).expect("open");
+        wal.append(&payloads[..50]).expect("append");
+        let mut read = Vec::new();
+        let mut position = None;
+        // Windows of 7 up to the end of what is written, then more is appended and read on.
+        for upto in (7..=56).step_by(7).chain([80]) {
+            if upto == 56 {
+                wal.append(&payloads[50..]).expect("append more");
+            }
+            let mut reader = match position {
+                Some(at) => WalReader::open_at(dir.path(), at, upto, 1 << 20).expect("resume"),
+                None => WalReader::open(dir.path(), 0, upto, 1 << 20).expect("open"),
+            };
+            for record in reader.by_ref() {
+                let record = record.expect("record");
+                read.push(record.lsn);
+                assert_eq!(record.payload, payloads[record.lsn as usize]);
+            }
+            position = reader.stopped_at();
+            let at = position.expect("a clean stop has a position");
+            let written = if upto < 56 { 50 } else { 80 };
+            assert_eq!(at.next_lsn, upto.min(written), "stopped at the bound or the end of the log");
+        }
+        assert_eq!(read, (0..80).collect::<Vec<u64>>(), "every record once, in order");
     }
 }
