@@ -7,6 +7,7 @@
 # and count what they take. One line per run: events/s acknowledged; events/s delivered while
 # the load ran; how long delivery took to finish after the load stopped (at most DRAIN seconds,
 # default 60) and the delivered rate over the whole time.
+# GA4 runs with GA4_CONCURRENCY requests in flight (8; its default is 1).
 #   loadtest/delivery.sh SECONDS   (GATEWAY_BIN and LOADTEST_BIN: release builds)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,7 +28,7 @@ for latency in ${LATENCIES:-0 20 100}; do
     case "$variant" in
       anchor) destinations="[]" ;;
       amplitude) destinations="[{name = \"amp\", kind = \"amplitude\", api_key = \"bench-amplitude-key\", sources = [\"load\"], endpoint = \"$receivers_url/2/httpapi\"}]" ;;
-      ga4) destinations="[{name = \"ga\", kind = \"ga4\", measurement_id = \"G-BENCH\", api_secret = \"bench-ga4-secret\", sources = [\"load\"], endpoint = \"$receivers_url/mp/collect\"}]" ;;
+      ga4) destinations="[{name = \"ga\", kind = \"ga4\", measurement_id = \"G-BENCH\", api_secret = \"bench-ga4-secret\", sources = [\"load\"], endpoint = \"$receivers_url/mp/collect\", delivery = {max_concurrent_requests = ${GA4_CONCURRENCY:-8}}}]" ;;
     esac
     start_fresh_gateway "$bin" "$key" INLET_DESTINATIONS="$destinations"
     before="$(counts)"

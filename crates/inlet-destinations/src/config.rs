@@ -152,9 +152,10 @@ pub struct DeliveryConfig {
     pub request_timeout_secs: u64,
     /// Events held in memory for delivery; the rest of the backlog waits in the WAL.
     pub max_in_flight_events: usize,
-    /// Requests in flight at once. One device's or client's events never travel in two
-    /// concurrent requests, so their order is kept.
-    pub max_concurrent_requests: usize,
+    /// Requests in flight at once (default: Amplitude 8, GA4 1; see
+    /// [`DestinationConfig::max_concurrent_requests`]). One device's or client's events never
+    /// travel in two concurrent requests, so their order is kept.
+    pub max_concurrent_requests: Option<usize>,
     /// WAL bytes this destination may keep on disk; beyond it the oldest undelivered events
     /// are moved to the dead letters (reason `backlog_over_budget`) so ingestion never stops.
     pub max_backlog_bytes: u64,
@@ -168,7 +169,7 @@ impl Default for DeliveryConfig {
             backoff_max_secs: 600,
             request_timeout_secs: 30,
             max_in_flight_events: 20_000,
-            max_concurrent_requests: 8,
+            max_concurrent_requests: None,
             max_backlog_bytes: 2 << 30,
         }
     }
@@ -196,6 +197,19 @@ pub fn default_types(vendor: &VendorConfig) -> Vec<String> {
 }
 
 impl DestinationConfig {
+    /// Requests in flight at once. GA4 defaults to one: its events have no key the vendor
+    /// dedupes by, and a crash repeats every request answered since the last state save; with
+    /// one request in flight that window is the milliseconds after an answer, with several it
+    /// lasts until the slowest request of the round is answered. Amplitude drops repeats by
+    /// `insert_id`, so it defaults to eight.
+    pub fn max_concurrent_requests(&self) -> usize {
+        let default = match self.vendor {
+            VendorConfig::Amplitude { .. } => 8,
+            VendorConfig::Ga4 { .. } => 1,
+        };
+        self.delivery.max_concurrent_requests.unwrap_or(default)
+    }
+
     /// Checks what types cannot; the message names the key.
     pub fn validate(&self, known_sources: &[&str]) -> Result<(), String> {
         let at = |key: &str| format!("destinations[{}].{key}", self.name);
@@ -281,7 +295,7 @@ impl DestinationConfig {
         if d.backoff_base_ms == 0
             || d.request_timeout_secs == 0
             || d.max_in_flight_events == 0
-            || d.max_concurrent_requests == 0
+            || d.max_concurrent_requests == Some(0)
         {
             return Err(format!(
                 "{}: backoff_base_ms, request_timeout_secs, max_in_flight_events and max_concurrent_requests must be positive",
@@ -337,5 +351,10 @@ mod tests {
             parse("name = \"amp\"\nkind = \"amplitude\"\napi_key = \"k\"\nsources = [\"web\"]\ntypes = [\"trak\"]")
                 .expect("parses");
         assert!(bad_type.validate(&["web"]).expect_err("bad type").contains("types"));
+        assert_eq!(amplitude.max_concurrent_requests(), 8);
+        assert_eq!(ga4.max_concurrent_requests(), 1, "GA4 has no dedupe key: one request in flight");
+        let ga4_wide = parse("name = \"ga\"\nkind = \"ga4\"\nmeasurement_id = \"G-1\"\napi_secret = \"s\"\nsources = [\"web\"]\n[delivery]\nmax_concurrent_requests = 4")
+            .expect("ga4");
+        assert_eq!(ga4_wide.max_concurrent_requests(), 4);
     }
 }

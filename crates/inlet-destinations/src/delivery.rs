@@ -10,13 +10,13 @@
 //!   saved too, in `{data_dir}/destinations/{name}.json`:
 //!   `{"cursor": N, "resolved": [[from, to), …], "dead_letters": {reason: count}}` (the last
 //!   are the status report's lifetime counts; a file without them reads as zero), replaced
-//!   atomically (temporary file, fsync, rename, directory fsync) after every round that resolved anything, before the WAL cursor
-//!   moves. On start, resolved positions are not sent again. The only repeat left is an event
+//!   atomically (temporary file, fsync, rename, directory fsync) after every round that
+//!   resolved anything, before the WAL cursor moves. On start, resolved positions are not sent again. The only repeat left is an event
 //!   whose request succeeded just before a crash, ahead of the save: Amplitude drops it by
 //!   `insert_id` (its Identify, Group Identify and User Mapping calls set the same values
-//!   again); GA4 has no such key, so it can count twice. Concurrent requests
-//!   (`max_concurrent_requests`) change none of this: positions are saved as they resolve,
-//!   whatever the order.
+//!   again); GA4 has no such key, so it can count twice. With several requests in flight
+//!   (`max_concurrent_requests`) a round's state is saved once all of them are answered, so
+//!   the window lasts until the slowest is: GA4 therefore defaults to one request in flight.
 //! - **A slow destination holds only itself back.** Each destination has its own task, cursor
 //!   and HTTP client; the lake and ingestion never wait for it. Its backlog (WAL bytes behind
 //!   its cursor) is bounded by `delivery.max_backlog_bytes`: over it, the oldest undelivered
@@ -178,7 +178,9 @@ impl Delivery {
             if !resolved.is_empty() {
                 self.settle(resolved, &shutdown).await?;
             }
-            tracing::debug!(destination = %self.name, events, ?read, ?sent, settled = ?started.elapsed(), "delivery round");
+            if events > 0 {
+                tracing::debug!(destination = %self.name, events, ?read, ?sent, settled = ?started.elapsed(), "delivery round");
+            }
             self.publish_status();
             let caught_up = self.read_lsn >= self.wal.durable_lsn() || self.read_window_full();
             let due_now = self.outbox.next_due().is_some_and(|due| due <= Instant::now());

@@ -81,8 +81,8 @@ impl Destination {
     /// A fresh delivery engine for this destination, reporting to `status`.
     pub fn outbox(&self, metrics: DestinationMetrics, status: Arc<DestinationStatus>) -> Outbox {
         let delivery = &self.config.delivery;
-        let http =
-            outbox::http_client(Duration::from_secs(delivery.request_timeout_secs), delivery.max_concurrent_requests);
+        let concurrency = self.config.max_concurrent_requests();
+        let http = outbox::http_client(Duration::from_secs(delivery.request_timeout_secs), concurrency);
         Outbox::new(
             self.vendor.clone(),
             OutboxParts {
@@ -91,7 +91,7 @@ impl Destination {
                 metrics,
                 consent: self.config.consent.clone(),
                 status,
-                max_concurrent_requests: delivery.max_concurrent_requests,
+                max_concurrent_requests: concurrency,
             },
         )
     }

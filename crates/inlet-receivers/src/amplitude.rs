@@ -205,8 +205,15 @@ fn refuse(status: StatusCode, text: &str) -> Response {
     (status, text.to_owned()).into_response()
 }
 
-/// The form's `api_key` checked and its JSON `field` parsed into a list.
-fn form_items(state: &AmplitudeReceiver, body: &[u8], field: &str) -> Result<Vec<Value>, (StatusCode, String)> {
+/// After the latency: the form's `api_key` checked and its JSON `field` parsed into a list of
+/// at most `max_items`.
+async fn form_items(
+    state: &AmplitudeReceiver,
+    body: &[u8],
+    field: &str,
+    max_items: usize,
+) -> Result<Vec<Value>, (StatusCode, String)> {
+    state.answer_after_latency().await;
     if body.len() >= FORM_MAX_BYTES {
         return Err((StatusCode::PAYLOAD_TOO_LARGE, "request too large".into()));
     }
@@ -214,11 +221,15 @@ fn form_items(state: &AmplitudeReceiver, body: &[u8], field: &str) -> Result<Vec
     if form.get("api_key") != Some(&state.api_key) {
         return Err((StatusCode::BAD_REQUEST, "invalid api_key".into()));
     }
-    match form.get(field).map(|text| serde_json::from_str::<Value>(text)) {
-        Some(Ok(Value::Array(items))) if !items.is_empty() => Ok(items),
-        Some(Ok(item @ Value::Object(_))) if field == "identification" => Ok(vec![item]),
-        _ => Err((StatusCode::BAD_REQUEST, format!("missing or invalid {field}"))),
+    let items = match form.get(field).map(|text| serde_json::from_str::<Value>(text)) {
+        Some(Ok(Value::Array(items))) if !items.is_empty() => items,
+        Some(Ok(item @ Value::Object(_))) if field == "identification" => vec![item],
+        _ => return Err((StatusCode::BAD_REQUEST, format!("missing or invalid {field}"))),
+    };
+    if items.len() > max_items {
+        return Err((StatusCode::BAD_REQUEST, format!("more than {max_items} items in {field}")));
     }
+    Ok(items)
 }
 
 /// `groups`: an object of at most 5 group types whose values (strings, or arrays of them)
@@ -243,8 +254,7 @@ fn usable_id(value: Option<&Value>) -> bool {
 }
 
 async fn identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
-    state.answer_after_latency().await;
-    let items = match form_items(&state, &body, "identification") {
+    let items = match form_items(&state, &body, "identification", usize::MAX).await {
         Ok(items) => items,
         Err((status, text)) => return refuse(status, &text),
     };
@@ -262,14 +272,10 @@ async fn identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> R
 }
 
 async fn group_identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
-    state.answer_after_latency().await;
-    let items = match form_items(&state, &body, "identification") {
+    let items = match form_items(&state, &body, "identification", MAX_GROUP_IDENTIFIES).await {
         Ok(items) => items,
         Err((status, text)) => return refuse(status, &text),
     };
-    if items.len() > MAX_GROUP_IDENTIFIES {
-        return refuse(StatusCode::BAD_REQUEST, "too many group identifies");
-    }
     let mut properties = 0;
     for item in &items {
         let ok = item.get("group_type").is_some_and(Value::is_string)
@@ -294,14 +300,10 @@ async fn group_identify(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes
 }
 
 async fn user_map(State(state): State<Arc<AmplitudeReceiver>>, body: Bytes) -> Response {
-    state.answer_after_latency().await;
-    let items = match form_items(&state, &body, "mapping") {
+    let items = match form_items(&state, &body, "mapping", MAX_USER_MAPPINGS).await {
         Ok(items) => items,
         Err((status, text)) => return refuse(status, &text),
     };
-    if items.len() > MAX_USER_MAPPINGS {
-        return refuse(StatusCode::BAD_REQUEST, "too many mappings");
-    }
     for item in &items {
         let target =
             item.get("global_user_id").is_some_and(Value::is_string) || item.get("unmap") == Some(&Value::Bool(true));
