@@ -321,11 +321,8 @@ impl Delivery {
         }
         let cursor = self.outbox.min_key().unwrap_or(self.read_lsn).min(self.read_lsn);
         self.resolved_above = self.resolved_above.split_off(&cursor);
-        let state = SavedState {
-            cursor,
-            resolved: ranges(&self.resolved_above),
-            dead_letters: self.status.report().dead_letters,
-        };
+        let state =
+            SavedState { cursor, resolved: ranges(&self.resolved_above), dead_letters: self.status.dead_letters() };
         let path = self.state_path.clone();
         tokio::task::spawn_blocking(move || save_state(&path, &state))
             .await

@@ -72,13 +72,17 @@ impl DestinationStatus {
         *self.dead_letters.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = counts;
     }
 
-    /// Adds dead letters just stored; returns the new lifetime counts.
-    pub fn add_dead_letters<'a>(&self, reasons: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u64> {
+    /// Adds dead letters just stored.
+    pub fn add_dead_letters<'a>(&self, reasons: impl IntoIterator<Item = &'a str>) {
         let mut counts = self.dead_letters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for reason in reasons {
             *counts.entry(reason.to_owned()).or_default() += 1;
         }
-        counts.clone()
+    }
+
+    /// Dead letters written, by reason, over the destination's life.
+    pub fn dead_letters(&self) -> BTreeMap<String, u64> {
+        self.dead_letters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub fn report(&self) -> StatusReport {
@@ -90,7 +94,7 @@ impl DestinationStatus {
             over_budget: self.over_budget.load(relaxed),
             lag_seconds: self.lag_millis.load(relaxed) as f64 / 1000.0,
             in_flight_events: self.in_flight.load(relaxed),
-            dead_letters: self.dead_letters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            dead_letters: self.dead_letters(),
             recent_errors: self
                 .recent_errors
                 .lock()
@@ -124,7 +128,7 @@ mod tests {
         assert_eq!(report.recent_errors.len(), KEPT_ERRORS);
         assert_eq!(report.recent_errors[0].events, KEPT_ERRORS + 2);
         status.set_dead_letters(BTreeMap::from([("invalid_ids".to_owned(), 2)]));
-        let counts = status.add_dead_letters(["invalid_ids", "too_large"]);
-        assert_eq!(counts, BTreeMap::from([("invalid_ids".to_owned(), 3), ("too_large".to_owned(), 1)]));
+        status.add_dead_letters(["invalid_ids", "too_large"]);
+        assert_eq!(status.dead_letters(), BTreeMap::from([("invalid_ids".to_owned(), 3), ("too_large".to_owned(), 1)]));
     }
 }

@@ -63,8 +63,6 @@ pub struct Payload {
     pub json: Vec<u8>,
     /// Events may share a request only with the same key (GA4: the same client and user).
     pub group: String,
-    /// Serialised size, for request size limits.
-    pub bytes: usize,
     /// The identity (device, client) whose payloads must reach the vendor in the order they
     /// were received: payloads of one identity never travel in concurrent requests.
     pub order_key: u64,
@@ -76,7 +74,7 @@ impl Payload {
         let json = serde_json::to_vec(&body).expect("a JSON value serialises");
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         identity.hash(&mut hasher);
-        Payload { api, body, bytes: json.len(), json, group, order_key: hasher.finish() }
+        Payload { api, body, json, group, order_key: hasher.finish() }
     }
 }
 
@@ -188,17 +186,18 @@ pub fn pack(payloads: &[&Payload], limits: impl Fn(Api) -> RequestLimits) -> Vec
         match open.entry((payload.api, payload.group.as_str())) {
             Entry::Occupied(mut request) => {
                 let (members, bytes) = request.get_mut();
-                if members.len() >= limits.max_events || *bytes + payload.bytes + 1 + ENVELOPE_BYTES > limits.max_bytes
+                if members.len() >= limits.max_events
+                    || *bytes + payload.json.len() + 1 + ENVELOPE_BYTES > limits.max_bytes
                 {
                     done.push(std::mem::replace(members, vec![index]));
-                    *bytes = payload.bytes;
+                    *bytes = payload.json.len();
                 } else {
                     members.push(index);
-                    *bytes += payload.bytes + 1;
+                    *bytes += payload.json.len() + 1;
                 }
             }
             Entry::Vacant(slot) => {
-                slot.insert((vec![index], payload.bytes));
+                slot.insert((vec![index], payload.json.len()));
             }
         }
     }
@@ -231,7 +230,7 @@ mod tests {
     use super::*;
 
     fn payload(group: &str, bytes: usize) -> Payload {
-        Payload { api: Api::Events, body: Value::Null, json: Vec::new(), group: group.into(), bytes, order_key: 0 }
+        Payload { api: Api::Events, body: Value::Null, json: vec![b' '; bytes], group: group.into(), order_key: 0 }
     }
 
     #[test]
